@@ -1,0 +1,79 @@
+"""The sandbox's AWS endpoint: moto's server, in-process, plus ``/_labkit/*`` routes.
+
+One loopback port answers every AWS service the lab uses (moto dispatches on the
+request's signature) and the sandbox's own routes: health, status and the registry's
+token realm.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+ADMIN_PREFIX = "/_labkit/"
+
+#: A sandbox route: takes the request, returns the response.
+Route = Callable[[Request], Response]
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, default=str), status=status, mimetype="application/json")
+
+
+@dataclass
+class _AdminMiddleware:
+    moto_app: Any
+    routes: dict[str, Route]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(ADMIN_PREFIX):
+            route = self.routes.get(path[len(ADMIN_PREFIX) :])
+            if route is None:
+                response = json_response({"error": f"no sandbox route {path}"}, status=404)
+            else:
+                response = route(Request(environ))
+            return response(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+
+class ApiServer:
+    """moto plus the sandbox routes on ``host:port``, served from a thread."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.routes: dict[str, Route] = {}
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def add_route(self, name: str, route: Route) -> None:
+        self.routes[name] = route
+
+    def start(self) -> None:
+        app = _AdminMiddleware(DomainDispatcherApplication(create_backend_app), self.routes)
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="labkit-api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,127 @@
+"""What every sandbox component shares: settings, moto backends, Docker, credentials.
+
+The sandbox runs moto in-process, so components read and write moto's backend objects
+directly (under ``ctx.lock``) to make the API report what really happened: the agent
+sets task states and service events, the load balancer sets target health, the registry
+lists the images really pushed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.config import DEFAULT_REGION, SANDBOX_ACCOUNT_ID
+
+LOOPBACK = "127.0.0.1"
+
+#: Docker label on every container the sandbox starts; its value is the sandbox home,
+#: so two sandboxes (say, the learner's and a test's) never touch each other's containers.
+CONTAINER_LABEL = "labkit.sandbox.home"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LABKIT_SANDBOX_HOME") or Path.home() / ".labkit" / "sandbox")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the sandbox keeps its state and which loopback ports it listens on."""
+
+    home: Path = field(default_factory=default_home)
+    api_port: int = field(default_factory=lambda: _env_int("LABKIT_SANDBOX_API_PORT", 4710))
+    registry_port: int = field(
+        default_factory=lambda: _env_int("LABKIT_SANDBOX_REGISTRY_PORT", 4711)
+    )
+    #: The first load balancer listener port; each further NLB listener takes the next one.
+    lb_port: int = field(default_factory=lambda: _env_int("LABKIT_SANDBOX_LB_PORT", 4780))
+    region: str = field(
+        default_factory=lambda: os.environ.get("LABKIT_SANDBOX_REGION", DEFAULT_REGION)
+    )
+    account_id: str = SANDBOX_ACCOUNT_ID
+    #: Lifetime of an ECR authorization token (ECR's is 12 hours).
+    token_ttl_seconds: int = field(
+        default_factory=lambda: _env_int("LABKIT_SANDBOX_TOKEN_TTL", 12 * 3600)
+    )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.api_port}"
+
+    @property
+    def registry_host(self) -> str:
+        return f"{LOOPBACK}:{self.registry_port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "sandbox.log"
+
+
+@dataclass
+class SandboxContext:
+    """Shared by the sandbox's components inside the sandbox process."""
+
+    settings: Settings
+    #: A docker.DockerClient, or None when Docker Engine is not reachable (API-only mode).
+    docker: Any | None
+    #: Held while reading or mutating moto backend objects outside a moto request.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    #: Filled by the registry component: ECR-style ``(username, password)`` for a principal.
+    registry_credentials: Callable[[str], tuple[str, str]] | None = None
+    #: Filled by the registry component: why ``principal`` may not pull ``repository``
+    #: (an ECR-style AccessDenied sentence), or None when the pull is allowed.
+    pull_denial_reason: Callable[[str, str], str | None] | None = None
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def account_id(self) -> str:
+        return self.settings.account_id
+
+    @property
+    def container_labels(self) -> dict[str, str]:
+        return {CONTAINER_LABEL: str(self.settings.home)}
+
+    def role_arn(self, role_name: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{role_name}"
+
+    # moto backends for the sandbox's account and region -------------------------------
+    def ecs(self) -> Any:
+        from moto.ecs.models import ecs_backends
+
+        return ecs_backends[self.account_id][self.region]
+
+    def ecr(self) -> Any:
+        from moto.ecr.models import ecr_backends
+
+        return ecr_backends[self.account_id][self.region]
+
+    def elbv2(self) -> Any:
+        from moto.elbv2.models import elbv2_backends
+
+        return elbv2_backends[self.account_id][self.region]
+
+    def servicediscovery(self) -> Any:
+        from moto.servicediscovery.models import servicediscovery_backends
+
+        return servicediscovery_backends[self.account_id][self.region]
+
+    def ec2(self) -> Any:
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[self.account_id][self.region]

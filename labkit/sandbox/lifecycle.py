@@ -1,0 +1,261 @@
+"""Start, find and stop the sandbox process from any Python process or the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import BackendError
+from labkit.sandbox.context import LOOPBACK, Settings
+
+#: urllib without any proxy: sandbox traffic never leaves loopback.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+START_TIMEOUT_SECONDS = 90
+
+
+@dataclass
+class SandboxStatus:
+    """What runs where. ``running`` is False (with ``problem``) when the sandbox is down."""
+
+    running: bool
+    api_url: str
+    registry: str
+    region: str
+    account_id: str
+    home: str
+    docker: bool = False
+    pid: int | None = None
+    started_at: str | None = None
+    ready_seconds: float | None = None
+    components: dict[str, str] = field(default_factory=dict)
+    load_balancers: dict[str, str] = field(default_factory=dict)
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if not self.running:
+            return f"The sandbox is not running ({self.problem}). Start it: labkit sandbox up"
+        lines = [
+            f"The sandbox is running (pid {self.pid}, home {self.home}).",
+            f"  AWS API endpoint   {self.api_url}   (region {self.region}, "
+            f"account {self.account_id})",
+            f"  image registry     {self.registry}",
+        ]
+        for dns, url in self.load_balancers.items():
+            lines.append(f"  load balancer      {dns} -> {url}")
+        if not self.docker:
+            lines.append(
+                "  Docker Engine is not reachable: API steps work, containers cannot run."
+            )
+        return "\n".join(lines)
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LABKIT_SANDBOX_HOME=str(settings.home),
+        LABKIT_SANDBOX_API_PORT=str(settings.api_port),
+        LABKIT_SANDBOX_REGISTRY_PORT=str(settings.registry_port),
+        LABKIT_SANDBOX_LB_PORT=str(settings.lb_port),
+        LABKIT_SANDBOX_REGION=settings.region,
+        LABKIT_SANDBOX_TOKEN_TTL=str(settings.token_ttl_seconds),
+    )
+    return env
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A zombie child still answers kill(0); it is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    with _opener.open(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def status(settings: Settings | None = None) -> SandboxStatus:
+    """The sandbox's status; never raises."""
+    settings = settings or Settings()
+    base = dict(
+        api_url=settings.api_url,
+        registry=settings.registry_host,
+        region=settings.region,
+        account_id=settings.account_id,
+        home=str(settings.home),
+    )
+    pid = _read_pid(settings.home / "sandbox.pid")
+    if not _pid_alive(pid):
+        return SandboxStatus(running=False, problem="no sandbox process", **base)
+    try:
+        live = _get_json(f"{settings.api_url}/_labkit/status")
+    except OSError as exc:
+        return SandboxStatus(
+            running=False, pid=pid, problem=f"process {pid} does not answer: {exc}", **base
+        )
+    base.update(api_url=live["api_url"], registry=live["registry"], region=live["region"])
+    return SandboxStatus(
+        running=True,
+        pid=live["pid"],
+        docker=live["docker"],
+        started_at=live["started_at"],
+        ready_seconds=live["ready_seconds"],
+        components=live["components"],
+        load_balancers=live["load_balancers"],
+        **base,
+    )
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+def _stop_pid(pid: int | None, timeout: float = 15.0) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``; True when something was stopped."""
+    if not _pid_alive(pid):
+        return False
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _stop_leftovers(settings: Settings) -> list[str]:
+    """Stop what a killed sandbox left behind: its registry and its containers."""
+    stopped = []
+    if _stop_pid(_read_pid(settings.home / "registry.pid"), timeout=5):
+        stopped.append("registry process")
+    (settings.home / "registry.pid").unlink(missing_ok=True)
+    from labkit.sandbox.server import docker_or_none, remove_sandbox_containers
+
+    removed = remove_sandbox_containers(docker_or_none(), str(settings.home))
+    if removed:
+        stopped.append(f"{removed} container(s)")
+    return stopped
+
+
+def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS) -> SandboxStatus:
+    """Start the sandbox, or return the running one's status (idempotent)."""
+    settings = settings or Settings()
+    current = status(settings)
+    if current.running:
+        return current
+    _stop_pid(current.pid)
+    _stop_leftovers(settings)
+    for name, port in (
+        ("API", settings.api_port),
+        ("registry", settings.registry_port),
+        ("load balancer", settings.lb_port),
+    ):
+        if _port_taken(port):
+            variable = {
+                "API": "LABKIT_SANDBOX_API_PORT",
+                "registry": "LABKIT_SANDBOX_REGISTRY_PORT",
+                "load balancer": "LABKIT_SANDBOX_LB_PORT",
+            }[name]
+            raise BackendError(
+                f"The sandbox cannot start: its {name} port {LOOPBACK}:{port} is taken.",
+                why="Another program (or another sandbox with a different home) listens there.",
+                fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
+            )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.log_file, "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labkit.sandbox.server"],
+        env=_child_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=str(settings.home),
+    )
+    log.close()
+    (settings.home / "sandbox.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = settings.log_file.read_text(errors="replace")[-1500:]
+            raise BackendError(
+                "The sandbox process stopped while starting.",
+                why=tail.strip() or f"exit code {process.returncode}",
+                fix=f"Read {settings.log_file}; `labkit sandbox down` then `up` retries.",
+            )
+        if settings.state_file.exists():
+            current = status(settings)
+            if current.running:
+                return current
+        time.sleep(0.05)
+    raise BackendError(
+        f"The sandbox did not become ready within {timeout:.0f} s.",
+        why=f"See {settings.log_file}.",
+        fix="Run `labkit sandbox down`, then `labkit sandbox up` again.",
+    )
+
+
+def down(settings: Settings | None = None) -> str:
+    """Stop everything the sandbox started (process, registry, containers), nothing else."""
+    settings = settings or Settings()
+    stopped = []
+    if _stop_pid(_read_pid(settings.home / "sandbox.pid")):
+        stopped.append("sandbox process")
+    (settings.home / "sandbox.pid").unlink(missing_ok=True)
+    settings.state_file.unlink(missing_ok=True)
+    stopped += _stop_leftovers(settings)
+    if not stopped:
+        return "The sandbox was not running; nothing to stop."
+    return "Stopped: " + ", ".join(stopped) + ". Pushed images stay in " + str(
+        settings.home / "registry"
+    )
+
+
+def env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment variables that point the aws CLI, boto3 and labkit at the sandbox."""
+    from labkit.sandbox.server import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+
+    settings = settings or Settings()
+    return {
+        "LABKIT_BACKEND": "sandbox",
+        "AWS_ENDPOINT_URL": settings.api_url,
+        "AWS_DEFAULT_REGION": settings.region,
+        "AWS_REGION": settings.region,
+        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+    }

@@ -1,0 +1,187 @@
+"""The sandbox process: composes the API, registry, load balancers and ECS agent.
+
+Run by ``labkit sandbox up`` as ``python -m labkit.sandbox.server`` in its own session,
+so it outlives the notebook kernel that started it. Settings come from the environment
+(see :class:`labkit.sandbox.context.Settings`). ``Sandbox`` is also usable in-process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from labkit.errors import BackendError
+from labkit.sandbox.api import ApiServer, json_response
+from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, SandboxContext, Settings
+from labkit.sandbox.environment import provision
+from labkit.sandbox.registry import Registry
+
+#: Dummy credentials: moto accepts any, and real ones must never reach the sandbox.
+SANDBOX_ACCESS_KEY = "labkit-sandbox"
+SANDBOX_SECRET_KEY = "labkit-sandbox-secret"
+
+
+def docker_or_none() -> Any | None:
+    """A Docker client when the daemon answers; None puts the sandbox in API-only mode."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+        return client
+    except Exception:  # any failure means the same thing here: no Docker
+        return None
+
+
+def remove_sandbox_containers(docker_client: Any, home: str) -> int:
+    """Remove every container a sandbox with this home started; returns how many."""
+    if docker_client is None:
+        return 0
+    containers = docker_client.containers.list(
+        all=True, filters={"label": f"{CONTAINER_LABEL}={home}"}
+    )
+    for container in containers:
+        try:
+            container.remove(force=True)
+        except Exception:  # already gone
+            pass
+    return len(containers)
+
+
+class Sandbox:
+    """Everything the sandbox runs, started and stopped together."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.ctx = SandboxContext(settings=self.settings, docker=None)
+        self.api = ApiServer(LOOPBACK, self.settings.api_port)
+        self.registry: Registry | None = None
+        self.load_balancers: Any = None
+        self.agent: Any = None
+        self.environment: dict[str, str] = {}
+        self.started_at: dt.datetime | None = None
+        self.ready_seconds: float | None = None
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.settings.api_url,
+            region_name=self.settings.region,
+            aws_access_key_id=SANDBOX_ACCESS_KEY,
+            aws_secret_access_key=SANDBOX_SECRET_KEY,
+            config=Config(retries={"max_attempts": 2}),
+        )
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.started_at = dt.datetime.now(dt.UTC)
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.ctx.docker = docker_or_none()
+        # Containers left by a sandbox that was killed: ECS would not know them either.
+        remove_sandbox_containers(self.ctx.docker, str(self.settings.home))
+
+        self.registry = Registry(self.ctx, self.settings.api_url)
+        self.registry.install_ecr_patches()
+        self.api.add_route("health", lambda request: json_response({"ok": True}))
+        self.api.add_route("status", lambda request: json_response(self.status()))
+        self.api.add_route("registry/token", self.registry.token_route)
+        self.api.add_route("registry/token-ttl", self.registry.token_ttl_route)
+        try:
+            self.api.start()
+        except OSError as exc:
+            raise BackendError(
+                f"The sandbox API could not listen on {self.settings.api_url}.",
+                why=str(exc),
+                fix="Another program uses that port: stop it, or choose another port with "
+                "LABKIT_SANDBOX_API_PORT.",
+            ) from None
+        self.registry.start()
+
+        clients = {name: self.client(name) for name in ("iam", "ec2", "ecs", "elbv2")}
+        self.environment = provision(clients)
+        with self.ctx.lock:
+            self.registry.restore_repositories()
+
+        self._start_data_plane()
+        self.ready_seconds = round(time.monotonic() - t0, 3)
+
+    def _start_data_plane(self) -> None:
+        from labkit.sandbox.agent import EcsAgent
+        from labkit.sandbox.loadbalancer import LoadBalancers
+
+        self.load_balancers = LoadBalancers(self.ctx)
+        self.load_balancers.start()
+        self.agent = EcsAgent(self.ctx, self.load_balancers)
+        self.agent.start()
+
+    def stop(self) -> None:
+        for component in (self.agent, self.load_balancers, self.registry):
+            if component is not None:
+                try:
+                    component.stop()
+                except Exception:  # stopping the rest matters more than this one
+                    pass
+        remove_sandbox_containers(self.ctx.docker, str(self.settings.home))
+        self.api.stop()
+
+    def status(self) -> dict[str, Any]:
+        lbs = self.load_balancers.urls() if self.load_balancers is not None else {}
+        return {
+            "pid": os.getpid(),
+            "api_url": self.settings.api_url,
+            "registry": self.settings.registry_host,
+            "region": self.settings.region,
+            "account_id": self.settings.account_id,
+            "home": str(self.settings.home),
+            "docker": self.ctx.docker is not None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ready_seconds": self.ready_seconds,
+            "components": {
+                "api": "running",
+                "registry": "running" if self.registry and self.registry.running else "stopped",
+                "agent": "running" if self.agent is not None else "stopped",
+                "load_balancers": "running" if self.load_balancers is not None else "stopped",
+            },
+            "load_balancers": lbs,
+        }
+
+
+def main() -> int:
+    # moto's server logs every request line; the sandbox log keeps only what matters.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = Settings()
+    sandbox = Sandbox(settings)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sandbox.start()
+    except Exception as exc:
+        print(f"sandbox failed to start: {exc}", flush=True)
+        sandbox.stop()
+        return 1
+    state = dict(sandbox.status(), environment=sandbox.environment)
+    settings.state_file.write_text(json.dumps(state, indent=2))
+    print(f"sandbox ready in {sandbox.ready_seconds} s: {settings.api_url}", flush=True)
+    stopping.wait()
+    print("sandbox stopping", flush=True)
+    sandbox.stop()
+    settings.state_file.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
