@@ -56,9 +56,7 @@ class SandboxStatus:
         for dns, url in self.load_balancers.items():
             lines.append(f"  load balancer      {dns} -> {url}")
         if not self.docker:
-            lines.append(
-                "  Docker Engine is not reachable: API steps work, containers cannot run."
-            )
+            lines.append("  Docker Engine is not reachable: API steps work, containers cannot run.")
         return "\n".join(lines)
 
 
@@ -241,8 +239,11 @@ def down(settings: Settings | None = None) -> str:
     stopped += _stop_leftovers(settings)
     if not stopped:
         return "The sandbox was not running; nothing to stop."
-    return "Stopped: " + ", ".join(stopped) + ". Pushed images stay in " + str(
-        settings.home / "registry"
+    return (
+        "Stopped: "
+        + ", ".join(stopped)
+        + ". Pushed images stay in "
+        + str(settings.home / "registry")
     )
 
 

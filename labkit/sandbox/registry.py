@@ -281,7 +281,9 @@ class _RegistryAdmin:
         return digest, headers.get("Content-Type", ""), body
 
     def put_manifest(self, repo: str, tag: str, media_type: str, raw: bytes) -> None:
-        self._request("PUT", repo, f"manifests/{tag}", body=raw, headers={"Content-Type": media_type})
+        self._request(
+            "PUT", repo, f"manifests/{tag}", body=raw, headers={"Content-Type": media_type}
+        )
 
     def delete_manifest(self, repo: str, digest: str) -> None:
         self._request("DELETE", repo, f"manifests/{digest}")

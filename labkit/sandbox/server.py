@@ -116,6 +116,7 @@ class Sandbox:
 
     def _start_data_plane(self) -> None:
         from labkit.sandbox.agent import EcsAgent
+
         from labkit.sandbox.loadbalancer import LoadBalancers
 
         self.load_balancers = LoadBalancers(self.ctx)
