@@ -1,0 +1,116 @@
+"""Shared pytest fixtures: a real sandbox process on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from labkit.sandbox import lifecycle
+from labkit.sandbox.context import LOOPBACK, Settings
+
+
+def _free_port_block(size: int = 4) -> int:
+    """A port whose next ``size - 1`` neighbours are free on loopback too."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            base = probe.getsockname()[1]
+        if base + size > 65000:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + size):
+                s = socket.socket()
+                s.bind((LOOPBACK, port))
+                socks.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free block of loopback ports")
+
+
+def sandbox_settings(home: Path) -> Settings:
+    api = _free_port_block(3)
+    lb = _free_port_block(4)
+    return Settings(home=home, api_port=api, registry_port=api + 1, lb_port=lb)
+
+
+def require_data_plane() -> None:
+    """Skip where Docker or the registry is missing, except in CI, where it must fail."""
+    import docker
+
+    missing = []
+    if shutil.which("docker-registry") is None:
+        missing.append("docker-registry")
+    try:
+        docker.from_env(timeout=5).ping()
+    except Exception:
+        missing.append("a running Docker Engine")
+    if missing:
+        message = "needs " + " and ".join(missing) + " (bash .ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def client_factory(settings: Settings) -> Callable[[str], Any]:
+    env = lifecycle.env(settings)
+
+    def make(service: str, **kwargs: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=settings.api_url,
+            region_name=settings.region,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lifecycle.SandboxStatus]:
+    """One real sandbox process for the session; stopped (and checked empty) at the end."""
+    require_data_plane()
+    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
+    status = lifecycle.up(settings)
+    status.settings = settings  # type: ignore[attr-defined]
+    try:
+        yield status
+    finally:
+        lifecycle.down(settings)
+
+
+@pytest.fixture(scope="session")
+def aws(sandbox: lifecycle.SandboxStatus) -> Callable[[str], Any]:
+    """``aws("ecr")`` → a boto3 client pointed at the session sandbox."""
+    return client_factory(sandbox.settings)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    require_data_plane()
+    import docker
+
+    return docker.from_env(timeout=120)
+
+
+@pytest.fixture(scope="session")
+def sample_image(docker_client: Any) -> str:
+    """The offline sample image, built once: returns its local tag."""
+    from labkit.images import build_sample_image
+
+    tag = "labkit-test-sample:latest"
+    build_sample_image(tag, client=docker_client)
+    return tag
