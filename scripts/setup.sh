@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs and starts what the kit needs, skipping whatever is already there:
+#   Debian packages: Docker Engine, the CNCF registry, a static busybox (sample image),
+#                    Chromium (browser tests);
+#   Docker Engine:   started if no daemon answers;
+#   Python:          a virtual environment in .venv with labkit and its dev tools.
+# Sourced by scripts/lab.sh and scripts/test.sh; safe to run again.
+set -euo pipefail
+
+KIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LABKIT_VENV:-$KIT_ROOT/.venv}"
+say() { printf '\033[1m[labkit setup]\033[0m %s\n' "$*"; }
+
+need_packages=()
+command -v dockerd >/dev/null 2>&1 || need_packages+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || need_packages+=(docker-registry)
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static \
+  || need_packages+=(busybox-static)
+if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+fi
+if [ ${#need_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing Debian packages: ${need_packages[*]}"
+    say "run as root, or install them: sudo apt-get install -y ${need_packages[*]}"
+    exit 1
+  fi
+  say "installing ${need_packages[*]} (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${need_packages[@]}" file >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    say "Docker Engine is not running; start it (sudo dockerd &) and run this again"
+    exit 1
+  fi
+  say "starting Docker Engine (dockerd, log in /var/log/labkit-dockerd.log)"
+  nohup dockerd >/var/log/labkit-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { say "dockerd did not start; see /var/log/labkit-dockerd.log"; exit 1; }
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating the Python environment in $VENV"
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.labkit-installed"
+if [ ! -f "$stamp" ] || [ "$KIT_ROOT/pyproject.toml" -nt "$stamp" ]; then
+  say "installing labkit and its dependencies (pip)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q -e "$KIT_ROOT[dev]"
+  touch "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
