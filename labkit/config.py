@@ -7,7 +7,15 @@ create the learner's ones (repository, task definition family, service…).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+import re
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import InputError
 
 #: The tag every resource the kit creates carries, so cleanup never touches anything else.
 KIT_TAG_KEY = "labkit:created-by"
@@ -41,3 +49,218 @@ class LabNames:
 
 
 LAB = LabNames()
+
+
+# --------------------------------------------------------------------------------------
+# Backend selection and input validation
+# --------------------------------------------------------------------------------------
+
+
+class Backend(StrEnum):
+    """Where the lab's AWS calls go."""
+
+    SANDBOX = "sandbox"  # the embedded offline sandbox (default)
+    ENDPOINT = "endpoint"  # any AWS-compatible endpoint given by AWS_ENDPOINT_URL
+    AWS = "aws"  # real AWS, default boto3 credential chain
+
+
+#: ECR's repository-name rule, from the CreateRepository API reference.
+REPOSITORY_NAME_PATTERN = re.compile(
+    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
+)
+REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+#: ECS service names: up to 255 letters, numbers, hyphens and underscores.
+SERVICE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+
+#: Environment variables that make every check strict (a failed check raises).
+STRICT_ENV_VARS = ("LABKIT_STRICT",)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def coerce_backend(value: Any) -> Backend:
+    """``"auto"``/empty → LABKIT_BACKEND, else ``endpoint`` if AWS_ENDPOINT_URL is set,
+    else the sandbox."""
+    text = "" if _blank(value) else str(value).strip().lower()
+    if text in ("", "auto"):
+        text = os.environ.get("LABKIT_BACKEND", "").strip().lower()
+        if not text:
+            text = "endpoint" if os.environ.get("AWS_ENDPOINT_URL") else "sandbox"
+    try:
+        return Backend(text)
+    except ValueError:
+        raise InputError(
+            f"Unknown backend {value!r}.",
+            why="The backend must be one of: auto, sandbox, endpoint, aws.",
+            fix='Set backend = "sandbox" (offline, the default), "endpoint" '
+            '(with AWS_ENDPOINT_URL) or "aws" (real AWS, costs money).',
+        ) from None
+
+
+def coerce_account_id(value: Any) -> str:
+    """A 12-digit account id as a string; ``""`` means "whatever STS says".
+
+    papermill's ``-p account_id 012345678901`` arrives as the int 12345678901, so
+    ints are zero-padded back to 12 digits.
+    """
+    if _blank(value):
+        return ""
+    if isinstance(value, bool):
+        raise InputError(f"Account id {value!r} is not valid.", why="Got a boolean.")
+    if isinstance(value, int):
+        text = f"{value:012d}"
+    elif isinstance(value, float) and value.is_integer():
+        text = f"{int(value):012d}"
+    else:
+        text = str(value).strip().replace("-", "")
+    if not re.fullmatch(r"\d{12}", text):
+        raise InputError(
+            f"Account id {value!r} is not valid.",
+            why="An AWS account id is exactly 12 digits, e.g. 123456789012.",
+            fix="Copy the account id shown in notebook 00 (or leave it empty).",
+        )
+    return text
+
+
+def coerce_region(value: Any) -> str:
+    """A region name like ``us-west-2``; ``""`` means the backend's default."""
+    if _blank(value):
+        return ""
+    text = str(value).strip().lower()
+    if not REGION_PATTERN.fullmatch(text):
+        raise InputError(
+            f"Region {value!r} is not valid.",
+            why="A region looks like us-west-2 or eu-central-1.",
+            fix=f'Use the lab\'s region, "{DEFAULT_REGION}", or leave it empty.',
+        )
+    return text
+
+
+def coerce_repository_name(value: Any) -> str:
+    """An ECR repository name: lowercase, 2–256 characters, ECR's pattern."""
+    text = "" if _blank(value) else str(value).strip()
+    problem = ""
+    if not 2 <= len(text) <= 256:
+        problem = f"it has {len(text)} characters; ECR wants 2 to 256"
+    elif text != text.lower():
+        problem = "it has uppercase letters; ECR wants lowercase"
+    elif not REPOSITORY_NAME_PATTERN.fullmatch(text):
+        problem = (
+            "ECR allows lowercase letters and digits, separated by single . _ - or /, "
+            "starting and ending with a letter or digit"
+        )
+    if problem:
+        raise InputError(
+            f"Repository name {value!r} is not valid.",
+            why=problem.capitalize() + ".",
+            fix=f'Use the lab\'s name, "{LAB.repository}", or e.g. "team/my-app".',
+        )
+    return text
+
+
+def coerce_service_name(value: Any) -> str:
+    """An ECS service name; ``""`` means "MYSERVICE<random number>", chosen once."""
+    if _blank(value):
+        return ""
+    text = str(value).strip()
+    if not SERVICE_NAME_PATTERN.fullmatch(text):
+        raise InputError(
+            f"Service name {value!r} is not valid.",
+            why="ECS service names are 1-255 letters, digits, hyphens and underscores.",
+            fix=f'Leave it empty to get "{LAB.service_prefix}<random number>".',
+        )
+    return text
+
+
+def strict_checks() -> bool:
+    """True under CI: a failed check raises :class:`~labkit.errors.CheckFailed`."""
+    flag = os.environ.get("LABKIT_STRICT", "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return False
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything a notebook's ``parameters`` cell can set, validated.
+
+    Build it with :meth:`from_parameters`, which coerces what papermill or a widget
+    hands over (ints for account ids, stray spaces…) and raises
+    :class:`~labkit.errors.InputError` with a fix when a value is wrong.
+    """
+
+    backend: Backend = Backend.SANDBOX
+    region: str = ""  # "" → the backend's region
+    account_id: str = ""  # "" → whatever STS says; set → must match STS
+    repository_name: str = LAB.repository
+    service_name: str = ""  # "" → MYSERVICE<random>, persisted per account/region
+    names: LabNames = field(default=LAB)
+
+    @classmethod
+    def from_parameters(
+        cls,
+        backend: Any = "auto",
+        region: Any = "",
+        account_id: Any = "",
+        repository_name: Any = LAB.repository,
+        service_name: Any = "",
+        **unknown: Any,
+    ) -> LabConfig:
+        if unknown:
+            raise InputError(
+                f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
+                why="Expected backend, region, account_id, repository_name, service_name.",
+                fix="Check the spelling in the parameters cell or on the papermill line.",
+            )
+        return cls(
+            backend=coerce_backend(backend),
+            region=coerce_region(region),
+            account_id=coerce_account_id(account_id),
+            repository_name=coerce_repository_name(repository_name),
+            service_name=coerce_service_name(service_name),
+        )
+
+    def with_changes(self, **changes: Any) -> LabConfig:
+        return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------
+# A little state that must survive kernels: the service's random number
+# --------------------------------------------------------------------------------------
+
+
+def state_path() -> Path:
+    """Where the kit remembers choices across kernels (``LABKIT_STATE_DIR`` overrides)."""
+    base = os.environ.get("LABKIT_STATE_DIR") or Path.home() / ".labkit"
+    return Path(base) / "state.json"
+
+
+def load_state() -> dict[str, Any]:
+    try:
+        return json.loads(state_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state: dict[str, Any]) -> None:
+    path = state_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+#: The notebooks, in order; errors name the one to run.
+NOTEBOOKS: dict[int, str] = {
+    0: "00_start_here.ipynb",
+    1: "01_task1_repository.ipynb",
+    2: "02_task2_push_image.ipynb",
+    3: "03_task3_task_definition.ipynb",
+    4: "04_task4_service.ipynb",
+    5: "05_operating_the_service.ipynb",
+    6: "06_cleanup.ipynb",
+}

@@ -14,8 +14,8 @@ say() { printf '\033[1m[labkit setup]\033[0m %s\n' "$*"; }
 need_packages=()
 command -v dockerd >/dev/null 2>&1 || need_packages+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || need_packages+=(docker-registry)
-[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static \
-  || need_packages+=(busybox-static)
+# The sample image is FROM scratch: its busybox must be the static build.
+ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || need_packages+=(busybox-static)
 if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
 fi
@@ -28,7 +28,7 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   say "installing ${need_packages[*]} (apt)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${need_packages[@]}" file >/dev/null
+    "${need_packages[@]}" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then
