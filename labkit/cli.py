@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from labkit.errors import LabkitError
 
@@ -65,12 +66,117 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     ).set_defaults(handler=_sandbox_env)
 
 
+def _lab_from_args(args: argparse.Namespace):
+    from labkit.lab import Lab
+
+    return Lab.from_parameters(**dict(args.parameter or []))
+
+
+def _add_parameter_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (backend, region, account_id, repository_name, "
+        "service_name); repeatable",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from labkit.runner import run_notebooks
+
+    runs = run_notebooks(
+        start=args.start,
+        until=args.until,
+        output_dir=args.output,
+        parameters=dict(args.parameter or []),
+        cell_timeout=args.timeout,
+        strict=not args.no_strict,
+        log_output=not args.quiet,
+    )
+    print()
+    for run in runs:
+        print(run)
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        print(f"labkit run: {failed[0].notebook} failed: {failed[0].error}", file=sys.stderr)
+        return 1
+    total = sum(r.seconds for r in runs)
+    print(f"All {len(runs)} notebook(s) passed in {total:.1f} s.")
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    p.add_argument("--from", dest="start", metavar="NB", help="first notebook (e.g. 02)")
+    p.add_argument("--until", metavar="NB", help="last notebook, inclusive (e.g. 04)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="folder for executed notebooks (default ./runs/<timestamp>/)",
+    )
+    p.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
+    p.add_argument(
+        "--no-strict", action="store_true", help="let failed checks pass (default: LABKIT_STRICT=1)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
+    _add_parameter_option(p)
+    p.set_defaults(handler=_run)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from labkit.checks import TASKS
+    from labkit.views import table
+
+    lab = _lab_from_args(args)
+    results = [task.evaluate(lab) for task in TASKS]
+    table(
+        f"Lab status ({lab.backend.value})",
+        ["task", "status", "detail", "notebook"],
+        [
+            [
+                f"Task {r.task}: {r.title}",
+                "✅ done" if r.passed else "❌ not yet",
+                r.message,
+                TASKS[r.task - 1].notebook,
+            ]
+            for r in results
+        ],
+    )
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="print every task's status as a table")
+    _add_parameter_option(p)
+    p.set_defaults(handler=_check)
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from labkit.cleanup import cleanup
+
+    print(cleanup(_lab_from_args(args)))
+    return 0
+
+
+def _add_cleanup(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cleanup", help="delete everything the kit created (as notebook 06)")
+    _add_parameter_option(p)
+    p.set_defaults(handler=_cleanup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sandbox(sub)
+    _add_run(sub)
+    _add_check(sub)
+    _add_cleanup(sub)
     return parser
 
 

@@ -154,7 +154,7 @@ def coerce_repository_name(value: Any) -> str:
     if problem:
         raise InputError(
             f"Repository name {value!r} is not valid.",
-            why=problem.capitalize() + ".",
+            why=problem[:1].upper() + problem[1:] + ".",
             fix=f'Use the lab\'s name, "{LAB.repository}", or e.g. "team/my-app".',
         )
     return text

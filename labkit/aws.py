@@ -1,0 +1,121 @@
+"""boto3 sessions and clients for the three backends, built one way.
+
+The learner's code never branches on the backend: it asks :func:`connect` for an
+:class:`AwsTarget` and makes clients from it. Only here do the backends differ:
+
+- sandbox: ``endpoint_url`` = the sandbox's API, dummy credentials, its region;
+- endpoint: ``AWS_ENDPOINT_URL``, credentials from the environment (dummy if none);
+- aws: the default boto3 credential chain, nothing overridden.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from labkit.config import DEFAULT_REGION, Backend, LabConfig
+from labkit.errors import CredentialsMissing, SandboxNotRunning
+
+#: Dummy keys for local endpoints: boto3 insists on some, the sandbox ignores them.
+DUMMY_ACCESS_KEY = "labkit-sandbox"
+DUMMY_SECRET_KEY = "labkit-sandbox-secret"  # noqa: S105 (not a secret: a placeholder)
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where boto3 calls go: a session plus, for local backends, an endpoint URL."""
+
+    backend: Backend
+    session: boto3.session.Session
+    region: str
+    endpoint_url: str | None  # None → real AWS endpoints
+
+    def client(self, service: str) -> Any:
+        # Local endpoints do not serve per-operation host prefixes
+        # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
+        config = Config(
+            retries={"max_attempts": 5, "mode": "standard"},
+            inject_host_prefix=self.endpoint_url is None,
+            user_agent_extra="ecs-labkit",
+        )
+        return self.session.client(
+            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
+        )
+
+
+def sandbox_status():  # -> labkit.sandbox.SandboxStatus | None
+    """The sandbox's status, or None when the sandbox package is not available."""
+    try:
+        from labkit import sandbox
+    except ImportError:
+        return None
+    return sandbox.status()
+
+
+def _not_running(detail: str = "") -> SandboxNotRunning:
+    return SandboxNotRunning(
+        "The offline sandbox is not running.",
+        why=detail or "Nothing answers on the sandbox's API port.",
+        fix="Run notebooks/00_start_here.ipynb (it starts the sandbox), "
+        "or run `labkit sandbox up` in a terminal.",
+    )
+
+
+def connect(config: LabConfig) -> AwsTarget:
+    """Resolve ``config`` to an :class:`AwsTarget`, or say what is missing."""
+    if config.backend is Backend.SANDBOX:
+        status = sandbox_status()
+        if status is None:
+            raise _not_running("The sandbox package (labkit.sandbox) is not installed.")
+        if not status.running:
+            raise _not_running()
+        session = boto3.session.Session(
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+            region_name=config.region or status.region,
+        )
+        return AwsTarget(Backend.SANDBOX, session, config.region or status.region, status.api_url)
+
+    if config.backend is Backend.ENDPOINT:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "").strip()
+        if not endpoint:
+            raise CredentialsMissing(
+                "The endpoint backend needs AWS_ENDPOINT_URL.",
+                why="backend is 'endpoint' but AWS_ENDPOINT_URL is not set.",
+                fix="export AWS_ENDPOINT_URL=http://host:port before starting Jupyter, "
+                "or use backend = 'sandbox'.",
+            )
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            session = boto3.session.Session(
+                aws_access_key_id=DUMMY_ACCESS_KEY, aws_secret_access_key=DUMMY_SECRET_KEY
+            )
+        region = config.region or session.region_name or DEFAULT_REGION
+        return AwsTarget(Backend.ENDPOINT, session, region, endpoint)
+
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        raise CredentialsMissing(
+            "No AWS credentials were found.",
+            why="backend is 'aws' and boto3's default credential chain came up empty.",
+            fix="Run `aws configure` (or set AWS_PROFILE), or use backend = 'sandbox'.",
+        )
+    region = config.region or session.region_name or DEFAULT_REGION
+    return AwsTarget(Backend.AWS, session, region, None)
+
+
+def start_backend(config: LabConfig) -> str:
+    """Start the sandbox if it is the backend (idempotent); describe where calls go."""
+    if config.backend is Backend.SANDBOX:
+        try:
+            from labkit import sandbox
+        except ImportError:
+            raise _not_running("The sandbox package (labkit.sandbox) is not installed.") from None
+        return sandbox.up().describe()
+    target = connect(config)
+    where = target.endpoint_url or f"real AWS ({target.region}); this can cost money"
+    return f"Backend {target.backend.value}: calls go to {where}."

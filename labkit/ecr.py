@@ -1,0 +1,177 @@
+"""Task 1 and the registry side of Task 2: repository, permission statement, login token.
+
+Concepts (the notebooks explain them where they are used):
+
+- **registry**: one per account and region, ``<account>.dkr.ecr.<region>.amazonaws.com``
+  (in the sandbox ``127.0.0.1:4711``);
+- **repository**: a named collection of images inside the registry (``myrepo``);
+- **repository policy**: who may do what to the repository; the lab allows the container
+  instances' role ``Ec2instanceRole`` so ECS can pull;
+- **authorization token**: a 12-hour password Docker uses to log in to the registry;
+- **image**: layers + a manifest, named ``<repository URI>:<tag>``, identified by digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from labkit.config import NOTEBOOKS
+from labkit.errors import PrerequisiteError
+from labkit.lab import Lab
+
+#: What the console lists under "Actions" in Task 1, step 15 ("select all").
+REPOSITORY_ACTIONS: tuple[str, ...] = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchDeleteImage",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:DeleteRepository",
+    "ecr:DeleteRepositoryPolicy",
+    "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetLifecyclePolicy",
+    "ecr:GetLifecyclePolicyPreview",
+    "ecr:GetRepositoryPolicy",
+    "ecr:InitiateLayerUpload",
+    "ecr:ListImages",
+    "ecr:PutImage",
+    "ecr:PutLifecyclePolicy",
+    "ecr:SetRepositoryPolicy",
+    "ecr:StartLifecyclePolicyPreview",
+    "ecr:UploadLayerPart",
+)
+
+
+def _not_found(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code.endswith("NotFoundException")
+
+
+def find_repository(lab: Lab) -> dict[str, Any] | None:
+    """The repository, or None if it does not exist."""
+    try:
+        reply = lab.ecr.describe_repositories(repositoryNames=[lab.repository_name])
+    except lab.ecr.exceptions.RepositoryNotFoundException:
+        return None
+    return reply["repositories"][0]
+
+
+def ensure_repository(lab: Lab) -> dict[str, Any]:
+    """Create the repository, or reuse it if it exists (safe to re-run)."""
+    existing = find_repository(lab)
+    if existing is not None:
+        print(f"♻️  Repository {lab.repository_name} already exists; reusing it.")
+        return existing
+    lab.cost_notice("repository")
+    reply = lab.ecr.create_repository(repositoryName=lab.repository_name, tags=lab.tags())
+    print(f"✅ Created repository {lab.repository_name}.")
+    return reply["repository"]
+
+
+def repository_uri(lab: Lab) -> str:
+    """The Repository URI the lab asks you to copy to a text editor (step 8)."""
+    repo = find_repository(lab)
+    if repo is None:
+        raise PrerequisiteError(
+            f"Repository {lab.repository_name!r} does not exist yet.",
+            why="Task 1 creates it.",
+            fix=f"Run {NOTEBOOKS[1]} first.",
+        )
+    return repo["repositoryUri"]
+
+
+def registry_host(uri: str) -> str:
+    """``123456789012.dkr.ecr.us-west-2.amazonaws.com/myrepo`` → the part before ``/``."""
+    return uri.split("/", 1)[0]
+
+
+def repository_statement(lab: Lab) -> dict[str, Any]:
+    """The permission statement of Task 1, steps 12–15."""
+    return {
+        "Sid": lab.names.repository_statement,
+        "Effect": "Allow",
+        "Principal": {"AWS": lab.instance_role_arn},
+        "Action": list(REPOSITORY_ACTIONS),
+    }
+
+
+def repository_policy(lab: Lab) -> dict[str, Any] | None:
+    """The repository's policy document, or None if it has none."""
+    try:
+        reply = lab.ecr.get_repository_policy(repositoryName=lab.repository_name)
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise
+    return json.loads(reply["policyText"])
+
+
+def ensure_repository_statement(lab: Lab) -> dict[str, Any]:
+    """Add (or update) ``my_repository_statement``; keep any other statements as they are."""
+    wanted = repository_statement(lab)
+    policy = repository_policy(lab) or {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    others = [s for s in statements if s.get("Sid") != wanted["Sid"]]
+    if len(others) < len(statements) and _same_statement(statements, wanted):
+        print(f"♻️  Statement {wanted['Sid']} is already in the repository policy.")
+        return policy
+    policy["Statement"] = [*others, wanted]
+    lab.ecr.set_repository_policy(repositoryName=lab.repository_name, policyText=json.dumps(policy))
+    print(f"✅ Saved statement {wanted['Sid']}: {lab.names.instance_role} may use the repository.")
+    return policy
+
+
+def _same_statement(statements: list[dict[str, Any]], wanted: dict[str, Any]) -> bool:
+    for s in statements:
+        if s.get("Sid") == wanted["Sid"]:
+            actions = s.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            return (
+                s.get("Effect") == "Allow"
+                and s.get("Principal") == wanted["Principal"]
+                and sorted(actions) == sorted(wanted["Action"])
+            )
+    return False
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """What ``aws ecr get-login-password`` gives Docker. The password never prints."""
+
+    registry: str  # host[:port] for `docker login`
+    username: str
+    password: str = field(repr=False)
+    expires_at: datetime | None = None
+
+    def __str__(self) -> str:
+        when = f", valid until {self.expires_at:%Y-%m-%d %H:%M %Z}" if self.expires_at else ""
+        return f"Docker login for {self.registry} as {self.username} (password hidden){when}"
+
+
+def registry_login(lab: Lab) -> RegistryLogin:
+    """An authorization token from ECR, decoded into a Docker username and password."""
+    data = lab.ecr.get_authorization_token()["authorizationData"][0]
+    username, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+    registry = data["proxyEndpoint"].split("://", 1)[-1].rstrip("/")
+    return RegistryLogin(registry, username, password, data.get("expiresAt"))
+
+
+def find_image(lab: Lab, tag: str = "latest") -> dict[str, Any] | None:
+    """DescribeImages for ``tag``, or None if the repository has no such image."""
+    try:
+        reply = lab.ecr.describe_images(
+            repositoryName=lab.repository_name, imageIds=[{"imageTag": tag}]
+        )
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise
+    return reply["imageDetails"][0] if reply["imageDetails"] else None

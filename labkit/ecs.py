@@ -1,0 +1,367 @@
+"""Task 4 and beyond: the service, its service discovery, and watching the scheduler.
+
+- **cluster**: a logical group of container instances (``ECSCluster``, 2 instances);
+- **container instance**: an EC2 instance running the ECS agent, registered in a cluster;
+- **service**: keeps N copies (tasks) of a task definition running;
+- **service scheduler**: the part of ECS that places tasks, replaces failed ones and
+  registers them with the load balancer (service load balancing);
+- **service discovery**: Cloud Map DNS names for the tasks (private namespace).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, NOTEBOOKS, load_state, save_state
+from labkit.errors import BackendError, PrerequisiteError
+from labkit.lab import Lab
+
+STEADY_MARKER = "has reached a steady state"
+
+
+# -- the service's name ---------------------------------------------------------------
+
+
+def _state_key(lab: Lab) -> str:
+    return f"{lab.backend.value}:{lab.account_id}:{lab.region}:{lab.names.cluster}"
+
+
+def stable_service_name(lab: Lab) -> str:
+    """``MYSERVICE<random number>`` (step 37), the same on every re-run.
+
+    An explicit ``service_name`` parameter wins; else the kit's service already in the
+    cluster; else the number remembered in the state file; else a new random number,
+    remembered at once so a re-run never creates a second service.
+    """
+    if lab.config.service_name:
+        return lab.config.service_name
+    existing = find_kit_services(lab)
+    if existing:
+        return existing[0]["serviceName"]
+    state = load_state()
+    names = state.setdefault("service_names", {})
+    key = _state_key(lab)
+    if key not in names:
+        names[key] = f"{lab.names.service_prefix}{random.randint(1000, 9999)}"
+        save_state(state)
+    return names[key]
+
+
+def forget_service_name(lab: Lab) -> None:
+    """Cleanup calls this, so the next lab run draws a fresh number."""
+    state = load_state()
+    if state.get("service_names", {}).pop(_state_key(lab), None) is not None:
+        save_state(state)
+
+
+# -- looking things up ----------------------------------------------------------------
+
+
+def _has_kit_tag(tags: list[dict[str, str]] | None) -> bool:
+    for tag in tags or []:
+        key = tag.get("key", tag.get("Key"))
+        value = tag.get("value", tag.get("Value"))
+        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
+            return True
+    return False
+
+
+def _describe_services(lab: Lab, names_or_arns: list[str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(names_or_arns), 10):  # the API takes 10 at a time
+        reply = lab.ecs.describe_services(
+            cluster=lab.names.cluster, services=names_or_arns[start : start + 10], include=["TAGS"]
+        )
+        found += reply["services"]
+    return found
+
+
+def find_kit_services(lab: Lab) -> list[dict[str, Any]]:
+    """ACTIVE services in the cluster that the kit created (tagged), MYSERVICE-prefixed."""
+    arns: list[str] = []
+    for page in lab.ecs.get_paginator("list_services").paginate(cluster=lab.names.cluster):
+        arns += page["serviceArns"]
+    return [
+        s
+        for s in _describe_services(lab, arns)
+        if s.get("status") == "ACTIVE"
+        and s["serviceName"].startswith(lab.names.service_prefix)
+        and _has_kit_tag(s.get("tags"))
+    ]
+
+
+def find_service(lab: Lab) -> dict[str, Any] | None:
+    """The learner's service if it is ACTIVE, else None."""
+    for service in _describe_services(lab, [lab.service_name]):
+        if service.get("status") == "ACTIVE":
+            return service
+    return None
+
+
+def require_service(lab: Lab) -> dict[str, Any]:
+    service = find_service(lab)
+    if service is None:
+        raise PrerequisiteError(
+            f"Service {lab.service_name} does not exist yet.",
+            why="Task 4 creates it.",
+            fix=f"Run {NOTEBOOKS[4]} first.",
+        )
+    return service
+
+
+def target_group_arn(lab: Lab) -> str:
+    reply = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
+    return reply["TargetGroups"][0]["TargetGroupArn"]
+
+
+def default_vpc_id(lab: Lab) -> str:
+    reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
+    if not reply["Vpcs"]:
+        raise BackendError(
+            "This region has no default VPC.",
+            why="The private DNS namespace is created in the default VPC, as in the lab.",
+            fix="Use the lab's region (us-west-2) or the lab's prepared account.",
+        )
+    return reply["Vpcs"][0]["VpcId"]
+
+
+# -- service discovery ----------------------------------------------------------------
+
+
+def find_namespace(lab: Lab) -> dict[str, Any] | None:
+    paginator = lab.servicediscovery.get_paginator("list_namespaces")
+    for page in paginator.paginate():
+        for namespace in page["Namespaces"]:
+            if namespace["Name"] == lab.names.namespace:
+                return namespace
+    return None
+
+
+def ensure_namespace(lab: Lab, timeout: float = 300) -> str:
+    """The private DNS namespace ``myprivatednsnamespace`` in the default VPC; its id."""
+    existing = find_namespace(lab)
+    if existing is not None:
+        print(f"♻️  Namespace {lab.names.namespace} already exists; reusing it.")
+        return existing["Id"]
+    operation = lab.servicediscovery.create_private_dns_namespace(
+        Name=lab.names.namespace, Vpc=default_vpc_id(lab), Tags=lab.tags()
+    )["OperationId"]
+    deadline = time.monotonic() + timeout
+    while True:  # namespace creation is asynchronous (minutes on AWS, instant locally)
+        op = lab.servicediscovery.get_operation(OperationId=operation)["Operation"]
+        if op["Status"] == "SUCCESS":
+            print(f"✅ Created private DNS namespace {lab.names.namespace}.")
+            return op["Targets"]["NAMESPACE"]
+        if op["Status"] == "FAIL" or time.monotonic() > deadline:
+            raise BackendError(
+                f"Creating namespace {lab.names.namespace} did not succeed.",
+                why=op.get("ErrorMessage", f"status {op['Status']}"),
+                fix="Re-run this cell; if it persists, run notebook 06 and start again.",
+            )
+        time.sleep(2)
+
+
+def find_discovery_service(lab: Lab, namespace_id: str) -> dict[str, Any] | None:
+    paginator = lab.servicediscovery.get_paginator("list_services")
+    filters = [{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}]
+    for page in paginator.paginate(Filters=filters):
+        for service in page["Services"]:
+            if service["Name"] == lab.service_name:
+                return service
+    return None
+
+
+def ensure_discovery_service(lab: Lab, namespace_id: str) -> str:
+    """A Cloud Map service for the tasks: SRV records (bridge mode needs the port), TTL 10."""
+    existing = find_discovery_service(lab, namespace_id)
+    if existing is not None:
+        print(f"♻️  Discovery service {lab.service_name} already exists; reusing it.")
+        return existing["Arn"]
+    reply = lab.servicediscovery.create_service(
+        Name=lab.service_name,
+        NamespaceId=namespace_id,
+        DnsConfig={
+            "RoutingPolicy": "MULTIVALUE",
+            # Bridge networking: tasks share the host's IP, so only SRV (IP + port) works.
+            "DnsRecords": [{"Type": "SRV", "TTL": lab.names.discovery_ttl_seconds}],
+        },
+        HealthCheckCustomConfig={"FailureThreshold": 1},
+        Tags=lab.tags(),
+    )
+    print(f"✅ Created discovery service {lab.service_name} (SRV, TTL 10 s).")
+    return reply["Service"]["Arn"]
+
+
+# -- the service ----------------------------------------------------------------------
+
+
+def ensure_service(lab: Lab) -> dict[str, Any]:
+    """Task 4 as the console wizard does it; reuse the service if it already exists."""
+    from labkit import taskdef
+
+    existing = find_service(lab)
+    if existing is not None:
+        print(f"♻️  Service {lab.service_name} already exists; reusing it.")
+        return existing
+    definition = taskdef.require_registered(lab)
+    lab.cost_notice("service")
+    namespace_id = ensure_namespace(lab)
+    registry_arn = ensure_discovery_service(lab, namespace_id)
+    container = {"containerName": lab.names.container_name, "containerPort": 80}
+    reply = lab.ecs.create_service(
+        cluster=lab.names.cluster,
+        serviceName=lab.service_name,
+        taskDefinition=definition["taskDefinitionArn"],
+        desiredCount=1,
+        launchType="EC2",
+        role=lab.names.service_role,
+        loadBalancers=[{"targetGroupArn": target_group_arn(lab), **container}],
+        serviceRegistries=[{"registryArn": registry_arn, **container}],
+        tags=lab.tags("key"),
+        propagateTags="SERVICE",
+    )
+    print(
+        f"✅ Created service {lab.service_name}: 1 task of "
+        f"{definition['family']}:{definition['revision']} on {lab.names.cluster}."
+    )
+    return reply["service"]
+
+
+def tasks(lab: Lab, desired_status: str = "RUNNING") -> list[dict[str, Any]]:
+    """The service's tasks (the console's Tasks tab)."""
+    arns = lab.ecs.list_tasks(
+        cluster=lab.names.cluster, serviceName=lab.service_name, desiredStatus=desired_status
+    )["taskArns"]
+    if not arns:
+        return []
+    return lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"]
+
+
+def target_health(lab: Lab) -> list[dict[str, Any]]:
+    """The target group's registered targets (the Targets tab)."""
+    reply = lab.elbv2.describe_target_health(TargetGroupArn=target_group_arn(lab))
+    return reply["TargetHealthDescriptions"]
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    service: dict[str, Any]
+    reached: bool
+    seconds: float
+    new_events: list[dict[str, Any]]
+
+    def __str__(self) -> str:
+        s = self.service
+        state = "✅ reached" if self.reached else "⏱️  not reached (timed out)"
+        return (
+            f"{state} after {self.seconds:.0f} s: running {s['runningCount']}, "
+            f"pending {s['pendingCount']}, desired {s['desiredCount']}"
+        )
+
+
+def is_steady(service: dict[str, Any]) -> bool:
+    """What the services_stable waiter checks: one deployment, running == desired."""
+    return (
+        len(service.get("deployments", [])) == 1
+        and service["runningCount"] == service["desiredCount"]
+        and service.get("pendingCount", 0) == 0
+    )
+
+
+def watch(
+    lab: Lab,
+    until: Callable[[dict[str, Any], list[dict[str, Any]]], bool] = lambda s, _e: is_steady(s),
+    timeout: float = 300,
+    interval: float = 2,
+    progress: bool = True,
+) -> WatchResult:
+    """Poll the service, print each new event as it arrives, show running/desired as a bar.
+
+    ``until(service, new_events)`` decides when to stop. Returns even on timeout (the
+    caller decides whether that is a failure): watching never hangs a headless run.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.monotonic()
+    start_time = datetime.now().astimezone()
+    seen: set[str] = set()
+    new_events: list[dict[str, Any]] = []
+    bar = None
+    service = require_service(lab)
+    # Events from before this watch started are history, not news.
+    for event in service.get("events", []):
+        if event["createdAt"] < start_time:
+            seen.add(event["id"])
+    try:
+        while True:
+            service = require_service(lab)
+            for event in reversed(service.get("events", [])):  # the API lists newest first
+                if event["id"] not in seen:
+                    seen.add(event["id"])
+                    new_events.append(event)
+                    print(f"{event['createdAt']:%H:%M:%S}  {event['message']}")
+            if progress:
+                if bar is None:
+                    bar = tqdm(total=max(service["desiredCount"], 1), desc="tasks running")
+                bar.total = max(service["desiredCount"], 1)
+                bar.n = min(service["runningCount"], bar.total)
+                bar.set_postfix_str(f"pending {service['pendingCount']}")
+                bar.refresh()
+            if until(service, new_events):
+                reached = True
+                break
+            if time.monotonic() - started > timeout:
+                reached = False
+                break
+            time.sleep(interval)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = WatchResult(service, reached, time.monotonic() - started, new_events)
+    print(result)
+    return result
+
+
+def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
+    """Wait for the service to settle, as step 50 does by pressing refresh."""
+    return watch(lab, timeout=timeout)
+
+
+def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
+    """Change how many tasks the scheduler keeps running."""
+    require_service(lab)
+    reply = lab.ecs.update_service(
+        cluster=lab.names.cluster, service=lab.service_name, desiredCount=desired_count
+    )
+    print(f"Asked ECS for {desired_count} task(s) of {lab.service_name}.")
+    return reply["service"]
+
+
+def stop_one_task(lab: Lab) -> str:
+    """Stop a running task, as if it had crashed; returns its ARN."""
+    running = tasks(lab)
+    if not running:
+        raise PrerequisiteError(
+            "The service has no running task to stop.",
+            why=f"{lab.service_name} runs 0 tasks right now.",
+            fix="Wait for the service to become steady (notebook 04), then re-run.",
+        )
+    arn = running[0]["taskArn"]
+    lab.ecs.stop_task(cluster=lab.names.cluster, task=arn, reason="Stopped by the ECS Lab Kit")
+    print(f"Stopped task {arn.rsplit('/', 1)[-1]}.")
+    return arn
+
+
+def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
+    """Point the service at another task-definition revision (a rolling deployment)."""
+    require_service(lab)
+    reply = lab.ecs.update_service(
+        cluster=lab.names.cluster, service=lab.service_name, taskDefinition=task_definition_arn
+    )
+    print(f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}.")
+    return reply["service"]

@@ -1,0 +1,72 @@
+"""The load balancer's address and the page behind it (steps 55–59)."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from labkit.config import Backend
+from labkit.errors import BackendError
+from labkit.lab import Lab
+
+
+def load_balancer_dns(lab: Lab) -> str:
+    """The DNS name the lab copies in step 58."""
+    reply = lab.elbv2.describe_load_balancers(Names=[lab.names.load_balancer])
+    return reply["LoadBalancers"][0]["DNSName"]
+
+
+def load_balancer_url(lab: Lab) -> str:
+    """Where the load balancer answers: its DNS name, or in the sandbox a loopback port."""
+    dns = load_balancer_dns(lab)
+    if lab.backend is Backend.SANDBOX:
+        from labkit.aws import sandbox_status
+
+        status = sandbox_status()
+        url = (status.load_balancers or {}).get(dns) if status is not None else None
+        if not url:
+            raise BackendError(
+                f"The sandbox does not serve load balancer {dns}.",
+                why="Its listener is not in the sandbox status.",
+                fix="Restart the sandbox: `labkit sandbox down && labkit sandbox up`.",
+            )
+        return url
+    return f"http://{dns}"
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    status: int
+    body: str
+
+    @property
+    def title(self) -> str:
+        match = re.search(r"<title>(.*?)</title>", self.body, re.I | re.S)
+        return match.group(1).strip() if match else ""
+
+    def __str__(self) -> str:
+        return f"GET {self.url} → HTTP {self.status}, {len(self.body)} bytes, title {self.title!r}"
+
+
+def fetch_page(url: str, attempts: int = 30, delay: float = 2.0, timeout: float = 5.0) -> Page:
+    """GET ``url``, retrying while targets become healthy (NLB health checks take time)."""
+    last = ""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310
+                body = reply.read().decode("utf-8", "replace")
+                return Page(url, reply.status, body)
+        except (urllib.error.URLError, OSError) as exc:
+            last = f"{exc.__class__.__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt + 1 < attempts:
+            time.sleep(delay)
+    raise BackendError(
+        f"The load balancer at {url} did not answer.",
+        why=f"{attempts} attempts; last error {last}.",
+        fix="Check the Targets view (is a target healthy?) and the service events, "
+        "then re-run this cell.",
+    )

@@ -1,0 +1,126 @@
+"""Run the lab's notebooks headless with papermill, in order (``labkit run``).
+
+As AWS's own sample-notebook CI does: a kernel name, ``log_output``, an execution
+timeout per cell, and every executed notebook kept (even a failed one) as an artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import InputError
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL_NAME = "python3"
+#: Per-cell timeout: the slowest cell waits for a steady state (up to 5 minutes on AWS).
+DEFAULT_CELL_TIMEOUT = 900
+
+
+def lab_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
+    """``00_*.ipynb`` … ``06_*.ipynb``, in order."""
+    return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb") if p.is_file())
+
+
+def _index(notebooks: list[Path], key: str | None, default: int) -> int:
+    if key is None or key == "":
+        return default
+    wanted = str(key).strip()
+    for i, path in enumerate(notebooks):
+        number = path.name[:2]
+        if wanted in (path.name, path.stem) or (wanted.isdigit() and int(wanted) == int(number)):
+            return i
+    names = ", ".join(p.name for p in notebooks)
+    raise InputError(
+        f"No notebook matches {key!r}.",
+        why=f"The notebooks are: {names}.",
+        fix="Use a number (e.g. 02) or a file name.",
+    )
+
+
+def select(notebooks: list[Path], start: str | None = None, until: str | None = None) -> list[Path]:
+    """The notebooks from ``start`` to ``until`` inclusive (numbers like ``02`` or names)."""
+    first = _index(notebooks, start, 0)
+    last = _index(notebooks, until, len(notebooks) - 1)
+    if first > last:
+        raise InputError(f"--from {start} comes after --until {until}.", fix="Swap the two values.")
+    return notebooks[first : last + 1]
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    notebook: str
+    output: Path
+    seconds: float
+    ok: bool
+    error: str = ""  # "cell 7 (In [6]): CheckFailed: …" when not ok
+
+    def __str__(self) -> str:
+        mark = "✅" if self.ok else "❌"
+        text = f"{mark} {self.notebook} ({self.seconds:.1f} s) → {self.output}"
+        return text if self.ok else f"{text}\n   {self.error}"
+
+
+def default_output_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run_notebooks(
+    start: str | None = None,
+    until: str | None = None,
+    output_dir: Path | None = None,
+    parameters: dict[str, Any] | None = None,
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    strict: bool = True,
+    log_output: bool = True,
+) -> list[NotebookRun]:
+    """Execute the selected notebooks in order; stop at the first failure.
+
+    ``strict`` sets LABKIT_STRICT=1 for the kernels, so a failed check fails the run.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if log_output:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if strict:
+        os.environ.setdefault("LABKIT_STRICT", "1")
+    output_dir = Path(output_dir or default_output_dir())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[NotebookRun] = []
+    for notebook in select(lab_notebooks(notebook_dir), start, until):
+        output = output_dir / notebook.name
+        print(f"▶ {notebook.name}", flush=True)
+        started = time.monotonic()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters or {},
+                kernel_name=KERNEL_NAME,
+                log_output=log_output,
+                progress_bar=False,
+                execution_timeout=cell_timeout,
+                cwd=str(notebook.parent),
+            )
+        except PapermillExecutionError as exc:
+            evalue = " ".join(str(exc.evalue).split())[:300]
+            error = f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {evalue}"
+            runs.append(
+                NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
+            )
+            break
+        except Exception as exc:  # kernel died, timeout, bad notebook…
+            error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+            runs.append(
+                NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
+            )
+            break
+        runs.append(NotebookRun(notebook.name, output, time.monotonic() - started, True))
+    return runs

@@ -1,0 +1,207 @@
+"""Task 3: the lab's task-definition JSON, made acceptable to RegisterTaskDefinition.
+
+A **task definition** describes the containers of an application (image, memory, ports…);
+a **task** is one running copy of it. The lab's JSON (kept verbatim in
+``notebooks/task-definition.json``) is what the old console's "Configure via JSON" took;
+the API is stricter: it rejects every ``null`` and every key outside its input shape.
+We read that shape from botocore's service model, so the rules are the API's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+
+from labkit.config import KIT_TAG_KEY, NOTEBOOKS
+from labkit.errors import InputError, PrerequisiteError
+from labkit.lab import Lab
+
+#: The lab's JSON, verbatim (placeholder included).
+LAB_TASK_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "task-definition.json"
+
+#: The text the lab asks you to replace (step 32).
+IMAGE_PLACEHOLDER = "YOUR-REPOSITORY-URI"
+
+#: Keys DescribeTaskDefinition returns but RegisterTaskDefinition refuses.
+DESCRIBE_ONLY_KEYS = frozenset(
+    {
+        "taskDefinitionArn",
+        "revision",
+        "status",
+        "compatibilities",
+        "requiresAttributes",
+        "registeredAt",
+        "registeredBy",
+        "deregisteredAt",
+    }
+)
+
+#: Tag holding a fingerprint of what was registered, so a re-run reuses the revision.
+FINGERPRINT_TAG_KEY = "labkit:content-sha256"
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str  # e.g. "containerDefinitions[0].extraHosts"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class PreparedTaskDefinition:
+    """The request labkit sends, and every difference from the lab's JSON."""
+
+    request: dict[str, Any]
+    dropped: list[Change] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"Changed ({len(self.changed)}):"] + [f"  ✏️  {c}" for c in self.changed]
+        lines += [f"Dropped ({len(self.dropped)}):"] + [f"  🗑️  {d}" for d in self.dropped]
+        return "\n".join(lines)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.request, sort_keys=True).encode()).hexdigest()
+
+
+def load_lab_json(path: Path | str = LAB_TASK_DEFINITION) -> dict[str, Any]:
+    """The lab's task definition as a dict (the file is never modified)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise InputError(
+            f"{Path(path).name} is not valid JSON.",
+            why=str(exc),
+            fix="Compare it with the JSON in the lab guide, step 31.",
+        ) from None
+
+
+def _input_shape():
+    model = botocore.session.get_session().get_service_model("ecs")
+    return model.operation_model("RegisterTaskDefinition").input_shape
+
+
+def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
+    if shape.type_name == "structure" and isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else key
+            if item is None:
+                dropped.append(Change(where, "null (the API rejects nulls)"))
+            elif key in DESCRIBE_ONLY_KEYS:
+                dropped.append(Change(where, "describe-only (DescribeTaskDefinition output)"))
+            elif key not in shape.members:
+                dropped.append(Change(where, "not in the RegisterTaskDefinition input shape"))
+            else:
+                out[key] = _clean(item, shape.members[key], where, dropped)
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        out_list = []
+        for index, item in enumerate(value):
+            if item is None:
+                dropped.append(Change(f"{path}[{index}]", "null (the API rejects nulls)"))
+            else:
+                out_list.append(_clean(item, shape.member, f"{path}[{index}]", dropped))
+        return out_list
+    return value
+
+
+def prepare(lab_json: dict[str, Any], repository_uri: str) -> PreparedTaskDefinition:
+    """Fill in the repository URI (step 32) and drop what the API does not accept."""
+    prepared = PreparedTaskDefinition(request={})
+    data = copy.deepcopy(lab_json)
+    for index, container in enumerate(data.get("containerDefinitions") or []):
+        image = container.get("image") if isinstance(container, dict) else None
+        if isinstance(image, str) and IMAGE_PLACEHOLDER in image:
+            container["image"] = image.replace(IMAGE_PLACEHOLDER, repository_uri)
+            prepared.changed.append(
+                Change(f"containerDefinitions[{index}].image", f"{image} → {container['image']}")
+            )
+    prepared.request = _clean(data, _input_shape(), "", prepared.dropped)
+    if "requiresCompatibilities" not in prepared.request:
+        # Step 28 picks "EC2" in the console; the API's way of saying the same.
+        prepared.request["requiresCompatibilities"] = ["EC2"]
+        prepared.changed.append(Change("requiresCompatibilities", 'added ["EC2"] (step 28)'))
+    return prepared
+
+
+@dataclass(frozen=True)
+class RegisteredTaskDefinition:
+    arn: str
+    family: str
+    revision: int
+    image: str
+    reused: bool
+
+    def __str__(self) -> str:
+        verb = "Reusing" if self.reused else "Registered"
+        return f"{verb} {self.family}:{self.revision} (image {self.image})\n  {self.arn}"
+
+
+def latest(lab: Lab, family: str | None = None) -> dict[str, Any] | None:
+    """The highest ACTIVE revision of the family (the one the lab says is yours), with tags."""
+    family = family or lab.names.task_family
+    try:
+        reply = lab.ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+    except lab.ecs.exceptions.ClientException:
+        return None
+    definition = reply["taskDefinition"]
+    definition["tags"] = reply.get("tags", [])
+    return definition
+
+
+def register(lab: Lab, prepared: PreparedTaskDefinition) -> RegisteredTaskDefinition:
+    """Register the prepared definition, or reuse the latest revision if it is identical."""
+    request = prepared.request
+    current = latest(lab, request["family"])
+    if current is not None:
+        tags = {t["key"]: t["value"] for t in current.get("tags", [])}
+        if tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint:
+            return _registered(current, reused=True)
+    tags = lab.tags("key") + [{"key": FINGERPRINT_TAG_KEY, "value": prepared.fingerprint}]
+    reply = lab.ecs.register_task_definition(**request, tags=tags)
+    return _registered(reply["taskDefinition"], reused=False)
+
+
+def _registered(definition: dict[str, Any], reused: bool) -> RegisteredTaskDefinition:
+    return RegisteredTaskDefinition(
+        arn=definition["taskDefinitionArn"],
+        family=definition["family"],
+        revision=definition["revision"],
+        image=definition["containerDefinitions"][0]["image"],
+        reused=reused,
+    )
+
+
+def register_lab_task_definition(
+    lab: Lab,
+) -> tuple[PreparedTaskDefinition, RegisteredTaskDefinition]:
+    """Task 3 in one call: load the lab's JSON, fill in the URI, clean, register."""
+    from labkit import ecr
+
+    prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
+    return prepared, register(lab, prepared)
+
+
+def is_kit_tagged(definition: dict[str, Any]) -> bool:
+    return any(t.get("key") == KIT_TAG_KEY for t in definition.get("tags", []))
+
+
+def require_registered(lab: Lab) -> dict[str, Any]:
+    definition = latest(lab)
+    if definition is None:
+        raise PrerequisiteError(
+            f"No {lab.names.task_family} task definition is registered yet.",
+            why="Task 3 registers it.",
+            fix=f"Run {NOTEBOOKS[3]} first.",
+        )
+    return definition
