@@ -118,6 +118,8 @@ def status(settings: Settings | None = None) -> SandboxStatus:
         return SandboxStatus(
             running=False, pid=pid, problem=f"process {pid} does not answer: {exc}", **base
         )
+    if not live.get("ready"):
+        return SandboxStatus(running=False, pid=pid, problem="still starting", **base)
     base.update(api_url=live["api_url"], registry=live["registry"], region=live["region"])
     return SandboxStatus(
         running=True,
@@ -195,6 +197,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
                 fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
             )
     settings.home.mkdir(parents=True, exist_ok=True)
+    settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
     log = open(settings.log_file, "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, "-m", "labkit.sandbox.server"],

@@ -552,8 +552,11 @@ class Registry:
                 tags=saved.get("tags") or [],
             )
             repo.policy = saved.get("policy")
+            if saved.get("created_at"):
+                repo.created_at = dt.datetime.fromisoformat(str(saved["created_at"]))
             restored.append(name)
             self.sync(name)
+        self.save_repositories()  # create_repository saved before the policy was put back
         return restored
 
     # moto patches ----------------------------------------------------------------------

@@ -137,6 +137,8 @@ class Sandbox:
     def status(self) -> dict[str, Any]:
         lbs = self.load_balancers.urls() if self.load_balancers is not None else {}
         return {
+            # The API answers while the rest still starts; callers wait for ready.
+            "ready": self.ready_seconds is not None,
             "pid": os.getpid(),
             "api_url": self.settings.api_url,
             "registry": self.settings.registry_host,

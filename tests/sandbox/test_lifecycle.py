@@ -1,0 +1,217 @@
+"""The sandbox's lifecycle: up, status, env, down, and recovery after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labkit.sandbox import lifecycle
+from tests.conftest import client_factory, require_data_plane, sandbox_settings
+
+pytestmark = pytest.mark.sandbox
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by one of ``pids``."""
+    inodes: set[str] = set()
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            for fd in fd_dir.iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A = LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            if len(hex_addr) == 8:
+                addr = ".".join(str(int(hex_addr[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            else:
+                addr = "ipv6:" + hex_addr
+            found.append((addr, int(hex_port, 16)))
+    return found
+
+
+def process_tree(root: int) -> set[int]:
+    pids = {root}
+    changed = True
+    while changed:
+        changed = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if ppid in pids and pid not in pids:
+                pids.add(pid)
+                changed = True
+    return pids
+
+
+def test_up_is_idempotent_and_status_reports_every_part(sandbox: Any) -> None:
+    again = lifecycle.up(sandbox.settings)
+    assert again.pid == sandbox.pid
+    assert again.running and again.docker
+    assert set(again.components.values()) == {"running"}
+    assert again.load_balancers, "the lab's load balancer should have a loopback URL"
+    for url in again.load_balancers.values():
+        assert url.startswith("http://127.0.0.1:")
+
+
+def test_cli_status_json_and_env(sandbox: Any) -> None:
+    env = dict(os.environ, **lifecycle._child_env(sandbox.settings))
+    out = subprocess.run(
+        [sys.executable, "-m", "labkit.cli", "sandbox", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pid"] == sandbox.pid
+    lines = subprocess.run(
+        [sys.executable, "-m", "labkit.cli", "sandbox", "env"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert f"export AWS_ENDPOINT_URL={sandbox.api_url}" in lines
+
+
+def test_env_lets_a_plain_boto3_script_reach_the_sandbox(sandbox: Any) -> None:
+    script = (
+        "import boto3; print(boto3.client('sts').get_caller_identity()['Account']);"
+        "print(boto3.client('ecs').describe_clusters(clusters=['ECSCluster'])"
+        "['clusters'][0]['registeredContainerInstancesCount'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(lifecycle.env(sandbox.settings))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == [sandbox.account_id, "2"], out.stderr
+
+
+def test_pre_provisioned_environment_matches_the_lab(aws: Any) -> None:
+    iam, elbv2 = aws("iam"), aws("elbv2")
+    assert iam.get_role(RoleName="Ec2instanceRole")["Role"]["RoleName"] == "Ec2instanceRole"
+    assert iam.get_role(RoleName="ecsServiceRole")["Role"]["RoleName"] == "ecsServiceRole"
+    lb = elbv2.describe_load_balancers(Names=["Myloadbalancer"])["LoadBalancers"][0]
+    assert lb["Type"] == "network"
+    tg = elbv2.describe_target_groups(Names=["myTargetgroup"])["TargetGroups"][0]
+    assert (tg["Protocol"], tg["Port"]) == ("TCP", 80)
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    assert [(x["Protocol"], x["Port"]) for x in listeners] == [("TCP", 80)]
+    # Nothing from the learner's tasks exists yet.
+    assert aws("ecs").list_services(cluster="ECSCluster")["serviceArns"] == []
+
+
+def test_every_listening_socket_is_on_loopback(sandbox: Any) -> None:
+    pids = process_tree(sandbox.pid)
+    registry_pid = int((Path(sandbox.home) / "registry.pid").read_text())
+    pids |= process_tree(registry_pid)
+    sockets = listening_sockets(pids)
+    assert sockets, "the sandbox should be listening somewhere"
+    assert {addr for addr, _ in sockets} == {"127.0.0.1"}, sockets
+    ports = {port for _, port in sockets}
+    assert {sandbox.settings.api_port, sandbox.settings.registry_port} <= ports
+
+
+def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
+    tmp_path: Path, sample_image: str, docker_client: Any
+) -> None:
+    require_data_plane()
+    settings = sandbox_settings(tmp_path / "home")
+    first = lifecycle.up(settings)
+    try:
+        aws = client_factory(settings)
+        ecr = aws("ecr")
+        uri = ecr.create_repository(repositoryName="survivor")["repository"]["repositoryUri"]
+        ecr.set_repository_policy(
+            repositoryName="survivor",
+            policyText=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "keep",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": "arn:aws:iam::123456789012:role/Ec2instanceRole"},
+                            "Action": "ecr:*",
+                        }
+                    ],
+                }
+            ),
+        )
+        import base64
+
+        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        user, password = base64.b64decode(token).decode().split(":", 1)
+        image = docker_client.images.get(sample_image)
+        image.tag(uri, "v1")
+        auth = {"username": user, "password": password}
+        docker_client.images.push(uri, tag="v1", auth_config=auth)
+        digest = ecr.describe_images(repositoryName="survivor")["imageDetails"][0]["imageDigest"]
+
+        # An orphan: a container labelled as this sandbox's, as a killed agent leaves it.
+        from labkit.sandbox.context import CONTAINER_LABEL
+
+        docker_client.containers.run(
+            sample_image, detach=True, labels={CONTAINER_LABEL: str(settings.home)}
+        )
+        os.kill(first.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert not lifecycle.status(settings).running
+
+        second = lifecycle.up(settings)
+        assert second.running and second.pid != first.pid
+        leftovers = docker_client.containers.list(
+            all=True, filters={"label": f"{CONTAINER_LABEL}={settings.home}"}
+        )
+        assert leftovers == []
+        ecr = client_factory(settings)("ecr")
+        details = ecr.describe_images(repositoryName="survivor")["imageDetails"]
+        assert [(d["imageDigest"], d["imageTags"]) for d in details] == [(digest, ["v1"])]
+        assert (
+            "Ec2instanceRole" in ecr.get_repository_policy(repositoryName="survivor")["policyText"]
+        )
+        docker_client.images.remove(f"{uri}:v1")
+        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        user, password = base64.b64decode(token).decode().split(":", 1)
+        pulled = docker_client.images.pull(
+            uri, tag="v1", auth_config={"username": user, "password": password}
+        )
+        assert f"{uri}@{digest}" in pulled.attrs["RepoDigests"]
+    finally:
+        message = lifecycle.down(settings)
+    assert "sandbox process" in message
+    assert not lifecycle.status(settings).running
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": f"labkit.sandbox.home={settings.home}"}
+        )
+        == []
+    )
+
+
+def test_down_when_not_running_says_so(tmp_path: Path) -> None:
+    settings = sandbox_settings(tmp_path / "never-started")
+    assert "not running" in lifecycle.down(settings)
+    st = lifecycle.status(settings)
+    assert not st.running and "labkit sandbox up" in st.describe()
