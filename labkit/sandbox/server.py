@@ -116,7 +116,6 @@ class Sandbox:
 
     def _start_data_plane(self) -> None:
         from labkit.sandbox.agent import EcsAgent
-
         from labkit.sandbox.loadbalancer import LoadBalancers
 
         self.load_balancers = LoadBalancers(self.ctx)
