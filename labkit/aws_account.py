@@ -828,10 +828,10 @@ def _teardown_discovery(
         report.deleted.append(f"Cloud Map namespace {ns['Name']}")
         if wait:
 
-            def finished(op_id: str = op_id) -> bool:
+            def finished(op_id: str = op_id, name: str = ns["Name"]) -> bool:
                 status = sd.get_operation(OperationId=op_id)["Operation"]["Status"]
                 if status == "FAIL":
-                    raise BackendError(f"Deleting namespace {ns['Name']} failed.")
+                    raise BackendError(f"Deleting namespace {name} failed.")
                 return status == "SUCCESS"
 
             if not poll(finished):
