@@ -848,6 +848,17 @@ def _teardown_stack(
             report.skipped.append("lab environment: not created by the kit, left as it is")
         return
     stack_id = stack["StackId"]
+    # ECS refuses to delete a cluster whose container instances are still registered, and
+    # terminated instances can take a while to drop out: deregister the kit's own ones.
+    ecs = session.client("ecs")
+    clusters = ecs.describe_clusters(clusters=[LAB.cluster], include=["TAGS"])["clusters"]
+    if any(c.get("status") == "ACTIVE" for c in clusters):
+        for page in ecs.get_paginator("list_container_instances").paginate(cluster=LAB.cluster):
+            for arn in page["containerInstanceArns"]:
+                ecs.deregister_container_instance(
+                    cluster=LAB.cluster, containerInstance=arn, force=True
+                )
+                report.deleted.append(f"container instance {arn.rsplit('/', 1)[-1]}")
     cfn.delete_stack(StackName=stack_id)
     report.deleted.append(f"CloudFormation stack {stack['StackName']} (requested)")
     if not wait:

@@ -28,7 +28,7 @@ REGION = "us-west-2"
 TAG = {"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}
 ECS_TAG = {"key": KIT_TAG_KEY, "value": KIT_TAG_VALUE}
 
-# Load the sibling module by path: tests/unit is not a package, and may never be one.
+# Load the sibling module by path: works whether or not tests/unit is a package.
 _spec = importlib.util.spec_from_file_location(
     "labkit_test_cfn_template", Path(__file__).with_name("test_cfn_template.py")
 )
@@ -285,6 +285,13 @@ def learner_resources(session: boto3.Session, tagged: bool) -> dict[str, str]:
 def test_teardown_deletes_in_dependency_order(session: boto3.Session) -> None:
     provision(session, confirm_cost=True)
     made = learner_resources(session, tagged=True)
+    # moto's instances never run an ECS agent: register one as the agent would.
+    instance_id = session.client("ec2").describe_instances()["Reservations"][0]["Instances"][0][
+        "InstanceId"
+    ]
+    session.client("ecs").register_container_instance(
+        cluster=LAB.cluster, instanceIdentityDocument=json.dumps({"instanceId": instance_id})
+    )
     log = CallLog(session)
     report = aa.teardown(session, sleep=lambda _: None)
 
@@ -296,6 +303,7 @@ def test_teardown_deletes_in_dependency_order(session: boto3.Session) -> None:
         ("servicediscovery", "DeregisterInstance"),
         ("servicediscovery", "DeleteService"),
         ("servicediscovery", "DeleteNamespace"),
+        ("ecs", "DeregisterContainerInstance"),
         ("cloudformation", "DeleteStack"),
     ]
     mutating = [c for c in log.mutating() if c in order]
