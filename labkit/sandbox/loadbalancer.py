@@ -198,9 +198,14 @@ class LoadBalancers:
             self._endpoints[(target_id, int(port))] = address
         self._wake.set()
 
-    def remove_endpoint(self, target_id: str, port: int) -> None:
+    def remove_endpoint(
+        self, target_id: str, port: int, address: tuple[str, int] | None = None
+    ) -> None:
+        """Forget ``target_id:port``; with ``address``, only if it still points there."""
         with self._state_lock:
-            self._endpoints.pop((target_id, int(port)), None)
+            key = (target_id, int(port))
+            if address is None or self._endpoints.get(key) == address:
+                self._endpoints.pop(key, None)
 
     def begin_draining(self, tg_arn: str, target_id: str, port: int) -> None:
         """Report the (just deregistered) target as draining for :data:`DRAIN_SECONDS`."""
