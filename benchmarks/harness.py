@@ -1,0 +1,370 @@
+"""Shared helpers: a throwaway sandbox on free ports, clients, probes, process memory.
+
+Every sandbox a benchmark starts lives in a fresh temporary home (never ``~/.labkit``)
+on free loopback ports, and is stopped (``lifecycle.down``: process, registry,
+containers) and its home removed even when the benchmark fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.config import LAB
+from labkit.sandbox import lifecycle
+from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, Settings
+
+#: The sample image, built once per run (Docker's cache makes rebuilds free).
+SAMPLE_TAG = "labkit-bench-sample:latest"
+INSTANCE_ROLE_ARN = "arn:aws:iam::123456789012:role/" + LAB.instance_role
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# ports and temp dirs -------------------------------------------------------------------
+def free_port_block(size: int = 1) -> int:
+    """A loopback port whose next ``size - 1`` neighbours are free too."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            base = probe.getsockname()[1]
+        if base + size > 65000:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free block of loopback ports")
+
+
+def sandbox_settings(home: Path) -> Settings:
+    api = free_port_block(2)  # the API, then the registry
+    lb = free_port_block(4)  # the first NLB listener and room for more
+    return Settings(home=home, api_port=api, registry_port=api + 1, lb_port=lb)
+
+
+@contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# the sandbox -----------------------------------------------------------------------------
+@dataclass
+class BenchSandbox:
+    settings: Settings
+    status: lifecycle.SandboxStatus
+
+    @property
+    def pid(self) -> int:
+        assert self.status.pid is not None
+        return self.status.pid
+
+    @property
+    def registry_pid(self) -> int | None:
+        try:
+            return int((self.settings.home / "registry.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def client(self, service: str) -> Any:
+        return client_for(self.settings.api_url, self.settings.region, service)
+
+    def lab_load_balancer(self) -> tuple[str, str]:
+        """The lab NLB's loopback URL and the lab target group's ARN."""
+        elbv2 = self.client("elbv2")
+        lb = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
+        tg = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"][0]
+        url = lifecycle.status(self.settings).load_balancers[lb["DNSName"]]
+        return url, tg["TargetGroupArn"]
+
+    def containers(self, docker_client: Any) -> list[Any]:
+        return docker_client.containers.list(
+            filters={"label": f"{CONTAINER_LABEL}={self.settings.home}"}
+        )
+
+    def child_env(self, state_dir: Path) -> dict[str, str]:
+        """Environment for a process (``labkit run``) that should use this sandbox only."""
+        env = lifecycle.env(self.settings)
+        env.update(
+            LABKIT_SANDBOX_HOME=str(self.settings.home),
+            LABKIT_SANDBOX_API_PORT=str(self.settings.api_port),
+            LABKIT_SANDBOX_REGISTRY_PORT=str(self.settings.registry_port),
+            LABKIT_SANDBOX_LB_PORT=str(self.settings.lb_port),
+            LABKIT_SANDBOX_REGION=self.settings.region,
+            LABKIT_STATE_DIR=str(state_dir),
+        )
+        return env
+
+
+@contextmanager
+def sandbox_home() -> Iterator[Settings]:
+    """Settings for a sandbox in a fresh temp home; whatever runs there is stopped after."""
+    with temp_dir("labkit-bench-home-") as home:
+        settings = sandbox_settings(home)
+        try:
+            yield settings
+        finally:
+            lifecycle.down(settings)
+
+
+@contextmanager
+def running_sandbox() -> Iterator[BenchSandbox]:
+    """A sandbox up in a fresh temp home; always stopped (and its home removed) after."""
+    with sandbox_home() as settings:
+        status = lifecycle.up(settings)
+        yield BenchSandbox(settings, status)
+
+
+def client_for(endpoint: str, region: str, service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    env = lifecycle.env()
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+# probes -----------------------------------------------------------------------------------
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status ``url`` answers with, or None when nothing answers."""
+    try:
+        with _opener.open(url, timeout=timeout) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def tcp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# process memory -----------------------------------------------------------------------------
+def proc_memory_mb(pid: int | None) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak so far) of ``pid`` in MB, from /proc/<pid>/status."""
+    out: dict[str, float] = {}
+    if not pid:
+        return out
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+# docker and the lab's data path ----------------------------------------------------------------
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=120)
+
+
+def ensure_sample_image(client: Any) -> str:
+    from labkit.images import build_sample_image
+
+    build_sample_image(SAMPLE_TAG, client=client)
+    return SAMPLE_TAG
+
+
+def ecr_login(ecr: Any) -> dict[str, str]:
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    return {"username": user, "password": password}
+
+
+def push(client: Any, uri: str, auth: dict[str, str]) -> list[str]:
+    """Tag the sample image as ``uri:latest`` and push it; returns the layer statuses.
+
+    Statuses are ``Pushed``, ``Mounted from …`` or ``Layer already exists``: only the
+    first means bytes really went up. Raises on any push error.
+    """
+    client.images.get(SAMPLE_TAG).tag(uri, "latest")
+    statuses: dict[str, str] = {}
+    for event in client.api.push(uri, tag="latest", auth_config=auth, stream=True, decode=True):
+        if "error" in event:
+            raise RuntimeError(f"push of {uri} failed: {event['error']}")
+        if event.get("id") and event.get("status") and "progressDetail" in event:
+            statuses[event["id"]] = event["status"]
+    return sorted(set(statuses.values()))
+
+
+def untag(client: Any, uri: str) -> None:
+    try:
+        client.images.remove(f"{uri}:latest", noprune=True)
+    except Exception:  # already gone
+        pass
+
+
+def repository_policy() -> str:
+    """Task 1's statement: the container instance role may pull."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": LAB.repository_statement,
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [INSTANCE_ROLE_ARN]},
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                }
+            ],
+        }
+    )
+
+
+def task_definition(family: str, image: str) -> dict[str, Any]:
+    return {
+        "family": family,
+        "containerDefinitions": [
+            {
+                "name": LAB.container_name,
+                "image": image,
+                "memory": 128,
+                "cpu": 0,
+                "essential": True,
+                "portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "tcp"}],
+            }
+        ],
+    }
+
+
+@dataclass
+class LabService:
+    """The lab's Tasks 1–3 done in a sandbox: a pushed image and a task definition."""
+
+    box: BenchSandbox
+    docker: Any
+    uri: str
+    task_definition_arn: str
+    lb_url: str
+    target_group_arn: str
+
+    @classmethod
+    def prepare(cls, box: BenchSandbox, docker: Any, repository: str = "bench-lab") -> LabService:
+        ecr = box.client("ecr")
+        uri = ecr.create_repository(repositoryName=repository)["repository"]["repositoryUri"]
+        ecr.set_repository_policy(repositoryName=repository, policyText=repository_policy())
+        try:
+            push(docker, uri, ecr_login(ecr))
+        finally:
+            untag(docker, uri)
+        arn = box.client("ecs").register_task_definition(
+            **task_definition(LAB.task_family, f"{uri}:latest")
+        )["taskDefinition"]["taskDefinitionArn"]
+        url, tg = box.lab_load_balancer()
+        return cls(box, docker, uri, arn, url, tg)
+
+    def create_service(self, name: str) -> None:
+        self.box.client("ecs").create_service(
+            cluster=LAB.cluster,
+            serviceName=name,
+            taskDefinition=self.task_definition_arn,
+            desiredCount=1,
+            launchType="EC2",
+            role=LAB.service_role,
+            loadBalancers=[
+                {
+                    "targetGroupArn": self.target_group_arn,
+                    "containerName": LAB.container_name,
+                    "containerPort": 80,
+                }
+            ],
+        )
+
+    def serving(self) -> bool:
+        return http_status(self.lb_url) == 200
+
+    def delete_service(self, name: str) -> None:
+        """Delete the service and wait until its containers and targets are gone."""
+        ecs = self.box.client("ecs")
+        try:
+            ecs.update_service(cluster=LAB.cluster, service=name, desiredCount=0)
+        finally:
+            ecs.delete_service(cluster=LAB.cluster, service=name, force=True)
+        wait_for("the service's containers to go", lambda: not self.box.containers(self.docker))
+        elbv2 = self.box.client("elbv2")
+        wait_for(
+            "its targets to be deregistered",
+            lambda: (
+                not elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)[
+                    "TargetHealthDescriptions"
+                ]
+            ),
+        )
+        wait_for("the load balancer to stop serving", lambda: not self.serving())
+
+    def time_to_serving(self, timeout: float = 60) -> float:
+        """Seconds until the page answers 200 through the load balancer (polled at 20 Hz)."""
+        started = time.perf_counter()
+        wait_for("HTTP 200 through the load balancer", self.serving, timeout=timeout)
+        return time.perf_counter() - started
+
+    def kill_and_time_recovery(self, timeout: float = 60) -> float:
+        """docker kill the service's container; seconds until 200 again after an outage."""
+        victims = wait_for("the task's container", lambda: self.box.containers(self.docker))
+        victims[0].kill()
+        killed = time.perf_counter()
+        seen_down = False
+        deadline = killed + timeout
+        while time.perf_counter() < deadline:
+            up = self.serving()
+            if not up:
+                seen_down = True
+            elif seen_down:
+                return time.perf_counter() - killed
+            time.sleep(0.05)
+        state = "never answered again" if seen_down else "never stopped answering"
+        raise TimeoutError(f"after docker kill the page {state} within {timeout:.0f} s")

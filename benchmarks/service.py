@@ -1,0 +1,45 @@
+"""CreateService to the first HTTP 200 through the NLB; docker kill to HTTP 200 again."""
+
+from __future__ import annotations
+
+import itertools
+
+from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
+from benchmarks.harness import LabService, docker_client, running_sandbox, wait_for
+
+ROWS = (
+    RowSpec("service_first_200", "CreateService → first HTTP 200 through the NLB", "s", 3.0),
+    RowSpec("kill_to_200", "docker kill of the task's container → HTTP 200 again", "s", 10.0),
+)
+
+
+def run(rec: Recorder, options: Options) -> None:
+    docker = docker_client()
+    counter = itertools.count(1)
+    with running_sandbox() as box:
+        lab = LabService.prepare(box, docker)
+
+        def once(warmup: bool) -> None:
+            name = f"MYSERVICE{next(counter):04d}"
+            wait_for("the load balancer to be idle", lambda: not lab.serving())
+            lab.create_service(name)
+            try:
+                first = lab.time_to_serving()
+                if not warmup:
+                    rec.add("service_first_200", first)
+                recovery = lab.kill_and_time_recovery()
+                if not warmup:
+                    rec.add("kill_to_200", recovery)
+            finally:
+                lab.delete_service(name)
+
+        repeated(rec, options, BENCHMARK.default_repeat, once)
+
+
+BENCHMARK = Benchmark(
+    name="service",
+    title="service and recovery through the load balancer",
+    rows=ROWS,
+    run=run,
+    default_repeat=5,
+)
