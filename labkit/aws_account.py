@@ -379,6 +379,12 @@ def _probe_lab_names(session: boto3.Session) -> dict[str, str | None]:
     return found
 
 
+def _target_group_vpc(session: boto3.Session) -> str | None:
+    elbv2 = session.client("elbv2")
+    tgs = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"]
+    return tgs[0].get("VpcId") if tgs else None
+
+
 # --------------------------------------------------------------------------- find
 @dataclass(frozen=True)
 class LabEnvironment:
@@ -395,6 +401,8 @@ class LabEnvironment:
     stack_status: str | None = None
     created_at: datetime | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    #: The lab's VPC (the target group's): Cloud Map's private namespace belongs in it.
+    vpc_id: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -416,6 +424,8 @@ class LabEnvironment:
             out.append(f"  found    {name:<16} {arn}")
         for name in self.missing:
             out.append(f"  MISSING  {name}")
+        if self.vpc_id:
+            out.append(f"  vpc      {self.vpc_id}")
         if self.created_at:
             out.append(f"  created  {self.created_at:%Y-%m-%d %H:%M} UTC")
         if self.load_balancer_dns:
@@ -435,12 +445,13 @@ def find_environment(session: boto3.Session) -> LabEnvironment | None:
     with access_denied_explained():
         stack = _kit_stack(session.client("cloudformation"))
         found = _probe_lab_names(session)
+        vpc_id = _target_group_vpc(session) if found.get(LAB.target_group) else None
     present = {name: arn for name, arn in found.items() if arn}
     missing = tuple(name for name, arn in found.items() if not arn)
     if stack is None and not present:
         return None
     if stack is None:
-        return LabEnvironment(region, False, present, missing)
+        return LabEnvironment(region, False, present, missing, vpc_id=vpc_id)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return LabEnvironment(
         region,
@@ -452,6 +463,7 @@ def find_environment(session: boto3.Session) -> LabEnvironment | None:
         stack_status=stack["StackStatus"],
         created_at=stack.get("CreationTime"),
         outputs=outputs,
+        vpc_id=vpc_id or outputs.get("VpcId"),
     )
 
 

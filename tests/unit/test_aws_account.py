@@ -170,6 +170,7 @@ def test_provision_creates_a_tagged_stack_and_finds_it(session: boto3.Session) -
     }
     stack = session.client("cloudformation").describe_stacks(StackName=aa.STACK_NAME)["Stacks"][0]
     assert TAG in stack["Tags"]
+    assert env.vpc_id == {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["VpcId"]
     assert {"ParameterKey": "CreateServiceRole", "ParameterValue": "true"} in stack["Parameters"]
     role = session.client("iam").get_role(RoleName=LAB.instance_role)["Role"]
     assert TAG in role["Tags"]
