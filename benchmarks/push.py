@@ -1,4 +1,12 @@
-"""docker push of the sample image to the sandbox registry, a fresh repository each time."""
+"""docker push of the sample image to the sandbox registry, layers really uploaded.
+
+A fresh repository in the same sandbox is not enough: Docker Engine remembers which
+repositories of a registry hold a layer and mounts it from there ("Mounted from …")
+instead of uploading. So each round pushes to a fresh repository in a fresh sandbox
+(a new registry on a new port, which Docker has never seen), as a learner's first push
+does. Starting that sandbox is not timed; a round whose layers were not all "Pushed"
+is not counted (the table notes it).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
 from benchmarks.harness import docker_client, ecr_login, push, running_sandbox, untag
 
 ROWS = (
-    RowSpec("push", "docker push of the sample image (fresh repository)", "s", 2.0),
+    RowSpec("push", "docker push of the sample image (fresh registry)", "s", 2.0),
     RowSpec("push_login", "  GetAuthorizationToken before it (reference)", "s"),
 )
 
@@ -17,10 +25,10 @@ ROWS = (
 def run(rec: Recorder, options: Options) -> None:
     docker = docker_client()
     counter = itertools.count(1)
-    with running_sandbox() as box:
-        ecr = box.client("ecr")
 
-        def once(warmup: bool) -> None:
+    def once(warmup: bool) -> None:
+        with running_sandbox() as box:
+            ecr = box.client("ecr")
             name = f"bench-push-{next(counter)}"
             uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
             try:
@@ -32,14 +40,14 @@ def run(rec: Recorder, options: Options) -> None:
                 seconds = time.perf_counter() - started
             finally:
                 untag(docker, uri)
-            if statuses != ["Pushed"]:
-                # Mounted or already-existing layers did not really upload.
-                rec.note("push", f"layer statuses seen: {', '.join(statuses)}")
-            if not warmup:
-                rec.add("push", seconds)
-                rec.add("push_login", login)
+        if statuses != ["Pushed"]:
+            rec.note("push", f"round not counted, layer statuses: {', '.join(statuses)}")
+            return
+        if not warmup:
+            rec.add("push", seconds)
+            rec.add("push_login", login)
 
-        repeated(rec, options, BENCHMARK.default_repeat, once)
+    repeated(rec, options, BENCHMARK.default_repeat, once)
 
 
 BENCHMARK = Benchmark(
