@@ -12,7 +12,8 @@ The public API is small; everything a notebook needs is reachable from here::
     labkit.checks.task1.check()                                # ✅ / ❌
 
 Modules: config (backend selection, validation), aws (sessions and clients), ecr,
-images, taskdef, ecs, network, checks, widgets, views, cleanup, runner, errors.
+images, shell (the lab's own commands), taskdef, ecs, network, checks, widgets,
+views, cleanup, runner, errors.
 Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); in a
 Jupyter kernel it shows as a short box instead of a traceback.
 """
@@ -28,6 +29,7 @@ from labkit import (
     images,
     network,
     runner,
+    shell,
     taskdef,
     views,
     widgets,
@@ -70,6 +72,7 @@ __all__ = [
     "images",
     "network",
     "runner",
+    "shell",
     "taskdef",
     "views",
     "widgets",

@@ -290,6 +290,7 @@ def watch(
     started = time.monotonic()
     start_time = datetime.now().astimezone()
     seen: set[str] = set()
+    printed: set[str] = set()
     new_events: list[dict[str, Any]] = []
     bar = None
     service = require_service(lab)
@@ -304,7 +305,10 @@ def watch(
                 if event["id"] not in seen:
                     seen.add(event["id"])
                     new_events.append(event)
-                    print(f"{event['createdAt']:%H:%M:%S}  {event['message']}")
+                    # ECS repeats some messages; print each distinct one once per watch.
+                    if event["message"] not in printed:
+                        printed.add(event["message"])
+                        print(f"{event['createdAt']:%H:%M:%S}  {event['message']}")
             if progress:
                 if bar is None:
                     bar = tqdm(total=max(service["desiredCount"], 1), desc="tasks running")
@@ -365,3 +369,35 @@ def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
     )
     print(f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}.")
     return reply["service"]
+
+
+# -- conditions for watch() ----------------------------------------------------------
+
+
+def steady_or_unplaceable(service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
+    """Stop when steady, or when ECS says it cannot place a task (notebook 05)."""
+    return is_steady(service) or any("unable to place" in e["message"] for e in new_events)
+
+
+def replaced(
+    lab: Lab, stopped_task_arn: str
+) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+    """Stop when the service is steady again with a task other than the stopped one."""
+
+    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
+        if not is_steady(service):
+            return False
+        running = {t["taskArn"] for t in tasks(lab)}
+        return bool(running) and stopped_task_arn not in running
+
+    return condition
+
+
+def rolled_out(task_definition_arn: str) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+    """Stop when the only deployment runs ``task_definition_arn`` and is steady."""
+
+    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
+        deployments = service.get("deployments", [])
+        return is_steady(service) and deployments[0]["taskDefinition"] == task_definition_arn
+
+    return condition

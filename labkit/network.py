@@ -70,3 +70,16 @@ def fetch_page(url: str, attempts: int = 30, delay: float = 2.0, timeout: float 
         fix="Check the Targets view (is a target healthy?) and the service events, "
         "then re-run this cell.",
     )
+
+
+def show_load_balancer(lab: Lab) -> str:
+    """Step 58's DNS name, and (sandbox) the loopback URL that answers for it; the URL."""
+    from labkit.views import link
+
+    dns = load_balancer_dns(lab)
+    url = load_balancer_url(lab)
+    print(f"DNS name of {lab.names.load_balancer}: {dns}")
+    if lab.backend is Backend.SANDBOX:
+        print(f"In the sandbox your load balancer answers at {url}")
+    link(url, f"Open {lab.names.load_balancer} in a new tab")
+    return url

@@ -192,6 +192,18 @@ def register_lab_task_definition(
     return prepared, register(lab, prepared)
 
 
+def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
+    """A new revision of the lab's task definition that differs only in one environment
+    variable (``LABKIT_DEPLOYMENT=<label>``): enough for ECS to roll out (notebook 05).
+    Re-running with the same label reuses that revision."""
+    from labkit import ecr
+
+    prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
+    container = prepared.request["containerDefinitions"][0]
+    container["environment"] = [{"name": "LABKIT_DEPLOYMENT", "value": label}]
+    return register(lab, prepared)
+
+
 def is_kit_tagged(definition: dict[str, Any]) -> bool:
     return any(t.get("key") == KIT_TAG_KEY for t in definition.get("tags", []))
 

@@ -1,0 +1,91 @@
+"""Run the lab's own shell lines from a notebook, printing them as a terminal would.
+
+The lab types commands into a Session Manager window; here they run through ``bash``
+with the variables they expect (``$REPOSITORY``) set, and their output is printed, so
+the notebook shows exactly what the terminal would. A failing command does not raise
+by default: the next cell decides what to do (e.g. build the offline stand-in image).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+
+from labkit.config import Backend
+from labkit.errors import BackendError
+from labkit.lab import Lab
+
+
+def sh(
+    command: str,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    stdin: str | None = None,
+    timeout: float = 600,
+) -> int:
+    """Print ``$ command``, run it with bash, print its output; return the exit code."""
+    shown = command
+    print(f"$ {shown}", flush=True)
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    output = (proc.stdout + proc.stderr).rstrip()
+    if output:
+        print(output)
+    if proc.returncode != 0:
+        print(f"(exit code {proc.returncode})")
+        if check:
+            raise BackendError(
+                f"`{command}` failed with exit code {proc.returncode}.",
+                why=output.splitlines()[-1] if output else "It printed nothing.",
+                fix="Read the output above; fix the cause and re-run this cell.",
+            )
+    return proc.returncode
+
+
+def aws_cli_env(lab: Lab) -> dict[str, str]:
+    """Variables that point the ``aws`` CLI where labkit's boto3 clients go."""
+    env = {"AWS_DEFAULT_REGION": lab.region}
+    if lab.target.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = lab.target.endpoint_url
+    if lab.backend is Backend.SANDBOX:
+        credentials = lab.target.session.get_credentials()
+        env["AWS_ACCESS_KEY_ID"] = credentials.access_key
+        env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
+    return env
+
+
+def docker_login(lab: Lab, registry: str) -> int:
+    """Step 23: ``aws ecr get-login-password | docker login …``, or its boto3 twin.
+
+    With the ``aws`` CLI installed this runs the lab's exact line. Without it, boto3's
+    GetAuthorizationToken supplies the same password on ``docker login``'s stdin. The
+    password is never printed.
+    """
+    lab_line = (
+        f"aws ecr get-login-password --region {lab.region} | "
+        f"docker login --username AWS --password-stdin {shlex.quote(registry)}"
+    )
+    if shutil.which("aws"):
+        code = sh(lab_line, env=aws_cli_env(lab))
+        if code == 0:
+            return code
+        print("The aws CLI did not work here; using boto3's GetAuthorizationToken instead.")
+    else:
+        print("The aws CLI is not installed; boto3 does its part. The lab's line is:")
+        print(f"  {lab_line}")
+    from labkit import ecr
+
+    login = ecr.registry_login(lab)
+    return sh(
+        f"docker login --username {login.username} --password-stdin {shlex.quote(registry)}",
+        stdin=login.password,
+        check=True,
+    )
