@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Seconds between two reconciler passes.
 TICK_SECONDS = 0.25
 #: Seconds a stopping container gets between SIGTERM and SIGKILL (ECS: 30; sandbox speed).
-STOP_TIMEOUT_SECONDS = 2
+STOP_TIMEOUT_SECONDS = 1
 #: Seconds a deregistered target drains before its container is stopped (sandbox speed).
 DRAIN_SECONDS = 1.0
 #: Retry back-off for a service whose tasks fail to start: 1, 2, 4 ... up to this many seconds.
@@ -376,10 +376,10 @@ class EcsAgent:
         self._refresh_deployments(state)
         tasks = self._service_tasks(service)
         if service.status != "ACTIVE" or service.desired_count == 0:
-            for rec in tasks:
-                if rec.live:
-                    self._begin_stop(rec, self._scaling_reason(state), "ServiceSchedulerInitiated")
-            self._events_for_stops(service, [r for r in tasks if r.live])
+            leaving = [r for r in tasks if r.live]
+            for rec in leaving:
+                self._begin_stop(rec, self._scaling_reason(state), "ServiceSchedulerInitiated")
+            self._events_for_stops(service, leaving)
         primary_id = state.primary_id
         desired = service.desired_count if service.status == "ACTIVE" else 0
         primary = [r for r in tasks if r.live and r.deployment_id == primary_id]
