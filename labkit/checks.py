@@ -143,8 +143,10 @@ class Task:
             passed, message = False, f"could not check: {exc.__class__.__name__}: {exc}"
         return CheckResult(self.number, self.title, passed, message, self.hint_text)
 
-    def check(self, lab: Lab | None = None) -> CheckResult:
-        """Show ✅/❌; under CI (LABKIT_STRICT) a ❌ raises CheckFailed."""
+    def check(self, lab: Lab | None = None) -> None:
+        """Show ✅/❌; under CI (LABKIT_STRICT) a ❌ raises CheckFailed.
+
+        Returns nothing (the display is the result); use evaluate() for a value."""
         result = self.evaluate(lab)
         color = "#2ca02c" if result.passed else "#d62728"
         body = html.escape(str(result)).replace("\n", "<br>")
@@ -155,7 +157,6 @@ class Task:
                 why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
                 fix=self.hint_text,
             )
-        return result
 
     def hint(self) -> None:
         show(f"<div>💡 {html.escape(self.hint_text)}</div>", f"💡 Hint: {self.hint_text}")

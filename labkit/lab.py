@@ -51,13 +51,11 @@ class Lab:
     def backend(self) -> Backend:
         return self.config.backend
 
-    def start(self) -> str:
+    def start(self) -> None:
         """Start the sandbox (if it is the backend) and print where calls go."""
         from labkit.aws import start_backend
 
-        text = start_backend(self.config)
-        print(text)
-        return text
+        print(start_backend(self.config))
 
     @cached_property
     def target(self) -> AwsTarget:

@@ -18,13 +18,20 @@ from labkit.errors import BackendError
 from labkit.lab import Lab
 
 
+class ExitCode(int):
+    """An exit code that shows as ``exit code 0`` when it is a cell's last value."""
+
+    def __repr__(self) -> str:
+        return f"exit code {int(self)}"
+
+
 def sh(
     command: str,
     env: dict[str, str] | None = None,
     check: bool = False,
     stdin: str | None = None,
     timeout: float = 600,
-) -> int:
+) -> ExitCode:
     """Print ``$ command``, run it with bash, print its output; return the exit code."""
     shown = command
     print(f"$ {shown}", flush=True)
@@ -47,7 +54,7 @@ def sh(
                 why=output.splitlines()[-1] if output else "It printed nothing.",
                 fix="Read the output above; fix the cause and re-run this cell.",
             )
-    return proc.returncode
+    return ExitCode(proc.returncode)
 
 
 def aws_cli_env(lab: Lab) -> dict[str, str]:
@@ -62,7 +69,7 @@ def aws_cli_env(lab: Lab) -> dict[str, str]:
     return env
 
 
-def docker_login(lab: Lab, registry: str) -> int:
+def docker_login(lab: Lab, registry: str) -> ExitCode:
     """Step 23: ``aws ecr get-login-password | docker login …``, or its boto3 twin.
 
     With the ``aws`` CLI installed this runs the lab's exact line. Without it, boto3's

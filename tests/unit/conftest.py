@@ -1,0 +1,61 @@
+"""Unit-test fixtures: moto in-process, with the lab's pre-provisioned environment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from labkit.config import LAB
+from labkit.lab import Lab
+
+REGION = "us-west-2"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No real credentials, no CI strictness, a private state file."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "LABKIT_BACKEND", "LABKIT_STRICT", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
+
+
+def provision_lab_environment() -> None:
+    """What the lab's CloudFormation stack (or the sandbox) provides before Task 1."""
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    iam = boto3.client("iam", region_name=REGION)
+    for role in (LAB.instance_role, LAB.service_role):
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    boto3.client("ecs", region_name=REGION).create_cluster(clusterName=LAB.cluster)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    lb = elbv2.create_load_balancer(
+        Name=LAB.load_balancer,
+        Type="network",
+        Subnets=[s["SubnetId"] for s in subnets["Subnets"][:2]],
+    )["LoadBalancers"][0]
+    tg = elbv2.create_target_group(
+        Name=LAB.target_group, Protocol="TCP", Port=80, VpcId=vpc["VpcId"]
+    )["TargetGroups"][0]
+    elbv2.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="TCP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+    )
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """A Lab on the "aws" backend, served by moto in-process."""
+    with mock_aws():
+        provision_lab_environment()
+        yield Lab.from_parameters(backend="aws", region=REGION)

@@ -1,0 +1,44 @@
+"""The notebooks as files: order, parameters, prerequisites, no outputs in git."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from labkit.config import NOTEBOOKS
+from labkit.runner import NOTEBOOK_DIR, lab_notebooks
+
+NOTEBOOK_PATHS = lab_notebooks()
+
+
+def test_notebook_names_match_config():
+    assert [p.name for p in NOTEBOOK_PATHS] == list(NOTEBOOKS.values())
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.name)
+def test_notebook_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell is the parameters"
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, "strip outputs before commit"
+    source = "\n".join(c.source for c in code)
+    number = int(path.name[:2])
+    if 1 <= number <= 5:
+        assert f"lab.require({number})" in source, "check prerequisites first"
+    if 1 <= number <= 4:
+        assert f"task{number}.check()" in source
+
+
+def test_every_notebook_has_the_same_parameters():
+    sources = set()
+    for path in NOTEBOOK_PATHS:
+        cells = nbformat.read(path, as_version=4).cells
+        sources |= {c.source for c in cells if "parameters" in c.metadata.get("tags", [])}
+    assert len(sources) == 1
+
+
+def test_task_definition_json_is_next_to_the_notebooks():
+    assert (NOTEBOOK_DIR / "task-definition.json").is_file()

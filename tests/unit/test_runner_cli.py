@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from labkit import runner
+from labkit.cli import build_parser, main
+from labkit.errors import InputError
+
+
+def test_all_lab_notebooks_in_order():
+    names = [p.name[:2] for p in runner.lab_notebooks()]
+    assert names == ["00", "01", "02", "03", "04", "05", "06"]
+
+
+def test_select_ranges():
+    notebooks = runner.lab_notebooks()
+    picked = runner.select(notebooks, "02", "04")
+    assert [p.name[:2] for p in picked] == ["02", "03", "04"]
+    assert runner.select(notebooks, "6") == notebooks[-1:]
+    assert runner.select(notebooks, until="00_start_here.ipynb") == notebooks[:1]
+    with pytest.raises(InputError):
+        runner.select(notebooks, "09")
+    with pytest.raises(InputError):
+        runner.select(notebooks, "04", "02")
+
+
+def test_cli_has_the_command_groups():
+    parser = build_parser()
+    args = parser.parse_args(
+        ["run", "--from", "01", "--until", "03", "-o", "out", "-p", "account_id", "012345678901"]
+    )
+    assert (args.start, args.until, args.output) == ("01", "03", Path("out"))
+    assert args.parameter == [["account_id", "012345678901"]]
+    for command in (["check"], ["cleanup"], ["sandbox", "status"]):
+        assert parser.parse_args(command).handler
+
+
+def _notebook(path: Path, *sources: str) -> None:
+    cells = [new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+def test_run_stops_at_the_failing_notebook_and_names_the_cell(tmp_path, capsys):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    _notebook(notebooks / "00_ok.ipynb", "x = 1", "print(x)")
+    _notebook(notebooks / "01_fails.ipynb", "x = 1", "y = 2", "raise ValueError('boom')")
+    _notebook(notebooks / "02_never.ipynb", "x = 1")
+    runs = runner.run_notebooks(
+        output_dir=tmp_path / "out", notebook_dir=notebooks, cell_timeout=60, log_output=False
+    )
+    assert [r.ok for r in runs] == [True, False]
+    assert runs[1].notebook == "01_fails.ipynb"
+    assert "cell 2" in runs[1].error and "ValueError: boom" in runs[1].error
+    assert (tmp_path / "out" / "01_fails.ipynb").exists()  # kept even though it failed
+
+
+def test_cli_check_reports_a_table_and_fails_without_backend(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")  # no AWS_ENDPOINT_URL set
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "Task 1: repository and permission statement" in out and "❌" in out
