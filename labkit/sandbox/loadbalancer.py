@@ -282,6 +282,12 @@ class LoadBalancers:
     @staticmethod
     def _close_listener(listener: _Listener) -> None:
         try:
+            # shutdown() first: close() alone leaves the socket listening until the accept
+            # thread's pending poll returns.
+            listener.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             listener.sock.close()
         except OSError:
             pass
