@@ -455,3 +455,24 @@ def test_service_discovery_registers_the_task(lab: Lab) -> None:
     finally:
         if describe(lab, name)["status"] == "ACTIVE":
             remove_service(lab, name)
+
+
+def test_rolling_update_without_room_stops_then_starts(lab: Lab) -> None:
+    """Two tasks on two instances, both on host port 80: no room to start first."""
+    name = unique()
+    create_service(lab, name, register(lab), count=2)
+    try:
+        wait_stable(lab, name)
+        old = {t["taskArn"] for t in running_tasks(lab, name)}
+        second = register(lab, environment=[{"name": "REVISION", "value": "3"}])
+        lab.client("ecs").update_service(cluster=lab.cluster, service=name, taskDefinition=second)
+        wait_stable(lab, name)
+        wait_steady_event(lab, name)
+        tasks = running_tasks(lab, name)
+        assert len(tasks) == 2
+        assert {t["taskDefinitionArn"] for t in tasks} == {second}
+        assert not old & {t["taskArn"] for t in tasks}
+        assert len(describe(lab, name)["deployments"]) == 1
+        assert serves_page(lab.lb_url)
+    finally:
+        remove_service(lab, name)
