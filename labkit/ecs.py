@@ -119,15 +119,22 @@ def target_group_arn(lab: Lab) -> str:
     return reply["TargetGroups"][0]["TargetGroupArn"]
 
 
-def default_vpc_id(lab: Lab) -> str:
+def namespace_vpc_id(lab: Lab) -> str:
+    """The default VPC, as in the lab; else the VPC of the lab's target group.
+
+    (A lab account built without a default VPC still has the target group's VPC, and
+    that is where the tasks run, so DNS answers there.)"""
     reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
-    if not reply["Vpcs"]:
-        raise BackendError(
-            "This region has no default VPC.",
-            why="The private DNS namespace is created in the default VPC, as in the lab.",
-            fix="Use the lab's region (us-west-2) or the lab's prepared account.",
-        )
-    return reply["Vpcs"][0]["VpcId"]
+    if reply["Vpcs"]:
+        return reply["Vpcs"][0]["VpcId"]
+    groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])["TargetGroups"]
+    if groups and groups[0].get("VpcId"):
+        return groups[0]["VpcId"]
+    raise BackendError(
+        "This region has no default VPC and the target group has no VPC.",
+        why="The private DNS namespace must live in the VPC where the tasks run.",
+        fix="Use the lab's region (us-west-2) or the lab's prepared account.",
+    )
 
 
 # -- service discovery ----------------------------------------------------------------
@@ -149,7 +156,7 @@ def ensure_namespace(lab: Lab, timeout: float = 300) -> str:
         print(f"♻️  Namespace {lab.names.namespace} already exists; reusing it.")
         return existing["Id"]
     operation = lab.servicediscovery.create_private_dns_namespace(
-        Name=lab.names.namespace, Vpc=default_vpc_id(lab), Tags=lab.tags()
+        Name=lab.names.namespace, Vpc=namespace_vpc_id(lab), Tags=lab.tags()
     )["OperationId"]
     deadline = time.monotonic() + timeout
     while True:  # namespace creation is asynchronous (minutes on AWS, instant locally)
