@@ -193,7 +193,7 @@ class EcsAgent:
         with self.ctx.lock:
             for name in ("run_task", "start_task", "stop_task", "list_tasks"):
                 self._originals[name] = getattr(backend, name)
-            for name in ("create_service", "update_service", "delete_service"):
+            for name in ("create_service", "update_service", "delete_service", "list_services"):
                 self._originals[name] = getattr(backend, name)
             # Instance attributes shadow the class's methods for this backend only.
             backend.run_task = self._run_task
@@ -203,6 +203,7 @@ class EcsAgent:
             backend.create_service = self._create_service
             backend.update_service = self._update_service
             backend.delete_service = self._delete_service
+            backend.list_services = self._list_services
 
     def _unpatch_backend(self) -> None:
         backend = self.ctx.ecs()
@@ -264,6 +265,13 @@ class EcsAgent:
             group = "service:" + service_name.split("/")[-1]
             tasks = [t for t in tasks if t.group == group]
         return tasks
+
+    def _list_services(self, cluster_str: str, *args: Any, **kwargs: Any) -> list[str]:
+        # ECS lists ACTIVE and DRAINING services; a deleted (INACTIVE) one only describes.
+        arns = self._originals["list_services"](cluster_str, *args, **kwargs)
+        backend = self.ctx.ecs()
+        inactive = {s.arn for s in list(backend.services.values()) if s.status == "INACTIVE"}
+        return [arn for arn in arns if arn not in inactive]
 
     def _create_service(self, *args: Any, **kwargs: Any) -> Any:
         with self.ctx.lock:
