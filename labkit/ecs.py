@@ -264,7 +264,12 @@ class WatchResult:
 
     def __str__(self) -> str:
         s = self.service
-        state = "✅ reached" if self.reached else "⏱️  not reached (timed out)"
+        if is_steady(s):
+            state = "✅ steady"
+        elif self.reached:
+            state = "⏹️  stopped watching"
+        else:
+            state = "⏱️  timed out"
         return (
             f"{state} after {self.seconds:.0f} s: running {s['runningCount']}, "
             f"pending {s['pendingCount']}, desired {s['desiredCount']}"

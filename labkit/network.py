@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -52,12 +53,20 @@ class Page:
         return f"GET {self.url} → HTTP {self.status}, {len(self.body)} bytes, title {self.title!r}"
 
 
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """A plain opener; loopback URLs (the sandbox) never go through an HTTP proxy."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
+
+
 def fetch_page(url: str, attempts: int = 30, delay: float = 2.0, timeout: float = 5.0) -> Page:
     """GET ``url``, retrying while targets become healthy (NLB health checks take time)."""
     last = ""
     for attempt in range(attempts):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310
+            with _opener(url).open(url, timeout=timeout) as reply:
                 body = reply.read().decode("utf-8", "replace")
                 return Page(url, reply.status, body)
         except (urllib.error.URLError, OSError) as exc:

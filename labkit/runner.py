@@ -84,13 +84,33 @@ def run_notebooks(
 
     ``strict`` sets LABKIT_STRICT=1 for the kernels, so a failed check fails the run.
     """
+    if log_output:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Kernels inherit this process's environment; set strictness for the run only.
+    saved_strict = os.environ.get("LABKIT_STRICT")
+    if strict and saved_strict is None:
+        os.environ["LABKIT_STRICT"] = "1"
+    try:
+        return _run_all(
+            start, until, output_dir, parameters, cell_timeout, notebook_dir, log_output
+        )
+    finally:
+        if saved_strict is None:
+            os.environ.pop("LABKIT_STRICT", None)
+
+
+def _run_all(
+    start: str | None,
+    until: str | None,
+    output_dir: Path | None,
+    parameters: dict[str, Any] | None,
+    cell_timeout: int,
+    notebook_dir: Path,
+    log_output: bool,
+) -> list[NotebookRun]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    if log_output:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if strict:
-        os.environ.setdefault("LABKIT_STRICT", "1")
     output_dir = Path(output_dir or default_output_dir())
     output_dir.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []

@@ -159,14 +159,33 @@ def latest(lab: Lab, family: str | None = None) -> dict[str, Any] | None:
     return definition
 
 
+#: How many recent ACTIVE revisions to look through for an identical one.
+REUSE_WINDOW = 10
+
+
+def find_identical(lab: Lab, prepared: PreparedTaskDefinition) -> dict[str, Any] | None:
+    """A recent ACTIVE revision registered from exactly this request (by fingerprint)."""
+    family = prepared.request["family"]
+    arns = lab.ecs.list_task_definitions(
+        familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=REUSE_WINDOW
+    )["taskDefinitionArns"]
+    for arn in arns:
+        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        tags = {t["key"]: t["value"] for t in reply.get("tags", [])}
+        if (
+            reply["taskDefinition"]["family"] == family
+            and tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint
+        ):
+            return reply["taskDefinition"]
+    return None
+
+
 def register(lab: Lab, prepared: PreparedTaskDefinition) -> RegisteredTaskDefinition:
-    """Register the prepared definition, or reuse the latest revision if it is identical."""
+    """Register the prepared definition, or reuse a recent identical revision (re-runs)."""
     request = prepared.request
-    current = latest(lab, request["family"])
-    if current is not None:
-        tags = {t["key"]: t["value"] for t in current.get("tags", [])}
-        if tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint:
-            return _registered(current, reused=True)
+    identical = find_identical(lab, prepared)
+    if identical is not None:
+        return _registered(identical, reused=True)
     tags = lab.tags("key") + [{"key": FINGERPRINT_TAG_KEY, "value": prepared.fingerprint}]
     reply = lab.ecs.register_task_definition(**request, tags=tags)
     return _registered(reply["taskDefinition"], reused=False)

@@ -106,11 +106,50 @@ def error_box(error: LabkitError) -> tuple[str, str]:
     )
 
 
+def explain(exc: BaseException) -> LabkitError:
+    """A LabkitError for ``exc``: itself, or an AWS/Docker error put in what/why/fix terms."""
+    if isinstance(exc, LabkitError):
+        return exc
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from labkit.errors import BackendError, CredentialsMissing
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Error")
+        operation = getattr(exc, "operation_name", "the request")
+        fix = "Read the message; re-run the notebook's earlier cells, then this one."
+        if "AccessDenied" in code or "Unauthorized" in code:
+            fix = "Your credentials may not allow this; the lab's policy limits what you can do."
+        elif code.endswith("NotFoundException") or code.endswith("NotFound"):
+            fix = "Something this step needs is missing: run the earlier notebooks in order."
+        return BackendError(
+            f"AWS refused {operation}.", why=f"{code}: {error.get('Message')}", fix=fix
+        )
+    if isinstance(exc, NoCredentialsError):
+        return CredentialsMissing(
+            "No AWS credentials were found.",
+            why=str(exc),
+            fix="Run `aws configure`, or use backend = 'sandbox'.",
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return BackendError(
+            "The AWS endpoint did not answer.",
+            why=str(exc),
+            fix="Start the sandbox (notebook 00 or `labkit sandbox up`) or check AWS_ENDPOINT_URL.",
+        )
+    return BackendError(
+        f"{type(exc).__name__}: {exc}",
+        fix="Re-run the cell; if it persists, run `labkit check` to see which task is not done.",
+    )
+
+
 def _labkit_exception_handler(shell, etype, value, tb, tb_offset=None):
     """IPython custom exception handler: a short box, and a one-line error output.
 
     The error output (not only the box) matters: papermill fails a run on it.
     """
+    value = explain(value)
     html_text, plain_text = error_box(value)
     from IPython.display import display
 
@@ -121,12 +160,16 @@ def _labkit_exception_handler(shell, etype, value, tb, tb_offset=None):
 
 
 def install_error_display() -> bool:
-    """Show LabkitError as a box in IPython kernels; called when labkit is imported."""
+    """Show LabkitError (and botocore's errors) as a box in IPython kernels.
+
+    Called when labkit is imported; anything else keeps IPython's usual traceback."""
     if not _in_kernel():
         return False
+    from botocore.exceptions import BotoCoreError, ClientError
     from IPython import get_ipython
 
-    get_ipython().set_custom_exc((LabkitError,), _labkit_exception_handler)
+    handled = (LabkitError, ClientError, BotoCoreError)
+    get_ipython().set_custom_exc(handled, _labkit_exception_handler)
     return True
 
 

@@ -72,3 +72,23 @@ def test_ipython_shows_labkit_errors_as_a_box_without_traceback(capsys):
 def test_table_plain_text(capsys):
     views.table("T", ["a", "bb"], [[1, None], ["xyz", 2]])
     assert capsys.readouterr().out.splitlines() == ["T", "a    bb", "1      ", "xyz  2 "]
+
+
+def test_botocore_errors_are_explained():
+    from botocore.exceptions import ClientError
+
+    exc = ClientError(
+        {"Error": {"Code": "RepositoryNotFoundException", "Message": "no such repo"}},
+        "DescribeImages",
+    )
+    error = views.explain(exc)
+    assert error.what == "AWS refused DescribeImages."
+    assert "RepositoryNotFoundException: no such repo" in error.why
+    assert "earlier notebooks" in error.fix
+
+
+def test_registry_password_never_prints():
+    from labkit.ecr import RegistryLogin
+
+    login = RegistryLogin("127.0.0.1:4711", "AWS", "s3cr3t-token")
+    assert "s3cr3t" not in repr(login) and "s3cr3t" not in str(login)
