@@ -200,7 +200,8 @@ def cleanup(lab: Lab, timeout: float = 180) -> CleanupReport:
 
 
 def leftovers(lab: Lab) -> dict[str, Any]:
-    """What the kit created that still exists (empty after a full cleanup)."""
+    """Resources with the lab's names that still exist, tagged or not (empty after a full
+    cleanup, unless someone made look-alikes by hand; those cleanup leaves alone)."""
     from labkit import ecr, ecs
 
     found: dict[str, Any] = {}

@@ -61,7 +61,7 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener()
 
 
-def fetch_page(url: str, attempts: int = 30, delay: float = 2.0, timeout: float = 5.0) -> Page:
+def fetch_page(url: str, attempts: int = 60, delay: float = 2.0, timeout: float = 5.0) -> Page:
     """GET ``url``, retrying while targets become healthy (NLB health checks take time)."""
     last = ""
     for attempt in range(attempts):

@@ -194,6 +194,13 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     namespaces = aws["servicediscovery"].list_namespaces()["Namespaces"]
     assert [n["Name"] for n in namespaces] == [LAB.namespace]
 
+    # No output shows a secret key.
+    from labkit import sandbox
+
+    secret = sandbox.env()["AWS_SECRET_ACCESS_KEY"]
+    for executed in (runs_dir / "lab").glob("*.ipynb"):
+        assert secret not in executed.read_text(), f"{executed.name} shows the secret key"
+
     # Every step is safe to re-run: tasks 1-4 again change nothing.
     rerun = _run(runs_dir, "01", "04", "rerun")
     assert all(r.ok for r in rerun), [str(r) for r in rerun if not r.ok]

@@ -25,9 +25,11 @@ def test_identity_and_account_guard(lab):
 def test_task1_create_or_reuse(lab, capsys):
     assert not checks.task1.evaluate(lab).passed
     first = ecr.ensure_repository(lab)
+    assert "💲 AWS mode" in capsys.readouterr().out  # the cost notice before creating
     again = ecr.ensure_repository(lab)
     assert first["repositoryArn"] == again["repositoryArn"]
-    assert "reusing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reusing" in out and "💲" not in out
     ecr.ensure_repository_statement(lab)
     ecr.ensure_repository_statement(lab)
     policy = ecr.repository_policy(lab)
