@@ -373,6 +373,8 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         (self.home / "registry.pid").unlink(missing_ok=True)
+        if _ACTIVE.get("registry") is self:
+            _ACTIVE["registry"] = None  # moto's ECR behaves as plain moto again
 
     @property
     def running(self) -> bool:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox import test_agent
-from tests.sandbox.test_agent import (
+from tests.sandbox.helpers import (
     Lab,
     create_service,
     http_get,
@@ -28,10 +27,6 @@ from tests.sandbox.test_agent import (
 )
 
 pytestmark = pytest.mark.sandbox
-
-# The in-process sandbox fixture of test_agent.py, shared (one sandbox for both files).
-# Bound through globals() because a plain import would read as shadowed by the parameters.
-globals()["lab"] = test_agent.lab
 
 
 def health(lab: Lab, tg_arn: str | None = None) -> dict[str, dict]:
