@@ -76,9 +76,12 @@ def _services(lab: Lab, report: CleanupReport, timeout: float) -> None:
             lab.ecs.delete_service(cluster=names.cluster, service=name, force=True)
 
             def gone(name: str = name) -> bool:
-                tasks = lab.ecs.list_tasks(
-                    cluster=names.cluster, serviceName=name, desiredStatus="RUNNING"
-                )
+                try:
+                    tasks = lab.ecs.list_tasks(
+                        cluster=names.cluster, serviceName=name, desiredStatus="RUNNING"
+                    )
+                except lab.ecs.exceptions.ServiceNotFoundException:
+                    return True  # already fully deleted
                 return not tasks["taskArns"]
 
             _wait(gone, timeout)
