@@ -20,8 +20,11 @@ def test_notebook_shape(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
+    first = nb.cells[0]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), (
+        "every notebook starts with its parameters cell"
+    )
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", []), "first code cell is the parameters"
     for cell in code:
         assert cell.outputs == [] and cell.execution_count is None, "strip outputs before commit"
     source = "\n".join(c.source for c in code)
