@@ -419,13 +419,21 @@ class EcsAgent:
                     if rec is not None:
                         started.append(rec)
                         continue
-                    if old:  # the old deployment holds what we need: stop one, then start
+                    # The old deployment holds what we need: stop one, then start. One at a
+                    # time, and only once every new task serves, so the service never goes
+                    # dark mid-rollout (minimumHealthyPercent 50 for a service of two).
+                    leaving = any(r.phase in ("draining", "stopping") for r in tasks)
+                    settled = not leaving and all(
+                        r.phase == "running" and self._targets_healthy(r)
+                        for r in primary + started
+                    )
+                    if old and settled:
                         victim = old.pop(0)
                         self._begin_stop(
                             victim, self._scaling_reason(state), "ServiceSchedulerInitiated"
                         )
                         self._events_for_stops(service, [victim])
-                    else:
+                    elif not old and not leaving:  # room is not on its way either
                         self._placement_event(state, why, now)
                     break
                 if started:

@@ -1,0 +1,177 @@
+"""Faults a classroom brings: killed containers, rolling updates under traffic, load,
+ports already taken. Each test prints its figure (see the closing note of issue 5)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from labkit.errors import BackendError
+from labkit.sandbox import lifecycle
+from tests.conftest import sandbox_settings
+from tests.sandbox.helpers import (
+    Lab,
+    create_service,
+    register,
+    remove_service,
+    serves_page,
+    unique,
+    wait_for,
+    wait_stable,
+)
+
+pytestmark = pytest.mark.sandbox
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def test_service_returns_to_steady_state_after_each_of_repeated_kills(lab: Lab) -> None:
+    name = unique()
+    create_service(lab, name, register(lab))
+    try:
+        wait_stable(lab, name)
+        recoveries = []
+        for _ in range(4):
+            victim = lab.containers(**{"com.amazonaws.ecs.container-name": "ecs-sample"})
+            victim = [c for c in victim if c.status == "running"]
+            assert len(victim) == 1
+            killed = time.monotonic()
+            victim[0].kill()
+            wait_for(lambda: not serves_page(lab.lb_url) or None, timeout=10, every=0.05)
+            wait_for(lambda: serves_page(lab.lb_url), timeout=30, every=0.05)
+            recoveries.append(time.monotonic() - killed)
+            wait_stable(lab, name)
+        print(f"\nkill -> serving again, 4 kills: {[round(r, 2) for r in recoveries]} s")
+        assert max(recoveries) < 10
+    finally:
+        remove_service(lab, name)
+
+
+def test_rolling_update_of_two_tasks_under_traffic_loses_at_most_in_flight(lab: Lab) -> None:
+    name = unique()
+    first = register(lab)
+    create_service(lab, name, first, count=2)
+    results: list[bool] = []
+    try:
+        wait_stable(lab, name)
+        second = register(lab, environment=[{"name": "REVISION", "value": "2"}])
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set() and len(results) < 500:
+                try:
+                    with _opener.open(lab.lb_url, timeout=2) as response:
+                        results.append(response.status == 200)
+                except OSError:
+                    results.append(False)
+
+        client = threading.Thread(target=traffic)
+        client.start()
+        time.sleep(0.2)
+        lab.client("ecs").update_service(cluster=lab.cluster, service=name, taskDefinition=second)
+        wait_stable(lab, name)
+        deployments = lab.client("ecs").describe_services(cluster=lab.cluster, services=[name])[
+            "services"
+        ][0]["deployments"]
+        assert [d["taskDefinition"] for d in deployments] == [second]
+        # Keep the traffic going until 500 requests were made across the rollout.
+        client.join(timeout=120)
+        stop.set()
+    finally:
+        remove_service(lab, name)
+    failed = results.count(False)
+    print(f"\n500 requests during a rolling update of 2 tasks: {failed} failed")
+    assert len(results) == 500
+    # Requests are sequential: at most one is in flight when each old task drains.
+    assert failed <= 2
+
+
+LOAD_SCRIPT = r"""
+import json, sys, threading, time, http.client
+host, port, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+latencies, errors, lock = [], [0], threading.Lock()
+def one():
+    t0 = time.perf_counter()
+    try:
+        c = http.client.HTTPConnection(host, port, timeout=5)
+        c.request("GET", "/"); r = c.getresponse(); r.read(); c.close()
+        ok = r.status == 200
+    except OSError:
+        ok = False
+    with lock:
+        if ok: latencies.append(time.perf_counter() - t0)
+        else: errors[0] += 1
+start = time.perf_counter(); threads = []
+for i in range(int(rate * seconds)):
+    # Open-loop: request i leaves at start + i / rate, whatever the others are doing.
+    delay = start + i / rate - time.perf_counter()
+    if delay > 0: time.sleep(delay)
+    t = threading.Thread(target=one); t.start(); threads.append(t)
+for t in threads: t.join(timeout=10)
+latencies.sort()
+pct = lambda p: round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
+print(json.dumps({"sent": len(threads), "ok": len(latencies), "errors": errors[0],
+                  "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+                  "wall_s": round(time.perf_counter() - start, 2)}))
+"""
+
+
+def test_bounded_load_through_the_load_balancer(lab: Lab) -> None:
+    name = unique()
+    create_service(lab, name, register(lab), count=2)
+    try:
+        wait_stable(lab, name)
+        wait_for(lambda: serves_page(lab.lb_url), timeout=30)
+        port = int(lab.lb_url.rsplit(":", 1)[1].strip("/"))
+        out = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT, "127.0.0.1", str(port), "200", "10"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        report = json.loads(out.stdout)
+    finally:
+        remove_service(lab, name)
+    print(f"\n200 req/s for 10 s through the NLB: {report}")
+    assert report["sent"] == 2000
+    assert report["errors"] <= 0.01 * report["sent"]
+
+
+def test_task_containers_publish_ports_on_loopback_only(lab: Lab) -> None:
+    name = unique()
+    create_service(lab, name, register(lab), count=2)
+    try:
+        wait_stable(lab, name)
+        bindings = []
+        for container in lab.containers():
+            container.reload()
+            for published in (container.attrs["NetworkSettings"]["Ports"] or {}).values():
+                bindings += [b["HostIp"] for b in published or []]
+    finally:
+        remove_service(lab, name)
+    assert bindings and set(bindings) == {"127.0.0.1"}, bindings
+
+
+def test_a_taken_sandbox_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
+    settings = sandbox_settings(tmp_path / "home")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", settings.registry_port))
+    squatter.listen()
+    try:
+        with pytest.raises(BackendError) as caught:
+            lifecycle.up(settings)
+    finally:
+        squatter.close()
+    message = str(caught.value)
+    assert f"registry port 127.0.0.1:{settings.registry_port} is taken" in message
+    assert "LABKIT_SANDBOX_REGISTRY_PORT" in message
+    assert not lifecycle.status(settings).running
+    assert not (settings.home / "sandbox.pid").exists()
