@@ -533,7 +533,8 @@ class Registry:
                 "policy": repo.policy,
                 "image_tag_mutability": repo.image_tag_mutability,
                 "scan_on_push": bool(repo.image_scanning_configuration.get("scanOnPush")),
-                "tags": ecr.tagger.list_tags_for_resource(repo.arn).get("Tags", []),
+                # ECR's tagger keys its list "tags" (other services' say "Tags").
+                "tags": ecr.tagger.list_tags_for_resource(repo.arn).get("tags", []),
                 "digests": old.get(name, {}).get("digests", []),
             }
         self._write_state(state)
