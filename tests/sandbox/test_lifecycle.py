@@ -142,7 +142,10 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
     try:
         aws = client_factory(settings)
         ecr = aws("ecr")
-        uri = ecr.create_repository(repositoryName="survivor")["repository"]["repositoryUri"]
+        created = ecr.create_repository(
+            repositoryName="survivor", tags=[{"Key": "labkit:created-by", "Value": "ecs-labkit"}]
+        )["repository"]
+        uri = created["repositoryUri"]
         ecr.set_repository_policy(
             repositoryName="survivor",
             policyText=json.dumps(
@@ -188,6 +191,9 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
         ecr = client_factory(settings)("ecr")
         details = ecr.describe_images(repositoryName="survivor")["imageDetails"]
         assert [(d["imageDigest"], d["imageTags"]) for d in details] == [(digest, ["v1"])]
+        assert ecr.list_tags_for_resource(resourceArn=created["repositoryArn"])["tags"] == [
+            {"Key": "labkit:created-by", "Value": "ecs-labkit"}
+        ]
         assert (
             "Ec2instanceRole" in ecr.get_repository_policy(repositoryName="survivor")["policyText"]
         )
