@@ -20,6 +20,7 @@ from benchmarks.harness import (
     client_for,
     free_port_block,
     http_status,
+    proc_memory_mb,
     repository_policy,
     running_sandbox,
     task_definition,
@@ -36,12 +37,13 @@ ROWS = (
     RowSpec("api_sequence_sandbox", "lab API sequence, sandbox", "s"),
     RowSpec("api_sequence_moto", "lab API sequence, bare moto_server", "s"),
     RowSpec("api_ratio", "  ratio sandbox / bare moto (per round)", "x", 1.3),
+    RowSpec("moto_hwm", "bare moto_server VmHWM after the same (memory baseline)", "MB"),
 )
 
 
 @contextmanager
-def bare_moto() -> Iterator[str]:
-    """A bare moto server in a subprocess on a free port; its endpoint URL."""
+def bare_moto() -> Iterator[tuple[str, int]]:
+    """A bare moto server in a subprocess on a free port; its endpoint URL and pid."""
     port = free_port_block(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bare_moto", str(port)],
@@ -58,7 +60,7 @@ def bare_moto() -> Iterator[str]:
         )
         if process.poll() is not None:
             raise RuntimeError(f"moto server exited: {process.stderr.read().decode()[-500:]}")
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -141,7 +143,7 @@ class Side:
 def run(rec: Recorder, options: Options) -> None:
     from labkit.sandbox.environment import provision
 
-    with running_sandbox() as box, bare_moto() as moto_url:
+    with running_sandbox() as box, bare_moto() as (moto_url, moto_pid):
         provision({s: client_for(moto_url, DEFAULT_REGION, s) for s in PROVISIONED_BY})
         sides = [
             Side("sandbox", box.settings.api_url, box.settings.region),
@@ -160,6 +162,7 @@ def run(rec: Recorder, options: Options) -> None:
                 rec.add("api_ratio", seconds["sandbox"] / seconds["moto"])
 
         repeated(rec, options, BENCHMARK.default_repeat, once)
+        rec.add("moto_hwm", proc_memory_mb(moto_pid)["VmHWM"])
         side = sides[0]
         rec.note(
             "api_sequence_sandbox",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, Skipped, repeated
 from benchmarks.harness import proc_memory_mb, running_sandbox, temp_dir
@@ -26,6 +30,8 @@ def run_lab(rec: Recorder, options: Options) -> None:
     if not notebooks:
         raise Skipped(f"no lab notebooks in {NOTEBOOK_DIR} yet")
     rec.log(f"{len(notebooks)} notebooks: {', '.join(p.name for p in notebooks)}")
+    per_notebook: dict[str, list[float]] = {}
+    slowest: list[tuple[float, str]] = []
 
     def once(warmup: bool) -> None:
         # A fresh sandbox each round: the lab starts from the pre-provisioned environment.
@@ -47,19 +53,54 @@ def run_lab(rec: Recorder, options: Options) -> None:
                 tail = " ".join((done.stderr or done.stdout).split())[-400:]
                 raise RuntimeError(f"labkit run exited {done.returncode}: {tail}")
             peak = proc_memory_mb(box.pid)
+            if not warmup:
+                for name, nb_seconds in notebook_seconds(done.stdout).items():
+                    per_notebook.setdefault(name, []).append(nb_seconds)
+                slowest[:] = slowest_cells(work / "out")
         if not warmup:
             rec.add("lab_run", seconds)
             rec.add("sandbox_hwm_labkit_run", peak["VmHWM"])
 
     repeated(rec, options, LAB.default_repeat, once)
-    floor = _floor_guess(rec)
-    if floor:
-        rec.note("lab_run", floor)
+    if per_notebook:
+        medians = ", ".join(
+            f"{name.split('_')[0]} {statistics.median(values):.1f} s"
+            for name, values in sorted(per_notebook.items())
+        )
+        rec.note("lab_run", f"per notebook (median, as labkit run reports): {medians}")
+    for cell_seconds, where in slowest:
+        rec.note("lab_run", f"slow cell (last round): {cell_seconds:.1f} s {where}")
+    rec.note(
+        "lab_run", f"{len(notebooks)} notebooks: compare with {len(notebooks)} x papermill_floor"
+    )
 
 
-def _floor_guess(rec: Recorder) -> str:
-    notebooks = len(lab_notebooks())
-    return f"{notebooks} notebooks; compare with {notebooks} x papermill_floor"
+_RUN_LINE = re.compile(r"(\d\d_[\w.-]+\.ipynb) \(([\d.]+) s\)")
+
+
+def notebook_seconds(stdout: str) -> dict[str, float]:
+    """``labkit run``'s own per-notebook times, from its summary lines."""
+    return {m.group(1): float(m.group(2)) for m in _RUN_LINE.finditer(stdout)}
+
+
+def slowest_cells(
+    output_dir: Path, count: int = 3, at_least: float = 1.0
+) -> list[tuple[float, str]]:
+    """The slowest cells of the executed notebooks (papermill records each cell's duration)."""
+    cells = []
+    for path in sorted(output_dir.glob("*.ipynb")):
+        try:
+            nb = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for index, cell in enumerate(nb.get("cells", [])):
+            duration = cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0
+            if cell.get("cell_type") == "code" and duration >= at_least:
+                source = " | ".join(
+                    line.strip() for line in "".join(cell["source"]).splitlines() if line.strip()
+                )
+                cells.append((duration, f"{path.stem} cell {index}: {source[:90]}"))
+    return sorted(cells, reverse=True)[:count]
 
 
 def run_floor(rec: Recorder, options: Options) -> None:

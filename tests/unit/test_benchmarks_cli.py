@@ -124,3 +124,17 @@ def test_the_command_line() -> None:
     with pytest.raises(ValueError, match="unknown benchmark"):
         select(benchmarks, "nope")
     assert select(benchmarks, None) == benchmarks
+
+
+def test_labkit_run_summary_lines_are_read_per_notebook() -> None:
+    from benchmarks.notebooks import notebook_seconds
+
+    stdout = (
+        "✅ 00_start_here.ipynb (1.5 s) → runs/x/00_start_here.ipynb\n"
+        "❌ 05_operating_the_service.ipynb (40.1 s) → runs/x/05_operating_the_service.ipynb\n"
+        "All 2 notebook(s) passed in 41.6 s.\n"
+    )
+    assert notebook_seconds(stdout) == {
+        "00_start_here.ipynb": 1.5,
+        "05_operating_the_service.ipynb": 40.1,
+    }
