@@ -1,8 +1,8 @@
 """The ``labkit`` command line.
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
-README: ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit check``,
-``labkit cleanup``.
+README: ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit report``,
+``labkit reset``, ``labkit check``, ``labkit cleanup``.
 """
 
 from __future__ import annotations
@@ -84,14 +84,25 @@ def _add_parameter_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
-    from labkit.runner import run_notebooks
+def _resets(args: argparse.Namespace) -> bool:
+    """--reset / --no-reset; by default a run from 00 with --until jumps from a clean lab."""
+    if args.reset is not None:
+        return args.reset
+    return args.until is not None and args.start in (None, "", "0", "00")
 
+
+def _run(args: argparse.Namespace) -> int:
+    from labkit.runner import reset_lab, run_notebooks
+
+    parameters = dict(args.parameter or [])
+    if _resets(args):
+        print(reset_lab(parameters))
+        print()
     runs = run_notebooks(
         start=args.start,
         until=args.until,
         output_dir=args.output,
-        parameters=dict(args.parameter or []),
+        parameters=parameters,
         cell_timeout=args.timeout,
         strict=not args.no_strict,
         log_output=not args.quiet,
@@ -99,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
     print()
     for run in runs:
         print(run)
+    if args.report and runs:
+        from labkit.report import build_report
+
+        print(f"Report: {build_report(runs[0].output.parent)}")
     failed = [r for r in runs if not r.ok]
     if failed:
         print(f"labkit run: {failed[0].notebook} failed: {failed[0].error}", file=sys.stderr)
@@ -109,14 +124,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="execute the notebooks in order with papermill")
+    p = sub.add_parser(
+        "run",
+        help="execute the notebooks in order with papermill",
+        description="Execute the notebooks in order with papermill. With --until N (and no "
+        "--from) the lab is reset first, so the run brings a clean lab to the state after "
+        "notebook N: an instructor can jump to any task.",
+    )
     p.add_argument("--from", dest="start", metavar="NB", help="first notebook (e.g. 02)")
     p.add_argument("--until", metavar="NB", help="last notebook, inclusive (e.g. 04)")
+    p.add_argument(
+        "--reset",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reset the lab (as `labkit reset`) before running; default: only for "
+        "--until without --from",
+    )
     p.add_argument(
         "-o",
         "--output",
         type=Path,
         help="folder for executed notebooks (default ./runs/<timestamp>/)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write <output>/report.html: every executed notebook, readable offline",
     )
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
     p.add_argument(
@@ -125,6 +158,41 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
     _add_parameter_option(p)
     p.set_defaults(handler=_run)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from labkit.report import build_report
+
+    print(f"Report: {build_report(args.run_dir, args.output)}")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="one offline HTML page of an executed run (every notebook, in order)"
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `labkit run` output folder")
+    p.add_argument(
+        "-o", "--output", type=Path, help="the HTML file to write (default RUN_DIR/report.html)"
+    )
+    p.set_defaults(handler=_report)
+
+
+def _reset(args: argparse.Namespace) -> int:
+    from labkit.runner import reset_lab
+
+    print(reset_lab(dict(args.parameter or [])))
+    print("The lab is clean; the sandbox (if any) keeps running.")
+    return 0
+
+
+def _add_reset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reset",
+        help="back to a clean lab: delete what the kit created, forget the service name",
+    )
+    _add_parameter_option(p)
+    p.set_defaults(handler=_reset)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -175,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sandbox(sub)
     _add_run(sub)
+    _add_report(sub)
+    _add_reset(sub)
     _add_check(sub)
     _add_cleanup(sub)
     return parser

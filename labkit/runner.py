@@ -87,16 +87,23 @@ def run_notebooks(
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Kernels inherit this process's environment; set strictness for the run only.
-    saved_strict = os.environ.get("LABKIT_STRICT")
-    if strict and saved_strict is None:
-        os.environ["LABKIT_STRICT"] = "1"
+    # LABKIT_HEADLESS tells live displays (labkit.dashboard) that no one is watching:
+    # show one snapshot and return instead of refreshing.
+    run_env = {"LABKIT_HEADLESS": "1"}
+    if strict:
+        run_env["LABKIT_STRICT"] = "1"
+    saved = {key: os.environ.get(key) for key in run_env}
+    for key, value in run_env.items():
+        if saved[key] is None:
+            os.environ[key] = value
     try:
         return _run_all(
             start, until, output_dir, parameters, cell_timeout, notebook_dir, log_output
         )
     finally:
-        if saved_strict is None:
-            os.environ.pop("LABKIT_STRICT", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 def _run_all(
@@ -144,3 +151,23 @@ def _run_all(
             break
         runs.append(NotebookRun(notebook.name, output, time.monotonic() - started, True))
     return runs
+
+
+def reset_lab(parameters: dict[str, Any] | None = None) -> str:
+    """A clean lab on the same backend: delete what the kit created, forget local state.
+
+    The sandbox keeps running (it is started if it is the backend and is down, since its
+    resources survive restarts). Returns the cleanup report as text.
+    """
+    from labkit import ecs
+    from labkit.cleanup import cleanup
+    from labkit.config import Backend
+    from labkit.lab import Lab
+
+    lab = Lab.from_parameters(**(parameters or {}))
+    if lab.backend is Backend.SANDBOX:
+        lab.start()
+    print(f"↺ Resetting the lab ({lab.backend.value}): deleting what the kit created.")
+    report = cleanup(lab)
+    ecs.forget_service_name(lab)  # cleanup does it too; a reset must, whatever it found
+    return str(report)
