@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 
 from labkit.config import DEFAULT_REGION, Backend, LabConfig
-from labkit.errors import CredentialsMissing, SandboxNotRunning
+from labkit.errors import CredentialsMissing, InputError, SandboxNotRunning
 
 #: Dummy keys for local endpoints: boto3 insists on some, the sandbox ignores them.
 DUMMY_ACCESS_KEY = "labkit-sandbox"
@@ -60,8 +60,8 @@ def _not_running(detail: str = "") -> SandboxNotRunning:
     return SandboxNotRunning(
         "The offline sandbox is not running.",
         why=detail or "Nothing answers on the sandbox's API port.",
-        fix="Run notebooks/00_start_here.ipynb (it starts the sandbox), "
-        "or run `labkit sandbox up` in a terminal.",
+        fix="Run `labkit sandbox up` in a terminal (or notebooks/00_start_here.ipynb, "
+        "which starts it), then re-run this cell.",
     )
 
 
@@ -72,13 +72,19 @@ def connect(config: LabConfig) -> AwsTarget:
         if status is None:
             raise _not_running("The sandbox package (labkit.sandbox) is not installed.")
         if not status.running:
-            raise _not_running()
+            raise _not_running(status.problem and f"The sandbox status says: {status.problem}.")
+        if config.region and config.region != status.region:
+            raise InputError(
+                f"The sandbox serves region {status.region}, not {config.region}.",
+                why="The offline sandbox provisions the lab's environment in one region only.",
+                fix=f'Set region = "" (or "{status.region}") in the parameters cell.',
+            )
         session = boto3.session.Session(
             aws_access_key_id=DUMMY_ACCESS_KEY,
             aws_secret_access_key=DUMMY_SECRET_KEY,
-            region_name=config.region or status.region,
+            region_name=status.region,
         )
-        return AwsTarget(Backend.SANDBOX, session, config.region or status.region, status.api_url)
+        return AwsTarget(Backend.SANDBOX, session, status.region, status.api_url)
 
     if config.backend is Backend.ENDPOINT:
         endpoint = os.environ.get("AWS_ENDPOINT_URL", "").strip()
@@ -97,14 +103,31 @@ def connect(config: LabConfig) -> AwsTarget:
         region = config.region or session.region_name or DEFAULT_REGION
         return AwsTarget(Backend.ENDPOINT, session, region, endpoint)
 
-    session = boto3.session.Session()
-    if session.get_credentials() is None:
+    # Credentials are looked up locally (environment, config files, SSO cache…) before
+    # any call is made, so a learner without credentials never reaches AWS at all.
+    try:
+        session = boto3.session.Session()
+        credentials = session.get_credentials()
+    except Exception as exc:  # a broken profile or config file: botocore raises many types
+        raise CredentialsMissing(
+            "Your AWS credentials could not be read.",
+            why=f"{exc.__class__.__name__}: {exc}",
+            fix="Check AWS_PROFILE and ~/.aws/config (`aws configure list`), "
+            "or use backend = 'sandbox'.",
+        ) from None
+    if credentials is None:
         raise CredentialsMissing(
             "No AWS credentials were found.",
-            why="backend is 'aws' and boto3's default credential chain came up empty.",
-            fix="Run `aws configure` (or set AWS_PROFILE), or use backend = 'sandbox'.",
+            why="backend is 'aws' and boto3's default credential chain came up empty "
+            "(no AWS_ACCESS_KEY_ID, no profile in ~/.aws/credentials or ~/.aws/config, "
+            "no SSO login, no instance role). Nothing was sent to AWS.",
+            fix="Run `aws configure` (or `aws sso login`, or set AWS_PROFILE) in a terminal, "
+            "restart the kernel and re-run; or use backend = 'sandbox' (offline, free).",
         )
     region = config.region or session.region_name or DEFAULT_REGION
+    if session.region_name != region:
+        # The session carries the region too, for code that takes a session (aws_account).
+        session = boto3.session.Session(region_name=region)
     return AwsTarget(Backend.AWS, session, region, None)
 
 

@@ -224,16 +224,41 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
+    from labkit import environment
     from labkit.cleanup import cleanup
 
-    print(cleanup(_lab_from_args(args)))
-    return 0
+    lab = _lab_from_args(args)
+    print(cleanup(lab))
+    report = environment.teardown(lab)  # AWS mode: the kit's lab environment too
+    return 1 if report is not None and not report.ok else 0
 
 
 def _add_cleanup(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cleanup", help="delete everything the kit created (as notebook 06)")
     _add_parameter_option(p)
     p.set_defaults(handler=_cleanup)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from labkit import environment
+    from labkit.config import Backend
+
+    lab = _lab_from_args(args)
+    print(environment.status_text(lab))
+    if lab.backend is Backend.SANDBOX:
+        from labkit.aws import sandbox_status
+
+        status = sandbox_status()
+        return 0 if status is not None and status.running else 3
+    return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "status", help="backend, identity, region, and the lab environment (or the sandbox)"
+    )
+    _add_parameter_option(p)
+    p.set_defaults(handler=_status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reset(sub)
     _add_check(sub)
     _add_cleanup(sub)
+    _add_status(sub)
     return parser
 
 

@@ -7,6 +7,8 @@ create the learner's ones (repository, task definition family, service…).
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import os
 import re
@@ -103,23 +105,28 @@ def coerce_account_id(value: Any) -> str:
     """A 12-digit account id as a string; ``""`` means "whatever STS says".
 
     papermill's ``-p account_id 012345678901`` arrives as the int 12345678901, so
-    ints are zero-padded back to 12 digits.
+    ints of 10 or 11 digits are zero-padded back to 12 digits (leading zeros lost on the
+    way). A shorter int is refused rather than padded: it is far more likely a typo than
+    an account id with three or more leading zeros (``papermill -r`` keeps text as text).
     """
     if _blank(value):
         return ""
     if isinstance(value, bool):
         raise InputError(f"Account id {value!r} is not valid.", why="Got a boolean.")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int):
-        text = f"{value:012d}"
-    elif isinstance(value, float) and value.is_integer():
-        text = f"{int(value):012d}"
+        digits = len(str(abs(value)))
+        text = f"{value:012d}" if value >= 0 and 10 <= digits <= 12 else str(value)
     else:
         text = str(value).strip().replace("-", "")
     if not re.fullmatch(r"\d{12}", text):
+        found = f"{len(text)} digits" if text.isdigit() else "characters other than digits"
         raise InputError(
             f"Account id {value!r} is not valid.",
-            why="An AWS account id is exactly 12 digits, e.g. 123456789012.",
-            fix="Copy the account id shown in notebook 00 (or leave it empty).",
+            why=f"An AWS account id is exactly 12 digits, e.g. 123456789012; this has {found}.",
+            fix="Copy the account id shown in notebook 00 (or leave it empty). With "
+            "papermill, pass it as text to keep leading zeros: -r account_id 012345678901.",
         )
     return text
 
@@ -135,7 +142,33 @@ def coerce_region(value: Any) -> str:
             why="A region looks like us-west-2 or eu-central-1.",
             fix=f'Use the lab\'s region, "{DEFAULT_REGION}", or leave it empty.',
         )
+    regions = known_regions()
+    if regions and text not in regions:
+        close = difflib.get_close_matches(text, sorted(regions), n=1)
+        hint = f'Did you mean "{close[0]}"? ' if close else ""
+        raise InputError(
+            f"Region {value!r} does not exist.",
+            why="It is not one of the regions where Amazon ECS runs (botocore's list, "
+            "which ships with boto3).",
+            fix=f'{hint}Use the lab\'s region, "{DEFAULT_REGION}", or leave it empty. '
+            "(A region newer than your boto3: `pip install -U boto3`.)",
+        )
     return text
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region where ECS runs, in every partition botocore knows (no network)."""
+    try:
+        import botocore.session
+
+        session = botocore.session.get_session()
+        found: set[str] = set()
+        for partition in session.get_available_partitions():
+            found |= set(session.get_available_regions("ecs", partition_name=partition))
+        return frozenset(found)
+    except Exception:  # an unreadable endpoints file must not block the lab
+        return frozenset()
 
 
 def coerce_repository_name(value: Any) -> str:

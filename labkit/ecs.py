@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, NOTEBOOKS, load_state, save_state
-from labkit.errors import BackendError, PrerequisiteError
+from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab
 
 STEADY_MARKER = "has reached a steady state"
@@ -103,6 +103,20 @@ def find_service(lab: Lab) -> dict[str, Any] | None:
     return None
 
 
+def _refuse_foreign(lab: Lab, service: dict[str, Any]) -> None:
+    """An ACTIVE service with the learner's name that the kit did not create: stop here."""
+    if _has_kit_tag(service.get("tags")):
+        return
+    raise InputError(
+        f"A service named {lab.service_name} already exists in {lab.names.cluster}, "
+        "and the kit did not create it.",
+        why="It has no kit tag, so it belongs to someone or something else; the kit never "
+        "changes resources it did not create. Nothing was changed.",
+        fix='Choose another name: set service_name = "" (MYSERVICE<random number>) or a '
+        "new name in the parameters cell, then re-run.",
+    )
+
+
 def require_service(lab: Lab) -> dict[str, Any]:
     service = find_service(lab)
     if service is None:
@@ -120,20 +134,22 @@ def target_group_arn(lab: Lab) -> str:
 
 
 def namespace_vpc_id(lab: Lab) -> str:
-    """The default VPC, as in the lab; else the VPC of the lab's target group.
+    """The lab's VPC: the one the target group (and so the tasks) is in.
 
-    (A lab account built without a default VPC still has the target group's VPC, and
-    that is where the tasks run, so DNS answers there.)"""
-    reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
-    if reply["Vpcs"]:
-        return reply["Vpcs"][0]["VpcId"]
+    That is ``aws_account.LabEnvironment.vpc_id``: in an account provisioned by the kit it
+    is the stack's own VPC, not the default one, and a private DNS namespace only answers
+    inside its VPC. The default VPC is the fallback for a target group without a VPC."""
     groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])["TargetGroups"]
     if groups and groups[0].get("VpcId"):
         return groups[0]["VpcId"]
+    reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
+    if reply["Vpcs"]:
+        return reply["Vpcs"][0]["VpcId"]
     raise BackendError(
-        "This region has no default VPC and the target group has no VPC.",
+        "The lab's target group has no VPC and this region has no default VPC.",
         why="The private DNS namespace must live in the VPC where the tasks run.",
-        fix="Use the lab's region (us-west-2) or the lab's prepared account.",
+        fix="Use the lab's region (us-west-2), or provision the lab environment "
+        "(notebook 00 in AWS mode).",
     )
 
 
@@ -149,14 +165,14 @@ def find_namespace(lab: Lab) -> dict[str, Any] | None:
     return None
 
 
-def ensure_namespace(lab: Lab, timeout: float = 300) -> str:
-    """The private DNS namespace ``myprivatednsnamespace`` in the default VPC; its id."""
+def ensure_namespace(lab: Lab, timeout: float = 300, vpc_id: str | None = None) -> str:
+    """The private DNS namespace ``myprivatednsnamespace`` in the lab's VPC; its id."""
     existing = find_namespace(lab)
     if existing is not None:
         print(f"♻️  Namespace {lab.names.namespace} already exists; reusing it.")
         return existing["Id"]
     operation = lab.servicediscovery.create_private_dns_namespace(
-        Name=lab.names.namespace, Vpc=namespace_vpc_id(lab), Tags=lab.tags()
+        Name=lab.names.namespace, Vpc=vpc_id or namespace_vpc_id(lab), Tags=lab.tags()
     )["OperationId"]
     deadline = time.monotonic() + timeout
     while True:  # namespace creation is asynchronous (minutes on AWS, instant locally)
@@ -207,33 +223,63 @@ def ensure_discovery_service(lab: Lab, namespace_id: str) -> str:
 # -- the service ----------------------------------------------------------------------
 
 
-def ensure_service(lab: Lab) -> dict[str, Any]:
-    """Task 4 as the console wizard does it; reuse the service if it already exists."""
+def check_desired_count(value: Any) -> int:
+    """A service's desired count: a whole number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(
+            f"Desired count {value!r} is not valid.",
+            why="A service runs a whole number of tasks: 0 or more.",
+            fix="Use 1 (the lab's count), or 0 to stop every task and keep the service.",
+        )
+    return value
+
+
+def ensure_service(lab: Lab, desired_count: int = 1) -> dict[str, Any]:
+    """Task 4 as the console wizard does it; reuse the service if it already exists.
+
+    Everything is checked before anything is created (the name is free or the kit's, the
+    task definition, the target group and the lab's VPC exist); if CreateService still
+    fails, the discovery service made for it is deleted again, so nothing is left
+    half-created."""
     from labkit import taskdef
 
+    check_desired_count(desired_count)
     existing = find_service(lab)
     if existing is not None:
+        _refuse_foreign(lab, existing)
         print(f"♻️  Service {lab.service_name} already exists; reusing it.")
         return existing
     definition = taskdef.require_registered(lab)
+    group_arn = target_group_arn(lab)
+    vpc_id = namespace_vpc_id(lab)
     lab.cost_notice("service")
-    namespace_id = ensure_namespace(lab)
+    namespace_id = ensure_namespace(lab, vpc_id=vpc_id)
+    made_discovery = find_discovery_service(lab, namespace_id) is None
     registry_arn = ensure_discovery_service(lab, namespace_id)
     container = {"containerName": lab.names.container_name, "containerPort": 80}
-    reply = lab.ecs.create_service(
-        cluster=lab.names.cluster,
-        serviceName=lab.service_name,
-        taskDefinition=definition["taskDefinitionArn"],
-        desiredCount=1,
-        launchType="EC2",
-        role=lab.names.service_role,
-        loadBalancers=[{"targetGroupArn": target_group_arn(lab), **container}],
-        serviceRegistries=[{"registryArn": registry_arn, **container}],
-        tags=lab.tags("key"),
-        propagateTags="SERVICE",
-    )
+    try:
+        reply = lab.ecs.create_service(
+            cluster=lab.names.cluster,
+            serviceName=lab.service_name,
+            taskDefinition=definition["taskDefinitionArn"],
+            desiredCount=desired_count,
+            launchType="EC2",
+            role=lab.names.service_role,
+            loadBalancers=[{"targetGroupArn": group_arn, **container}],
+            serviceRegistries=[{"registryArn": registry_arn, **container}],
+            tags=lab.tags("key"),
+            propagateTags="SERVICE",
+        )
+    except Exception:
+        if made_discovery:  # leave nothing half-created; the namespace is reusable
+            try:
+                lab.servicediscovery.delete_service(Id=registry_arn.rsplit("/", 1)[-1])
+                print(f"↩️  Removed discovery service {lab.service_name} again.")
+            except Exception as undo:  # report, but keep the original error
+                print(f"⚠️  Could not remove discovery service {lab.service_name}: {undo}")
+        raise
     print(
-        f"✅ Created service {lab.service_name}: 1 task of "
+        f"✅ Created service {lab.service_name}: {desired_count} task(s) of "
         f"{definition['family']}:{definition['revision']} on {lab.names.cluster}."
     )
     return reply["service"]
@@ -350,6 +396,7 @@ def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
 
 def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     """Change how many tasks the scheduler keeps running."""
+    check_desired_count(desired_count)
     require_service(lab)
     reply = lab.ecs.update_service(
         cluster=lab.names.cluster, service=lab.service_name, desiredCount=desired_count

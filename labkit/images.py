@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 def docker_client():  # -> docker.DockerClient
     """A Docker client that answers, or :class:`DockerUnavailable` saying how to start one."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         import docker
 
@@ -29,11 +31,16 @@ def docker_client():  # -> docker.DockerClient
         client.ping()
         return client
     except Exception as exc:  # docker raises several unrelated types here
+        cli = "" if shutil.which("docker") else " The docker command is not installed either."
+        detail = " ".join(str(exc).split())[:240]
         raise DockerUnavailable(
-            "Docker Engine is not reachable.",
-            why=f"Connecting to the Docker daemon failed: {exc.__class__.__name__}: {exc}",
+            "Docker Engine is not reachable, so this Docker step cannot run.",
+            why=f"Nothing answers at {host} (the Docker daemon is stopped or not "
+            f"installed): {exc.__class__.__name__}: {detail}.{cli}",
             fix="Install and start Docker Engine (Debian: `apt-get install -y docker.io` "
-            "then `dockerd &`), then re-run this cell. API-only steps still work.",
+            "then `systemctl start docker` or `dockerd &`), check DOCKER_HOST, then re-run "
+            "this cell. Steps that only call the AWS API (repository, task definition, "
+            "checks) still work without Docker.",
         ) from None
 
 

@@ -14,7 +14,7 @@ from labkit.config import (
     LabConfig,
     LabNames,
 )
-from labkit.errors import BackendError, InputError
+from labkit.errors import BackendError, InputError, LabkitError
 
 _current: Lab | None = None
 
@@ -103,6 +103,8 @@ class Lab:
         """Account and caller ARN from STS (never any key material)."""
         try:
             reply = self.sts.get_caller_identity()
+        except LabkitError:
+            raise  # already says what to do (sandbox not running, no credentials…)
         except Exception as exc:  # botocore raises many types; all mean "unreachable"
             raise BackendError(
                 f"Could not ask STS who you are ({self.backend.value} backend).",

@@ -43,7 +43,8 @@ def sh(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
-    output = (proc.stdout + proc.stderr).rstrip()
+    secrets = [stdin or ""] + [v for k, v in (env or {}).items() if _secret_name(k)]
+    output = mask(proc.stdout + proc.stderr, secrets).rstrip()
     if output:
         print(output)
     if proc.returncode != 0:
@@ -55,6 +56,17 @@ def sh(
                 fix="Read the output above; fix the cause and re-run this cell.",
             )
     return ExitCode(proc.returncode)
+
+
+def _secret_name(name: str) -> bool:
+    return any(word in name.upper() for word in ("SECRET", "PASSWORD", "TOKEN"))
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret (8+ characters) replaced by its first 4 characters + ``…``."""
+    for secret in sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True):
+        text = text.replace(secret, f"{secret[:4]}…(hidden)")
+    return text
 
 
 def aws_cli_env(lab: Lab) -> dict[str, str]:
@@ -76,6 +88,9 @@ def docker_login(lab: Lab, registry: str) -> ExitCode:
     GetAuthorizationToken supplies the same password on ``docker login``'s stdin. The
     password is never printed.
     """
+    from labkit.images import docker_client
+
+    docker_client()  # without Docker, DockerUnavailable says why `docker login` cannot run
     lab_line = (
         f"aws ecr get-login-password --region {lab.region} | "
         f"docker login --username AWS --password-stdin {shlex.quote(registry)}"

@@ -10,6 +10,7 @@ We read that shape from botocore's service model, so the rules are the API's own
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -75,14 +76,40 @@ class PreparedTaskDefinition:
 
 def load_lab_json(path: Path | str = LAB_TASK_DEFINITION) -> dict[str, Any]:
     """The lab's task definition as a dict (the file is never modified)."""
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text())
-    except ValueError as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise InputError(
-            f"{Path(path).name} is not valid JSON.",
-            why=str(exc),
-            fix="Compare it with the JSON in the lab guide, step 31.",
+            f"The task definition file {path} cannot be read.",
+            why=f"{exc.__class__.__name__}: {exc.strerror or exc}",
+            fix="Check the path; the lab's own file is notebooks/task-definition.json.",
         ) from None
+    return parse_json(text, path.name)
+
+
+def parse_json(text: str, source: str = "the task definition") -> dict[str, Any]:
+    """Parse task-definition JSON; a syntax error says where (line, column) and shows it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        lines = text.splitlines() or [""]
+        line = lines[min(exc.lineno, len(lines)) - 1]
+        snippet = f"{exc.lineno:>4} | {line.rstrip()}\n     | {' ' * (exc.colno - 1)}^"
+        raise InputError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            why=f"The parser stopped here:\n{snippet}\n(A missing comma or quote, or a "
+            "trailing comma, on this line or the one before, is the usual cause.)",
+            fix="Fix that spot (compare with the JSON in the lab guide, step 31) and "
+            "re-run this cell.",
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{source} is not a task definition.",
+            why=f"It holds a JSON {type(data).__name__}; a task definition is an object {{…}}.",
+            fix="Compare it with the JSON in the lab guide, step 31.",
+        )
+    return data
 
 
 def _input_shape():
@@ -100,6 +127,14 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
             elif key in DESCRIBE_ONLY_KEYS:
                 dropped.append(Change(where, "describe-only (DescribeTaskDefinition output)"))
             elif key not in shape.members:
+                close = difflib.get_close_matches(key, list(shape.members), n=1, cutoff=0.8)
+                if close:  # a typo would silently lose a setting (memory!): say so
+                    raise InputError(
+                        f"Unknown key {where!r} in the task definition.",
+                        why=f"RegisterTaskDefinition has no {key!r} here; it has "
+                        f"{close[0]!r}. Dropping it would lose that setting.",
+                        fix=f"Rename {key!r} to {close[0]!r} and re-run this cell.",
+                    )
                 dropped.append(Change(where, "not in the RegisterTaskDefinition input shape"))
             else:
                 out[key] = _clean(item, shape.members[key], where, dropped)
@@ -127,11 +162,55 @@ def prepare(lab_json: dict[str, Any], repository_uri: str) -> PreparedTaskDefini
                 Change(f"containerDefinitions[{index}].image", f"{image} → {container['image']}")
             )
     prepared.request = _clean(data, _input_shape(), "", prepared.dropped)
+    _require_essentials(prepared.request)
     if "requiresCompatibilities" not in prepared.request:
         # Step 28 picks "EC2" in the console; the API's way of saying the same.
         prepared.request["requiresCompatibilities"] = ["EC2"]
         prepared.changed.append(Change("requiresCompatibilities", 'added ["EC2"] (step 28)'))
     return prepared
+
+
+def _require_essentials(request: dict[str, Any]) -> None:
+    """What RegisterTaskDefinition (EC2 launch type) needs, checked before calling it."""
+    fix = "Compare it with the JSON in the lab guide, step 31, and re-run this cell."
+    if not request.get("family"):
+        raise InputError(
+            "The task definition has no family.", why='Expected "family": "ecs-demo".', fix=fix
+        )
+    containers = request.get("containerDefinitions") or []
+    if not containers:
+        raise InputError(
+            "The task definition has no containers.",
+            why="containerDefinitions is missing or empty.",
+            fix=fix,
+        )
+    task_memory = request.get("memory")
+    for index, container in enumerate(containers):
+        name = container.get("name") or f"#{index}"
+        where = f"containerDefinitions[{index}] ({name})"
+        if not str(container.get("image") or "").strip():
+            raise InputError(
+                f"Container {where} has no image.",
+                why="Every container needs an image: for the lab, your repository URI "
+                "followed by :latest.",
+                fix=f'Add "image": "{IMAGE_PLACEHOLDER}:latest" (labkit fills in the URI).',
+            )
+        memory = container.get("memory") or container.get("memoryReservation")
+        if not memory and not task_memory:
+            raise InputError(
+                f"Container {where} has no memory limit.",
+                why="With the EC2 launch type ECS needs memory or memoryReservation (MiB) "
+                "for each container, or a task-level memory.",
+                fix='Add "memory": 128 to the container, as the lab guide does.',
+            )
+        for key in ("memory", "memoryReservation"):
+            value = container.get(key)
+            if value is not None and (not isinstance(value, int) or value < 6):
+                raise InputError(
+                    f"Container {where} has {key} = {value!r}.",
+                    why=f"{key} is a whole number of MiB; ECS needs at least 6.",
+                    fix=f'Use "{key}": 128, as the lab guide does.',
+                )
 
 
 @dataclass(frozen=True)

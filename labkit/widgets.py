@@ -185,9 +185,17 @@ def settings_form(**parameters: Any) -> SettingsForm:
     return form
 
 
-def repository_uri_form(uri: str) -> Form:
-    """Step 19–20's ``REPOSITORY=…``: the URI pre-filled, validated, editable."""
-    form = Form(
-        "REPOSITORY (step 20)", {"uri": ValidatedField("REPOSITORY", uri, coerce_repository_uri)}
-    )
+def repository_uri_form(uri: str, expected: str | None = None) -> Form:
+    """Step 19–20's ``REPOSITORY=…``: the URI pre-filled, validated, editable.
+
+    With ``expected`` (the lab's own URI) an edited or pasted value must also name your
+    registry, region, account and repository (see ``ecr.compare_repository_uri``)."""
+    coerce: Callable[[Any], str] = coerce_repository_uri
+    if expected:
+        from labkit.ecr import compare_repository_uri
+
+        def coerce(value: Any) -> str:
+            return compare_repository_uri(value, expected)
+
+    form = Form("REPOSITORY (step 20)", {"uri": ValidatedField("REPOSITORY", uri, coerce)})
     return form.show()

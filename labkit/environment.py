@@ -1,0 +1,134 @@
+"""The lab environment in each backend: notebook 00's AWS-mode cells, 06's teardown, status.
+
+The lab assumes a pre-provisioned environment (``ECSCluster``, the two roles,
+``Myloadbalancer``, ``myTargetgroup``). The sandbox builds it in; in your own AWS account
+:mod:`labkit.aws_account` finds it or, after an explicit cost confirmation, creates it
+from the kit's CloudFormation template, and removes it again at the end.
+
+Each function here takes the :class:`~labkit.lab.Lab`, does its AWS-mode work through
+the Lab's own boto3 session (same credentials, same region), and in the sandbox (or with
+an AWS-compatible endpoint) prints one line saying it is not needed and returns None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit import aws_account
+from labkit.config import Backend
+from labkit.errors import BackendError, InputError
+from labkit.lab import Lab
+
+
+def _not_needed(lab: Lab, what: str) -> bool:
+    """True (after printing one line) when ``lab`` is not on real AWS."""
+    if lab.backend is Backend.AWS:
+        return False
+    where = "in the sandbox" if lab.backend is Backend.SANDBOX else "with an AWS endpoint"
+    print(f"☑️  {what}: not needed {where} (its lab environment is already there).")
+    return True
+
+
+def session(lab: Lab) -> Any:
+    """The Lab's boto3 session (its region set), for :mod:`labkit.aws_account`."""
+    return lab.target.session
+
+
+def coerce_confirm_cost(value: Any) -> bool:
+    """``confirm_cost`` from the parameters cell: a real boolean, never a guess."""
+    if isinstance(value, bool):
+        return value
+    raise InputError(
+        f"confirm_cost must be True or False, not {value!r}.",
+        why="Creating the lab environment costs money, so only an explicit boolean counts.",
+        fix="Set confirm_cost = True in the parameters cell (papermill: -p confirm_cost True).",
+    )
+
+
+def show_cost_estimate(lab: Lab) -> aws_account.CostEstimate | None:
+    """AWS mode: what the lab environment roughly costs per hour and day."""
+    if _not_needed(lab, "Cost estimate"):
+        return None
+    estimate = aws_account.estimate_cost(lab.region)
+    print(estimate.describe())
+    return estimate
+
+
+def ensure_environment(lab: Lab, confirm_cost: Any = False) -> aws_account.LabEnvironment | None:
+    """AWS mode: find the lab environment; provision it only if missing and confirmed."""
+    if _not_needed(lab, "Lab environment"):
+        return None
+    confirm = coerce_confirm_cost(confirm_cost)
+    env = aws_account.find_environment(session(lab))
+    if env is not None and env.complete:
+        print("♻️  Found a complete lab environment; using it as it is.")
+    else:
+        if confirm:
+            print("Provisioning the lab environment with CloudFormation (about 5 minutes)…")
+        env = aws_account.provision(session(lab), confirm_cost=confirm)
+    print(env.describe())
+    return env
+
+
+def show_age_and_cost(lab: Lab) -> aws_account.EnvironmentAge | None:
+    """AWS mode: how long the kit's stack has existed and roughly what it cost so far."""
+    if _not_needed(lab, "Age and cost so far"):
+        return None
+    age = aws_account.environment_age_and_cost(session(lab))
+    if age is None:
+        print("The kit did not create this lab environment, so it adds nothing to your bill.")
+        return None
+    print(age.describe())
+    return age
+
+
+def teardown(lab: Lab, raise_on_failure: bool = False) -> aws_account.TeardownReport | None:
+    """AWS mode, after :func:`labkit.cleanup.cleanup`: remove everything tagged as the kit's,
+    the lab environment stack included (only if the kit created it)."""
+    if _not_needed(lab, "Lab environment teardown"):
+        return None
+    report = aws_account.teardown(session(lab))
+    print(report.describe())
+    if raise_on_failure and not report.ok:
+        raise BackendError(
+            "Teardown did not remove everything the kit created.",
+            why="; ".join(report.errors + report.leftovers) or "see the report above",
+            fix="Re-run this cell in a few minutes; anything still listed, delete by hand "
+            "(the report gives each ARN).",
+        )
+    return report
+
+
+def status_text(lab: Lab) -> str:
+    """``labkit status``: backend, identity, region, and the environment or the sandbox."""
+    lines = [f"Backend: {lab.backend.value}"]
+    if lab.backend is Backend.SANDBOX:
+        from labkit.aws import sandbox_status
+
+        status = sandbox_status()
+        if status is None or not status.running:
+            lines.append(status.describe() if status else "The sandbox is not installed.")
+            return "\n".join(lines)
+    identity = lab.identity
+    lines += [f"Identity: {identity['arn']} (account {identity['account']})"]
+    lines += [f"Region:   {lab.region}"]
+    if lab.backend is Backend.SANDBOX:
+        lines.append(status.describe())
+    elif lab.backend is Backend.AWS:
+        env = aws_account.find_environment(session(lab))
+        lines.append(
+            env.describe()
+            if env
+            else "No lab environment in this region yet "
+            "(notebook 00 provisions one after you confirm the cost)."
+        )
+        age = aws_account.environment_age_and_cost(session(lab))
+        lines.append(
+            age.describe()
+            if age
+            else "No stack created by the kit: nothing it "
+            "made is running up a bill for the environment."
+        )
+    else:
+        lines.append(f"Endpoint: {lab.target.endpoint_url}")
+    return "\n".join(lines)
