@@ -10,6 +10,7 @@ The public API is small; everything a notebook needs is reachable from here::
     labkit.taskdef.register_lab_task_definition(lab)           # Task 3
     labkit.ecs.ensure_service(lab)                             # Task 4
     labkit.checks.task1.check()                                # ✅ / ❌
+    board = labkit.dashboard(lab, seconds=120)                 # live service page
 
 Modules: config (backend selection, validation), aws (sessions and clients), ecr,
 images, shell (the lab's own commands), taskdef, ecs, network, checks, widgets,
@@ -35,6 +36,7 @@ from labkit import (
     widgets,
 )
 from labkit.config import LAB, Backend, LabConfig
+from labkit.dashboard import dashboard  # the function; the module is labkit.dashboard too
 from labkit.errors import (
     BackendError,
     CheckFailed,
@@ -66,6 +68,7 @@ __all__ = [
     "checks",
     "cleanup",
     "config",
+    "dashboard",
     "ecr",
     "ecs",
     "errors",

@@ -107,3 +107,30 @@ def test_report_of_an_empty_folder_says_what_to_do(tmp_path: Path):
     with pytest.raises(InputError, match="No executed notebooks"):
         report.executed_notebooks(tmp_path)
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "resets"),
+    [
+        (["run", "--until", "03"], True),  # an instructor's jump: from a clean lab
+        (["run", "--from", "00", "--until", "03"], True),
+        (["run", "--from", "02", "--until", "03"], False),  # continuing: keep the lab
+        (["run"], False),
+        (["run", "--until", "03", "--no-reset"], False),
+        (["run", "--from", "02", "--reset"], True),
+    ],
+)
+def test_run_resets_only_when_jumping_from_00(argv, resets):
+    from labkit.cli import _resets, build_parser
+
+    assert _resets(build_parser().parse_args(argv)) is resets
+
+
+def test_cli_has_report_and_reset():
+    from labkit.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "--until", "04", "--report"])
+    assert args.report and args.until == "04"
+    assert parser.parse_args(["reset", "-p", "repository_name", "x1"]).handler
+    assert parser.parse_args(["report", "runs/x", "-o", "r.html"]).output == Path("r.html")

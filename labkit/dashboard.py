@@ -1,0 +1,228 @@
+"""A live view of the service while the instructor talks: ``labkit.dashboard(lab)``.
+
+It mirrors the console's service page (counts and deployments, the Tasks tab, the
+latest Events, the target group's Targets) and refreshes every couple of seconds from
+a background thread, for a bounded time. The cell returns at once, so the kernel stays
+free: run ``labkit.ecs.scale(lab, 3)`` in the next cell and watch it happen above.
+
+Headless (papermill via ``labkit run``, which sets ``LABKIT_HEADLESS=1``, or outside a
+kernel) it shows ONE snapshot, HTML with a plain-text twin, and returns.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from labkit.lab import Lab, current_lab
+from labkit.views import _cell, _in_kernel, _short, show
+
+DEFAULT_SECONDS = 120.0
+DEFAULT_INTERVAL = 2.0
+
+
+def headless() -> bool:
+    """True when no one watches live output (labkit run, or not in a Jupyter kernel)."""
+    flag = os.environ.get("LABKIT_HEADLESS", "").strip().lower()
+    return flag in ("1", "true", "yes") or not _in_kernel()
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str]:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    plain = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    plain += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    if not cells:
+        plain.append("(none)")
+    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in columns)
+    body = (
+        "".join(
+            "<tr>"
+            + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in r)
+            + "</tr>"
+            for r in cells
+        )
+        or f"<tr><td colspan='{len(columns)}'><i>(none)</i></td></tr>"
+    )
+    return (
+        f"<div style='margin-top:6px'><b>{html.escape(title)}</b><table><thead><tr>{head}"
+        f"</tr></thead><tbody>{body}</tbody></table></div>",
+        "\n".join(plain),
+    )
+
+
+def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
+    """The service page right now, as (HTML, plain text). Never raises."""
+    from labkit import ecs
+
+    stamp = datetime.now().strftime("%H:%M:%S")
+    try:
+        services = lab.ecs.describe_services(cluster=lab.names.cluster, services=[service_name])
+        service = next((s for s in services["services"] if s.get("status") == "ACTIVE"), None)
+        if service is None:
+            text = f"Service {service_name} does not exist (yet): run notebook 04 first."
+            return (f"<i>{html.escape(text)}</i>", text)
+        arns = lab.ecs.list_tasks(
+            cluster=lab.names.cluster, serviceName=service_name, desiredStatus="RUNNING"
+        )["taskArns"]
+        tasks = (
+            lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"] if arns else []
+        )
+        try:
+            targets = ecs.target_health(lab)
+        except Exception:  # noqa: BLE001 — a missing target group shows as "(none)"
+            targets = []
+    except Exception as exc:  # noqa: BLE001 — a dashboard reports, it never crashes
+        text = f"Could not read {service_name}: {exc.__class__.__name__}: {exc}"
+        return (f"<i>{html.escape(text)}</i>", text)
+
+    summary = (
+        f"{service_name} on {lab.names.cluster}: desired {service['desiredCount']}, "
+        f"running {service['runningCount']}, pending {service['pendingCount']}"
+        + ("  ✅ steady" if ecs.is_steady(service) else "")
+    )
+    parts = [
+        _table(
+            "Deployments",
+            ["status", "task definition", "desired", "running", "pending"],
+            [
+                [
+                    d.get("status"),
+                    _short(d.get("taskDefinition", "")),
+                    d.get("desiredCount"),
+                    d.get("runningCount"),
+                    d.get("pendingCount"),
+                ]
+                for d in service.get("deployments", [])
+            ],
+        ),
+        _table(
+            "Tasks",
+            ["task", "last status", "task definition", "container instance", "started"],
+            [
+                [
+                    _short(t["taskArn"]),
+                    t.get("lastStatus"),
+                    _short(t.get("taskDefinitionArn", "")),
+                    _short(t.get("containerInstanceArn", "")),
+                    t.get("startedAt"),
+                ]
+                for t in tasks
+            ],
+        ),
+        _table(
+            f"Targets of {lab.names.target_group}",
+            ["target", "port", "health"],
+            [
+                [t["Target"]["Id"], t["Target"].get("Port"), t["TargetHealth"]["State"]]
+                for t in targets
+            ],
+        ),
+        _table(
+            "Events (newest first)",
+            ["time", "message"],
+            [[e["createdAt"], e["message"]] for e in service.get("events", [])[:events]],
+        ),
+    ]
+    title = f"📊 Service dashboard · {stamp}"
+    rich = (
+        "<div style='font-family:sans-serif;font-size:13px;border:1px solid #ccc;"
+        "border-radius:6px;padding:8px 12px'>"
+        f"<div><b>{html.escape(title)}</b></div><div>{html.escape(summary)}</div>"
+        + "".join(h for h, _ in parts)
+        + "</div>"
+    )
+    plain = "\n\n".join([f"{title}\n{summary}", *(p for _, p in parts)])
+    return rich, plain
+
+
+class Dashboard:
+    """A refreshing view of one service; ``stop()`` ends it early."""
+
+    def __init__(self, lab: Lab, service_name: str, seconds: float, interval: float) -> None:
+        self.lab = lab
+        self.service_name = service_name
+        self.seconds = max(0.0, float(seconds))
+        self.interval = max(0.5, float(interval))
+        self.refreshes = 0
+        self.widget: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def show_once(self) -> str:
+        """Display one snapshot (HTML + plain-text twin); return the plain text."""
+        rich, plain = snapshot(self.lab, self.service_name)
+        self.refreshes += 1
+        show(rich, plain)
+        return plain
+
+    def start(self) -> Dashboard:
+        """Display a widget and refresh it from a daemon thread until ``seconds`` pass."""
+        import ipywidgets as w
+        from IPython.display import display
+
+        rich, plain = snapshot(self.lab, self.service_name)
+        self.refreshes = 1
+        self.widget = w.HTML(value=rich)
+        # The widget, with the first snapshot as its text/plain twin (nbconvert, logs).
+        bundle = self.widget._repr_mimebundle_() or {}
+        bundle["text/plain"] = plain
+        display(bundle, raw=True)
+        self._thread = threading.Thread(target=self._loop, name="labkit-dashboard", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        while not self._stop.wait(self.interval):
+            if time.monotonic() >= deadline:
+                break
+            rich, _ = snapshot(self.lab, self.service_name)
+            self.widget.value = rich
+            self.refreshes += 1
+        note = "stopped" if self._stop.is_set() else f"stopped after {self.seconds:.0f} s"
+        self.widget.value += (
+            f"<div style='color:#777;font-size:12px'>⏹️ dashboard {note}; re-run the cell "
+            "to watch again.</div>"
+        )
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(wait)
+
+    def __repr__(self) -> str:
+        state = "live" if self.running else "stopped"
+        return f"<Dashboard of {self.service_name}: {state}, {self.refreshes} refresh(es)>"
+
+
+def dashboard(
+    lab: Lab | None = None,
+    service: str | None = None,
+    seconds: float = DEFAULT_SECONDS,
+    interval: float = DEFAULT_INTERVAL,
+    live: bool | None = None,
+) -> Dashboard:
+    """Show the service's page, refreshed every ``interval`` s for ``seconds`` s.
+
+    Returns at once (the refreshing happens in a background thread, so the kernel is
+    free for the next cell). ``service`` defaults to the lab's service. Headless, or
+    with ``live=False``, it shows one snapshot and returns.
+    """
+    lab = lab or current_lab()
+    name = service or lab.service_name  # resolved here, not in the thread
+    board = Dashboard(lab, name, seconds, interval)
+    live = (not headless()) if live is None else live
+    if live and seconds > 0 and _in_kernel():
+        return board.start()
+    board.show_once()
+    return board
