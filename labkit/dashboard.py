@@ -39,12 +39,11 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     plain += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     if not cells:
         plain.append("(none)")
-    head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in columns)
+    pad = "text-align:left;padding:1px 14px 1px 0"
+    head = "".join(f"<th style='{pad}'>{html.escape(c)}</th>" for c in columns)
     body = (
         "".join(
-            "<tr>"
-            + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in r)
-            + "</tr>"
+            "<tr>" + "".join(f"<td style='{pad}'>{html.escape(v)}</td>" for v in r) + "</tr>"
             for r in cells
         )
         or f"<tr><td colspan='{len(columns)}'><i>(none)</i></td></tr>"

@@ -1,0 +1,227 @@
+"""The lab in a real browser: JupyterLab 4 + ipywidgets 8 in headless Chromium.
+
+Notebook 00 runs headless first (it starts the private sandbox); notebook 01 then runs
+in the browser, where the settings form's validation must react to typing, as a
+learner sees it; 02–04 run headless with the name chosen in the browser, and the load
+balancer's URL from notebook 04 is opened in the browser. Screenshots of every step go
+to artifacts/browser/.
+
+    pytest -m browser tests/browser -v -s
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import nbformat
+import pytest
+
+from labkit.runner import run_notebooks
+from tests.browser.conftest import JupyterLab
+
+pytestmark = pytest.mark.browser
+
+NEW_NAME = "labrepo"  # the name typed in the browser; 02-04 run with it
+
+
+# -- driving JupyterLab (window.jupyterapp, exposed with LabApp.expose_app_in_browser) --
+
+
+def _open_notebook(page: Any, lab: JupyterLab, name: str) -> None:
+    page.goto(lab.lab_url(name))
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
+    page.wait_for_function(
+        """(name) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const kernel = panel && panel.sessionContext && panel.sessionContext.session
+                && panel.sessionContext.session.kernel;
+            return panel && panel.context.path.endsWith(name) && kernel
+                && kernel.status === 'idle' && panel.content.widgets.length > 0;
+        }""",
+        arg=name,
+        timeout=90_000,
+    )
+
+
+def _run_cell(page: Any, index: int, command: str = "notebook:run-cell") -> None:
+    """Select cell ``index`` and run a notebook command; resolves when execution ends."""
+    ok = page.evaluate(
+        """async ([index, command]) => {
+            const app = window.jupyterapp;
+            const panel = app.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            panel.content.deselectAll();
+            return await app.commands.execute(command);
+        }""",
+        [index, command],
+    )
+    assert ok is not False, f"{command} on cell {index} reported a failure"
+
+
+def _cell(page: Any, index: int) -> Any:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def _shot(page: Any, artifacts: Path, name: str, locator: Any = None) -> Path:
+    if locator is not None:
+        locator.scroll_into_view_if_needed()
+    path = artifacts / name
+    page.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def _repository_field(page: Any) -> tuple[Any, Any]:
+    """The form's 'repository name' text input and its ✅/❌ status (a widget HTML)."""
+    row = page.locator(".widget-hbox").filter(
+        has=page.locator(".widget-text label", has_text="repository name")
+    )
+    return row.locator("input").first, row.locator(".widget-html").first
+
+
+def _clients() -> dict[str, Any]:
+    from labkit import sandbox
+
+    status = sandbox.status()
+    env = sandbox.env()
+    kwargs = dict(
+        endpoint_url=status.api_url,
+        region_name=status.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return {n: boto3.client(n, **kwargs) for n in ("ecr",)}
+
+
+def _headless(jupyterlab: JupyterLab, artifacts: Path, start: str, until: str, **parameters):
+    started = time.monotonic()
+    runs = run_notebooks(
+        start=start,
+        until=until,
+        output_dir=artifacts / "runs",
+        parameters=parameters,
+        notebook_dir=jupyterlab.root,
+        cell_timeout=600,
+        log_output=False,
+    )
+    print(f"headless {start}-{until}: {time.monotonic() - started:.1f} s")
+    assert all(r.ok for r in runs), [str(r) for r in runs if not r.ok]
+    return runs
+
+
+def test_task1_in_the_browser_then_the_page(
+    jupyterlab: JupyterLab, page: Any, artifacts: Path
+) -> None:
+    _headless(jupyterlab, artifacts, "00", "00")  # starts the sandbox, as a learner would
+
+    # Notebook 01 in JupyterLab: parameters, then the settings form (a real widget).
+    started = time.monotonic()
+    _open_notebook(page, jupyterlab, "01_task1_repository.ipynb")
+    for index in (0, 1, 2):
+        _run_cell(page, index)
+    field, status = _repository_field(page)
+    field.wait_for(state="visible")
+    assert field.input_value() == "myrepo"
+    page.wait_for_function(  # the widget rendered and its kernel-side validation ran
+        "() => [...document.querySelectorAll('.widget-html')]"
+        ".some(e => e.textContent.includes('✅ myrepo'))"
+    )
+    _shot(page, artifacts, "01-settings-form.png", _cell(page, 2))
+
+    # A bad name: the kernel re-validates on every edit and the ❌ line says why.
+    field.fill("My Repo")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.widget-html')]"
+        ".some(e => e.textContent.includes(\"❌ Repository name 'My Repo' is not valid.\"))"
+    )
+    assert "uppercase" in status.text_content()
+    _shot(page, artifacts, "02-bad-repository-name.png", _cell(page, 2))
+
+    # Fixed: ✅ again, with the new name.
+    field.fill(NEW_NAME)
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('.widget-html')]"
+        f".some(e => e.textContent.trim() === '✅ {NEW_NAME}')"
+    )
+    _shot(page, artifacts, "03-fixed-repository-name.png", _cell(page, 2))
+
+    # The rest of the notebook with the form's current value: create, statement, check.
+    _run_cell(page, 3, "notebook:run-all-below")
+    check = page.locator(".jp-OutputArea-output").filter(has_text="✅ Task 1")
+    check.wait_for(state="visible", timeout=120_000)
+    assert NEW_NAME in check.first.text_content()
+    _shot(page, artifacts, "04-task1-check.png", check.first)
+    errors = page.locator(".jp-OutputArea-output").filter(has_text="Traceback")
+    assert errors.count() == 0, errors.first.text_content()
+    print(f"notebook 01 in the browser: {time.monotonic() - started:.1f} s")
+    ecr = _clients()["ecr"]
+    assert ecr.describe_repositories(repositoryNames=[NEW_NAME])["repositories"]
+
+    # 02-04 headless, with the repository made in the browser; then open the page.
+    runs = _headless(jupyterlab, artifacts, "02", "04", repository_name=NEW_NAME)
+    executed = nbformat.read(runs[-1].output, as_version=4)
+    printed = "".join(
+        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
+    )
+    url = re.search(r"your load balancer answers at (http://127\.0\.0\.1:\d+)", printed).group(1)
+    reply = page.goto(url)
+    assert reply is not None and reply.status == 200
+    page.get_by_text("Your application is now running on a container in Amazon ECS.").wait_for()
+    assert page.title() == "Amazon ECS Sample App"
+    _shot(page, artifacts, "05-load-balancer-page.png")
+
+    # Notebook 05's optional dashboard, live: the widget refreshes from the kernel's
+    # background thread while the cell has long returned.
+    _open_notebook(page, jupyterlab, "05_operating_the_service.ipynb")
+    for index in (0, 1, 2):
+        _run_cell(page, index)
+    field, _status = _repository_field(page)
+    field.fill(NEW_NAME)
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('.widget-html')]"
+        f".some(e => e.textContent.trim() === '✅ {NEW_NAME}')"
+    )
+    _run_cell(page, 3)  # lab = settings.lab(); lab.require(5)
+    dashboard_index = _dashboard_cell_index(jupyterlab.root / "05_operating_the_service.ipynb")
+    started = time.monotonic()
+    _run_cell(page, dashboard_index)
+    assert time.monotonic() - started < 10, "the dashboard cell must return at once"
+    board = page.locator(".widget-html").filter(has_text="Service dashboard")
+    board.wait_for(state="visible")
+    first = _stamp(board.text_content())
+    page.wait_for_function(
+        """(first) => [...document.querySelectorAll('.widget-html')].some(e => {
+            const m = e.textContent.match(/Service dashboard · (\\d\\d:\\d\\d:\\d\\d)/);
+            return m && m[1] !== first;
+        })""",
+        arg=first,
+        timeout=20_000,
+    )
+    text = board.text_content()
+    assert "running 1" in text and "Events (newest first)" in text and "healthy" in text
+    _shot(page, artifacts, "06-live-dashboard.png", board)
+    _run_cell_code(page, "board.stop()")
+
+
+def _dashboard_cell_index(notebook: Path) -> int:
+    nb = nbformat.read(notebook, as_version=4)
+    return next(i for i, c in enumerate(nb.cells) if "labkit.dashboard(" in c.source)
+
+
+def _stamp(text: str) -> str:
+    return re.search(r"Service dashboard · (\d\d:\d\d:\d\d)", text).group(1)
+
+
+def _run_cell_code(page: Any, code: str) -> None:
+    """Run ``code`` in the notebook's kernel (no cell added to the notebook)."""
+    page.evaluate(
+        """async (code) => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            await kernel.requestExecute({ code }).done;
+        }""",
+        code,
+    )
