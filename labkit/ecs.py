@@ -258,6 +258,7 @@ def ensure_service(lab: Lab, desired_count: int = 1) -> dict[str, Any]:
     registry_arn = ensure_discovery_service(lab, namespace_id)
     container = {"containerName": lab.names.container_name, "containerPort": 80}
     try:
+        _note_change(lab)
         reply = lab.ecs.create_service(
             cluster=lab.names.cluster,
             serviceName=lab.service_name,
@@ -331,6 +332,14 @@ def is_steady(service: dict[str, Any]) -> bool:
     )
 
 
+#: When labkit last changed each service (service name → time), for watch().
+_last_change: dict[str, datetime] = {}
+
+
+def _note_change(lab: Lab) -> None:
+    _last_change[lab.service_name] = datetime.now().astimezone()
+
+
 def watch(
     lab: Lab,
     until: Callable[[dict[str, Any], list[dict[str, Any]]], bool] = lambda s, _e: is_steady(s),
@@ -346,7 +355,9 @@ def watch(
     from tqdm.auto import tqdm
 
     started = time.monotonic()
-    start_time = datetime.now().astimezone()
+    # News starts at the last change labkit asked for (scale, deploy, stop…), so an event
+    # ECS wrote between that call and this watch is not mistaken for history.
+    start_time = _last_change.get(lab.service_name) or datetime.now().astimezone()
     seen: set[str] = set()
     printed: set[str] = set()
     new_events: list[dict[str, Any]] = []
@@ -398,6 +409,7 @@ def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     """Change how many tasks the scheduler keeps running."""
     check_desired_count(desired_count)
     require_service(lab)
+    _note_change(lab)
     reply = lab.ecs.update_service(
         cluster=lab.names.cluster, service=lab.service_name, desiredCount=desired_count
     )
@@ -415,6 +427,7 @@ def stop_one_task(lab: Lab) -> str:
             fix="Wait for the service to become steady (notebook 04), then re-run.",
         )
     arn = running[0]["taskArn"]
+    _note_change(lab)
     lab.ecs.stop_task(cluster=lab.names.cluster, task=arn, reason="Stopped by the ECS Lab Kit")
     print(f"Stopped task {arn.rsplit('/', 1)[-1]}.")
     return arn
@@ -423,6 +436,7 @@ def stop_one_task(lab: Lab) -> str:
 def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
     """Point the service at another task-definition revision (a rolling deployment)."""
     require_service(lab)
+    _note_change(lab)
     reply = lab.ecs.update_service(
         cluster=lab.names.cluster, service=lab.service_name, taskDefinition=task_definition_arn
     )
