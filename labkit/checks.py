@@ -12,7 +12,7 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labkit.config import NOTEBOOKS, strict_checks
+from labkit.config import NOTEBOOKS, Backend, strict_checks
 from labkit.errors import CheckFailed, LabkitError, PrerequisiteError
 from labkit.lab import Lab, current_lab
 from labkit.views import show
@@ -209,8 +209,14 @@ def require(lab: Lab, task: int) -> None:
             break
         result = earlier.evaluate(lab)
         if not result.passed:
+            why = result.message[:1].upper() + result.message[1:] + "."
+            if lab.backend is Backend.SANDBOX and earlier.number >= 3:
+                why += (
+                    " (If the sandbox was restarted: it keeps repositories and images, "
+                    "but ECS starts fresh.)"
+                )
             raise PrerequisiteError(
                 f"Task {earlier.number} ({earlier.title}) is not done yet.",
-                why=result.message[:1].upper() + result.message[1:] + ".",
+                why=why,
                 fix=f"Run {earlier.notebook} first, then re-run this notebook.",
             )

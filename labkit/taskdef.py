@@ -195,14 +195,6 @@ def _require_essentials(request: dict[str, Any]) -> None:
                 "followed by :latest.",
                 fix=f'Add "image": "{IMAGE_PLACEHOLDER}:latest" (labkit fills in the URI).',
             )
-        memory = container.get("memory") or container.get("memoryReservation")
-        if not memory and not task_memory:
-            raise InputError(
-                f"Container {where} has no memory limit.",
-                why="With the EC2 launch type ECS needs memory or memoryReservation (MiB) "
-                "for each container, or a task-level memory.",
-                fix='Add "memory": 128 to the container, as the lab guide does.',
-            )
         for key in ("memory", "memoryReservation"):
             value = container.get(key)
             if value is not None and (not isinstance(value, int) or value < 6):
@@ -211,6 +203,14 @@ def _require_essentials(request: dict[str, Any]) -> None:
                     why=f"{key} is a whole number of MiB; ECS needs at least 6.",
                     fix=f'Use "{key}": 128, as the lab guide does.',
                 )
+        memory = container.get("memory") or container.get("memoryReservation")
+        if not memory and not task_memory:
+            raise InputError(
+                f"Container {where} has no memory limit.",
+                why="With the EC2 launch type ECS needs memory or memoryReservation (MiB) "
+                "for each container, or a task-level memory.",
+                fix='Add "memory": 128 to the container, as the lab guide does.',
+            )
 
 
 @dataclass(frozen=True)
