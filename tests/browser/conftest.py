@@ -65,6 +65,7 @@ def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
+    shutil.rmtree(ARTIFACTS / "runs", ignore_errors=True)  # executed notebooks of this run
     return ARTIFACTS
 
 

@@ -20,6 +20,7 @@ import boto3
 import nbformat
 import pytest
 
+from labkit.report import build_report
 from labkit.runner import run_notebooks
 from tests.browser.conftest import JupyterLab
 
@@ -173,6 +174,22 @@ def test_task1_in_the_browser_then_the_page(
     page.get_by_text("Your application is now running on a container in Amazon ECS.").wait_for()
     assert page.title() == "Amazon ECS Sample App"
     _shot(page, artifacts, "05-load-balancer-page.png")
+
+    # The instructor's handout of the headless runs opens with no network at all.
+    handout = build_report(artifacts / "runs", artifacts / "report.html")
+    requests: list[str] = []
+
+    def record(request: Any) -> None:
+        requests.append(request.url)
+
+    page.on("request", record)
+    page.goto(handout.resolve().as_uri())
+    page.get_by_text("ECS Lab Kit: executed run").wait_for()
+    page.get_by_text("04_task4_service.ipynb").first.wait_for()
+    page.remove_listener("request", record)
+    remote = [u for u in requests if not u.startswith(("file:", "data:", "blob:"))]
+    assert remote == [], remote
+    _shot(page, artifacts, "05b-offline-report.png")
 
     # Notebook 05's optional dashboard, live: the widget refreshes from the kernel's
     # background thread while the cell has long returned.
