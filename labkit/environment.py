@@ -35,9 +35,15 @@ def session(lab: Lab) -> Any:
 
 
 def coerce_confirm_cost(value: Any) -> bool:
-    """``confirm_cost`` from the parameters cell: a real boolean, never a guess."""
+    """``confirm_cost`` from the parameters cell: a boolean, never a guess.
+
+    ``labkit run -p confirm_cost true`` hands the notebook the text ``"true"``, so the
+    exact words true/false (any case) count too; anything else ("yes", 1, "") is refused.
+    """
     if isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     raise InputError(
         f"confirm_cost must be True or False, not {value!r}.",
         why="Creating the lab environment costs money, so only an explicit boolean counts.",

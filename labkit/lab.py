@@ -14,9 +14,26 @@ from labkit.config import (
     LabConfig,
     LabNames,
 )
-from labkit.errors import BackendError, InputError, LabkitError
+from labkit.errors import BackendError, CredentialsMissing, InputError, LabkitError
 
 _current: Lab | None = None
+
+#: STS error codes that mean "these credentials are not (or no longer) valid".
+REJECTED_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "AuthFailure",
+        # botocore's own, raised before any request is sent:
+        "NoCredentialsError",
+        "UnauthorizedSSOTokenError",
+        "SSOTokenLoadError",
+        "TokenRetrievalError",
+    }
+)
 
 
 def current_lab() -> Lab:
@@ -105,7 +122,18 @@ class Lab:
             reply = self.sts.get_caller_identity()
         except LabkitError:
             raise  # already says what to do (sandbox not running, no credentials…)
-        except Exception as exc:  # botocore raises many types; all mean "unreachable"
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = code or exc.__class__.__name__
+            if code in REJECTED_CREDENTIALS:
+                raise CredentialsMissing(
+                    f"AWS did not accept your credentials ({code}).",
+                    why="They are wrong, deactivated or expired (temporary and SSO "
+                    "credentials expire after hours).",
+                    fix="Refresh them (`aws sso login`, or `aws configure` with a new access "
+                    "key), restart the kernel and re-run; or use backend = 'sandbox'.",
+                ) from None
+            # botocore raises many other types; all mean "unreachable"
             raise BackendError(
                 f"Could not ask STS who you are ({self.backend.value} backend).",
                 why=f"{exc.__class__.__name__}: {exc}",

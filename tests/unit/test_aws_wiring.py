@@ -67,14 +67,17 @@ def test_aws_mode_without_confirmation_shows_the_cost_and_creates_nothing(empty_
     with pytest.raises(PrerequisiteError) as info:
         environment.ensure_environment(empty_account)  # the default: False
     assert "confirm_cost = True" in info.value.fix
-    with pytest.raises(InputError):
-        environment.ensure_environment(empty_account, confirm_cost="yes")
+    for unclear in ("yes", 1, "", None):
+        with pytest.raises(InputError):
+            environment.ensure_environment(empty_account, confirm_cost=unclear)
+    with pytest.raises(PrerequisiteError):
+        environment.ensure_environment(empty_account, confirm_cost="false")  # labkit run -p
     assert _stacks() == []
 
 
 def test_aws_mode_provisions_then_namespace_goes_in_the_lab_vpc(empty_account, capsys):
     lab = empty_account
-    env = environment.ensure_environment(lab, confirm_cost=True)
+    env = environment.ensure_environment(lab, confirm_cost="true")  # labkit run -p … true
     assert env is not None and env.created_by_kit and env.vpc_id
     out = capsys.readouterr().out
     assert "Ready for the lab." in out or "Lab environment in" in out

@@ -386,3 +386,16 @@ def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab):
     active = lab.ecs.list_task_definitions(familyPrefix=LAB.task_family, status="ACTIVE")
     assert len(active["taskDefinitionArns"]) == 1  # the untagged one only
     assert sd.list_namespaces()["Namespaces"] == []
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidClientTokenId"])
+def test_credentials_aws_does_not_accept(lab, code):
+    from botocore.stub import Stubber
+
+    fresh = Lab.from_parameters(backend="aws", region="us-west-2")
+    with Stubber(fresh.sts) as stub:
+        stub.add_client_error("get_caller_identity", service_error_code=code)
+        with pytest.raises(CredentialsMissing) as info:
+            fresh.identity  # noqa: B018
+    _clear(info.value)
+    assert code in info.value.what and "aws sso login" in info.value.fix
