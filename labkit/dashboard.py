@@ -25,6 +25,9 @@ from labkit.views import _cell, _in_kernel, _short, show
 DEFAULT_SECONDS = 120.0
 DEFAULT_INTERVAL = 2.0
 
+#: The live dashboard of this kernel: re-running the cell replaces it (one poller only).
+_active: Dashboard | None = None
+
 
 def headless() -> bool:
     """True when no one watches live output (labkit run, or not in a Jupyter kernel)."""
@@ -221,7 +224,12 @@ def dashboard(
     name = service or lab.service_name  # resolved here, not in the thread
     board = Dashboard(lab, name, seconds, interval)
     live = (not headless()) if live is None else live
+    global _active
+    if _active is not None:
+        _active.stop()  # a re-run cell replaces the previous dashboard
+        _active = None
     if live and seconds > 0 and _in_kernel():
-        return board.start()
+        _active = board.start()
+        return board
     board.show_once()
     return board

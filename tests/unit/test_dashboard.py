@@ -61,6 +61,19 @@ def test_live_refreshes_in_the_background_for_a_bounded_time(lab, monkeypatch):
     assert "stopped after 2 s" in board.widget.value
 
 
+def test_a_new_dashboard_stops_the_previous_one(lab, monkeypatch):
+    monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
+    monkeypatch.setattr(board_module, "_in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: None)
+    name = _service(lab)
+    first = labkit.dashboard(lab, service=name, seconds=60, interval=0.5)
+    second = labkit.dashboard(lab, service=name, seconds=60, interval=0.5)
+    assert not first.running and second.running
+    assert "⏹️ dashboard stopped;" in first.widget.value
+    second.stop()
+    assert not second.running
+
+
 @pytest.mark.parametrize("flag", ["1", "true"])
 def test_headless_flag(monkeypatch, flag):
     monkeypatch.setenv("LABKIT_HEADLESS", flag)
