@@ -77,8 +77,11 @@ class Side:
         self.name = name
         self.c = {s: client_for(endpoint, region, s) for s in SERVICES}
         self.calls = 0
+        self.per_operation: dict[str, float] = {}
+        self._started: dict[str, float] = {}
         for client in self.c.values():
-            client.meta.events.register("before-call", self._count)
+            client.meta.events.register("before-call", self._before)
+            client.meta.events.register("after-call", self._after)
         elbv2 = self.c["elbv2"]
         lb = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
         self.lb_arn = lb["LoadBalancerArn"]
@@ -88,9 +91,15 @@ class Side:
         self.vpc_id = lb["VpcId"]
         self.round = 0
         self.calls = 0  # only the sequence's calls
+        self.per_operation.clear()
 
-    def _count(self, **kwargs: Any) -> None:
+    def _before(self, model: Any, **kwargs: Any) -> None:
         self.calls += 1
+        self._started[model.name] = time.perf_counter()
+
+    def _after(self, model: Any, **kwargs: Any) -> None:
+        seconds = time.perf_counter() - self._started.pop(model.name, time.perf_counter())
+        self.per_operation[model.name] = self.per_operation.get(model.name, 0.0) + seconds
 
     def sequence(self) -> None:
         """The lab's Docker-free API calls, creating and deleting what they make."""
@@ -163,11 +172,23 @@ def run(rec: Recorder, options: Options) -> None:
 
         repeated(rec, options, BENCHMARK.default_repeat, once)
         rec.add("moto_hwm", proc_memory_mb(moto_pid)["VmHWM"])
-        side = sides[0]
+        sandbox, moto = sides
         rec.note(
             "api_sequence_sandbox",
-            f"{side.calls // side.round} API calls per sequence; a sample is the mean of {INNER}",
+            f"{sandbox.calls // sandbox.round} API calls per sequence; "
+            f"a sample is the mean of {INNER}",
         )
+        rec.note("api_ratio", "sandbox slower than bare moto most in: " + slowest_extra(*sides))
+
+
+def slowest_extra(sandbox: Side, moto: Side, count: int = 4) -> str:
+    """The operations where the sandbox spends the most extra time per sequence."""
+    extra = {
+        name: (seconds - moto.per_operation.get(name, 0.0)) / sandbox.round
+        for name, seconds in sandbox.per_operation.items()
+    }
+    worst = sorted(extra.items(), key=lambda item: item[1], reverse=True)[:count]
+    return ", ".join(f"{name} +{seconds * 1000:.1f} ms" for name, seconds in worst)
 
 
 BENCHMARK = Benchmark(

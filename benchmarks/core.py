@@ -161,6 +161,10 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _status(summary: dict[str, Any]) -> str:
     if summary["skipped"]:
         return "skipped: " + summary["skipped"]
@@ -171,8 +175,8 @@ def _status(summary: dict[str, Any]) -> str:
     return "meets" if summary["meets_target"] else "MISSED"
 
 
-def format_table(summaries: Iterable[dict[str, Any]], width: int = 120) -> str:
-    """A plain-text table, one line per figure (long statuses are cut to ``width``)."""
+def format_table(summaries: Iterable[dict[str, Any]], status_width: int = 60) -> str:
+    """A plain-text table, one line per figure (long statuses are cut to ``status_width``)."""
     header = ["benchmark", "measurement", "median", "min", "max", "n", "target", "status"]
     lines = []
     for s in summaries:
@@ -186,7 +190,7 @@ def format_table(summaries: Iterable[dict[str, Any]], width: int = 120) -> str:
                 format_value(s["max"], s["unit"]),
                 str(s["n"]),
                 target,
-                _status(s),
+                _cut(_status(s), status_width),
             ]
         )
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header) - 1)]
@@ -196,10 +200,9 @@ def format_table(summaries: Iterable[dict[str, Any]], width: int = 120) -> str:
         out = []
         for i, cell in enumerate(cells[:-1]):
             out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
-        text = "  ".join(out) + "  " + cells[-1]
-        return text if len(text) <= width else text[: width - 1] + "…"
+        return "  ".join(out) + "  " + cells[-1]
 
-    rule = "-" * min(width, len(render(header)) + 10)
+    rule = "-" * (len(render(header)) + 4)
     return "\n".join([render(header), rule, *(render(line) for line in lines)])
 
 
