@@ -215,9 +215,17 @@ class RegistryLogin:
     password: str = field(repr=False)
     expires_at: datetime | None = None
 
+    @property
+    def masked_password(self) -> str:
+        """The first 4 characters and the length: enough to tell two tokens apart."""
+        return f"{self.password[:4]}…({len(self.password)} characters hidden)"
+
     def __str__(self) -> str:
         when = f", valid until {self.expires_at:%Y-%m-%d %H:%M %Z}" if self.expires_at else ""
-        return f"Docker login for {self.registry} as {self.username} (password hidden){when}"
+        return (
+            f"Docker login for {self.registry} as {self.username}, "
+            f"password {self.masked_password}{when}"
+        )
 
 
 def registry_login(lab: Lab) -> RegistryLogin:

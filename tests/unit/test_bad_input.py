@@ -399,3 +399,13 @@ def test_credentials_aws_does_not_accept(lab, code):
             fresh.identity  # noqa: B018
     _clear(info.value)
     assert code in info.value.what and "aws sso login" in info.value.fix
+
+
+def test_the_ecr_password_is_never_shown_in_full(lab):
+    login = ecr.registry_login(lab)
+    assert len(login.password) > 8
+    for shown in (str(login), repr(login), login.masked_password):
+        assert login.password not in shown
+    from labkit.shell import mask
+
+    assert login.password not in mask(f"echo {login.password}", [login.password])
