@@ -128,9 +128,25 @@ def require_service(lab: Lab) -> dict[str, Any]:
     return service
 
 
+def _target_group(lab: Lab) -> dict[str, Any]:
+    """The lab's target group; PrerequisiteError naming notebook 00 when it is missing."""
+    try:
+        groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
+    except lab.elbv2.exceptions.TargetGroupNotFoundException:
+        groups = {"TargetGroups": []}
+    if not groups["TargetGroups"]:
+        raise PrerequisiteError(
+            f"The lab's target group {lab.names.target_group} does not exist.",
+            why="It is part of the lab environment (cluster, roles, load balancer, target "
+            "group) that the lab expects to be there already.",
+            fix=f"Run {NOTEBOOKS[0]}: in AWS mode it finds or (with confirm_cost = True) "
+            "creates the lab environment; in the sandbox it is built in.",
+        )
+    return groups["TargetGroups"][0]
+
+
 def target_group_arn(lab: Lab) -> str:
-    reply = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
-    return reply["TargetGroups"][0]["TargetGroupArn"]
+    return _target_group(lab)["TargetGroupArn"]
 
 
 def namespace_vpc_id(lab: Lab) -> str:
@@ -139,9 +155,9 @@ def namespace_vpc_id(lab: Lab) -> str:
     That is ``aws_account.LabEnvironment.vpc_id``: in an account provisioned by the kit it
     is the stack's own VPC, not the default one, and a private DNS namespace only answers
     inside its VPC. The default VPC is the fallback for a target group without a VPC."""
-    groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])["TargetGroups"]
-    if groups and groups[0].get("VpcId"):
-        return groups[0]["VpcId"]
+    vpc_id = _target_group(lab).get("VpcId")
+    if vpc_id:
+        return vpc_id
     reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
     if reply["Vpcs"]:
         return reply["Vpcs"][0]["VpcId"]

@@ -409,3 +409,14 @@ def test_the_ecr_password_is_never_shown_in_full(lab):
     from labkit.shell import mask
 
     assert login.password not in mask(f"echo {login.password}", [login.password])
+
+
+def test_aws_mode_without_the_lab_environment_names_notebook_00():
+    from moto import mock_aws
+
+    with mock_aws():
+        lab = Lab.from_parameters(backend="aws", region="us-west-2")
+        with pytest.raises(PrerequisiteError) as info:
+            ecs.namespace_vpc_id(lab)
+        _clear(info.value)
+        assert "00_start_here.ipynb" in info.value.fix and "confirm_cost" in info.value.fix
