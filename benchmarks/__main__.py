@@ -129,12 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
         "only": [b.name for b in selected],
     }
+    from benchmarks.machine import load_average
+
+    machine["load_average_at_end"] = load_average()
     doc = document(summaries, machine, settings, started_at, time.perf_counter() - started)
     m = machine
     print(
         f"ECS Lab Kit benchmarks — {m['cores']} cores, {m['memory_mb']} MB, Python "
         f"{m['python']}, Docker Engine {m['docker_engine']}, moto {m['moto']}, "
-        f"commit {m['git_commit']}"
+        f"commit {m['git_commit']}; load average {m['load_average_at_start']} at start, "
+        f"{m['load_average_at_end']} at end"
     )
     print(format_table(summaries))
     for s in summaries:

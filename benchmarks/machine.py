@@ -90,4 +90,13 @@ def facts() -> dict[str, Any]:
         "papermill": _version("papermill"),
         "labkit": _version("ecs-labkit"),
         "git_commit": _git_commit(),
+        "load_average_at_start": load_average(),
     }
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on the machine skews the figures."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
