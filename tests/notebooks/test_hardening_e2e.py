@@ -299,3 +299,31 @@ def test_sandbox_killed_after_03_recovers(sandbox_env: dict[str, str], runs_dir:
     assert counts["services"] == 1 and counts["namespaces"] == 1 and counts["targets"] == 1
     _ok(_run(runs_dir, "06", "06", "after-restart-cleanup"))
     assert _counts(aws) == dict.fromkeys(counts, 0)
+
+
+def test_aws_mode_without_credentials_stops_at_once(
+    runs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notebook 00 on backend aws with no credentials anywhere: CredentialsMissing, and how
+    to fix it. (The unit test proves no connection is even attempted.)"""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
+    runs = run_notebooks(
+        start="00",
+        until="00",
+        output_dir=runs_dir / "aws-no-credentials",
+        parameters={"backend": "aws"},
+        cell_timeout=120,
+        log_output=False,
+    )
+    assert not runs[0].ok and "CredentialsMissing" in runs[0].error, runs[0].error
+    text = _notebook_text(runs[0].output)
+    assert "aws configure" in text and "Nothing was sent to AWS" in text
