@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from labkit.config import DEFAULT_REGION, Backend, LabConfig
+from labkit.config import DEFAULT_REGION, Backend, LabConfig, coerce_region
 from labkit.errors import CredentialsMissing, InputError, SandboxNotRunning
 
 #: Dummy keys for local endpoints: boto3 insists on some, the sandbox ignores them.
@@ -125,6 +125,16 @@ def connect(config: LabConfig) -> AwsTarget:
             "restart the kernel and re-run; or use backend = 'sandbox' (offline, free).",
         )
     region = config.region or session.region_name or DEFAULT_REGION
+    if not config.region:  # from AWS_DEFAULT_REGION or ~/.aws/config: check it as well
+        try:
+            coerce_region(region)
+        except InputError as error:
+            raise InputError(
+                f"Your AWS configuration's region {region!r} does not exist.",
+                why=error.why,
+                fix="Fix AWS_DEFAULT_REGION or the region in ~/.aws/config, or set region "
+                f'in the parameters cell (the lab uses "{DEFAULT_REGION}").',
+            ) from None
     if session.region_name != region:
         # The session carries the region too, for code that takes a session (aws_account).
         session = boto3.session.Session(region_name=region)

@@ -420,3 +420,12 @@ def test_aws_mode_without_the_lab_environment_names_notebook_00():
             ecs.namespace_vpc_id(lab)
         _clear(info.value)
         assert "00_start_here.ipynb" in info.value.fix and "confirm_cost" in info.value.fix
+
+
+def test_a_configured_region_that_does_not_exist(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-wets-2")
+    lab = Lab.from_parameters(backend="aws")
+    with pytest.raises(InputError) as info:
+        lab.identity  # noqa: B018
+    _clear(info.value)
+    assert "us-wets-2" in info.value.what and "AWS_DEFAULT_REGION" in info.value.fix
