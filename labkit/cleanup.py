@@ -58,9 +58,7 @@ def _services(lab: Lab, report: CleanupReport, timeout: float) -> None:
     from labkit import ecs
 
     names = lab.names
-    arns: list[str] = []
-    for page in lab.ecs.get_paginator("list_services").paginate(cluster=names.cluster):
-        arns += page["serviceArns"]
+    arns = ecs.service_arns(lab)  # none when the cluster is gone (a second cleanup in AWS)
     for start in range(0, len(arns), 10):
         for service in lab.ecs.describe_services(
             cluster=names.cluster, services=arns[start : start + 10], include=["TAGS"]

@@ -73,19 +73,33 @@ def _has_kit_tag(tags: list[dict[str, str]] | None) -> bool:
 
 def _describe_services(lab: Lab, names_or_arns: list[str]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for start in range(0, len(names_or_arns), 10):  # the API takes 10 at a time
-        reply = lab.ecs.describe_services(
-            cluster=lab.names.cluster, services=names_or_arns[start : start + 10], include=["TAGS"]
-        )
-        found += reply["services"]
+    try:
+        for start in range(0, len(names_or_arns), 10):  # the API takes 10 at a time
+            reply = lab.ecs.describe_services(
+                cluster=lab.names.cluster,
+                services=names_or_arns[start : start + 10],
+                include=["TAGS"],
+            )
+            found += reply["services"]
+    except lab.ecs.exceptions.ClusterNotFoundException:
+        return []  # no cluster (e.g. the lab environment is torn down): no services
     return found
+
+
+def service_arns(lab: Lab) -> list[str]:
+    """Every service in the lab's cluster; none when the cluster does not exist."""
+    arns: list[str] = []
+    try:
+        for page in lab.ecs.get_paginator("list_services").paginate(cluster=lab.names.cluster):
+            arns += page["serviceArns"]
+    except lab.ecs.exceptions.ClusterNotFoundException:
+        return []
+    return arns
 
 
 def find_kit_services(lab: Lab) -> list[dict[str, Any]]:
     """ACTIVE services in the cluster that the kit created (tagged), MYSERVICE-prefixed."""
-    arns: list[str] = []
-    for page in lab.ecs.get_paginator("list_services").paginate(cluster=lab.names.cluster):
-        arns += page["serviceArns"]
+    arns = service_arns(lab)
     return [
         s
         for s in _describe_services(lab, arns)

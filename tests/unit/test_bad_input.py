@@ -429,3 +429,15 @@ def test_a_configured_region_that_does_not_exist(monkeypatch):
         lab.identity  # noqa: B018
     _clear(info.value)
     assert "us-wets-2" in info.value.what and "AWS_DEFAULT_REGION" in info.value.fix
+
+
+def test_cleanup_twice_after_the_environment_is_gone():
+    """In AWS, a second cleanup runs after teardown deleted the cluster: still fine."""
+    from moto import mock_aws
+
+    with mock_aws():
+        lab = Lab.from_parameters(backend="aws", region="us-west-2")
+        for _ in range(2):
+            assert cleanup.cleanup(lab).deleted == []
+        assert cleanup.leftovers(lab) == {}
+        assert ecs.find_kit_services(lab) == [] and ecs.find_service(lab) is None
