@@ -151,4 +151,6 @@ def start_backend(config: LabConfig) -> str:
         return sandbox.up().describe()
     target = connect(config)
     where = target.endpoint_url or f"real AWS ({target.region}); this can cost money"
+    if target.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL"):
+        where = f"AWS_ENDPOINT_URL={os.environ['AWS_ENDPOINT_URL']} (boto3 honours it)"
     return f"Backend {target.backend.value}: calls go to {where}."
