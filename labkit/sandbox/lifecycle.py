@@ -56,7 +56,11 @@ class SandboxStatus:
         for dns, url in self.load_balancers.items():
             lines.append(f"  load balancer      {dns} -> {url}")
         if not self.docker:
-            lines.append("  Docker Engine is not reachable: API steps work, containers cannot run.")
+            lines.append(
+                "  Docker Engine is not reachable: API steps work, containers cannot run.\n"
+                "  To run them, start Docker Engine (dockerd), then: "
+                "labkit sandbox down && labkit sandbox up"
+            )
         return "\n".join(lines)
 
 
