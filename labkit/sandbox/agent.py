@@ -424,8 +424,7 @@ class EcsAgent:
                     # dark mid-rollout (minimumHealthyPercent 50 for a service of two).
                     leaving = any(r.phase in ("draining", "stopping") for r in tasks)
                     settled = not leaving and all(
-                        r.phase == "running" and self._targets_healthy(r)
-                        for r in primary + started
+                        r.phase == "running" and self._targets_healthy(r) for r in primary + started
                     )
                     if old and settled:
                         victim = old.pop(0)
