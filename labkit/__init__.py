@@ -19,25 +19,9 @@ Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); i
 Jupyter kernel it shows as a short box instead of a traceback.
 """
 
-from labkit import (
-    aws,
-    checks,
-    cleanup,
-    config,
-    ecr,
-    ecs,
-    environment,
-    errors,
-    images,
-    network,
-    runner,
-    shell,
-    taskdef,
-    views,
-    widgets,
-)
-from labkit.config import LAB, Backend, LabConfig
-from labkit.dashboard import dashboard  # the function; the module is labkit.dashboard too
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from labkit.errors import (
     BackendError,
     CheckFailed,
@@ -48,7 +32,50 @@ from labkit.errors import (
     PrerequisiteError,
     SandboxNotRunning,
 )
-from labkit.lab import Lab
+
+if TYPE_CHECKING:
+    from labkit.config import LAB, Backend, LabConfig
+    from labkit.lab import Lab
+    from labkit.live_dashboard import dashboard
+
+_SUBMODULES = {
+    "aws",
+    "checks",
+    "cleanup",
+    "config",
+    "ecr",
+    "ecs",
+    "environment",
+    "errors",
+    "images",
+    "live_dashboard",
+    "network",
+    "runner",
+    "shell",
+    "taskdef",
+    "views",
+    "widgets",
+}
+_NAMES = {
+    "LAB": "labkit.config",
+    "Backend": "labkit.config",
+    "LabConfig": "labkit.config",
+    "Lab": "labkit.lab",
+    "dashboard": "labkit.live_dashboard",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the sandbox process and the CLI need none of IPython,
+    # ipywidgets or boto3's clients that the notebook modules pull in.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"labkit.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -83,5 +110,13 @@ __all__ = [
     "widgets",
 ]
 
-# In a Jupyter kernel, show LabkitError as a what/why/what-to-do box.
-views.install_error_display()
+
+def _install_error_display_in_kernels() -> None:
+    """In a Jupyter kernel, show LabkitError as a what/why/what-to-do box."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        importlib.import_module("labkit.views").install_error_display()
+
+
+_install_error_display_in_kernels()

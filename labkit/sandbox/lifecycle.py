@@ -204,7 +204,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
     log = open(settings.log_file, "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        [sys.executable, "-m", "labkit.sandbox.server"],
+        [sys.executable, "-m", "labkit.sandbox"],
         env=_child_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
 """The sandbox process: composes the API, registry, load balancers and ECS agent.
 
-Run by ``labkit sandbox up`` as ``python -m labkit.sandbox.server`` in its own session,
+Run by ``labkit sandbox up`` as ``python -m labkit.sandbox`` in its own session,
 so it outlives the notebook kernel that started it. Settings come from the environment
 (see :class:`labkit.sandbox.context.Settings`). ``Sandbox`` is also usable in-process.
 """
@@ -178,12 +178,11 @@ def main() -> int:
     state = dict(sandbox.status(), environment=sandbox.environment)
     settings.state_file.write_text(json.dumps(state, indent=2))
     print(f"sandbox ready in {sandbox.ready_seconds} s: {settings.api_url}", flush=True)
-    stopping.wait()
+    # A short timeout, not a bare wait(): the signal handler only runs once the main
+    # thread gets back to the interpreter, and a bare wait() may never give it the chance.
+    while not stopping.wait(0.5):
+        pass
     print("sandbox stopping", flush=True)
     sandbox.stop()
     settings.state_file.unlink(missing_ok=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

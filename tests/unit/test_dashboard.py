@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
 
 import labkit
+import labkit.live_dashboard as board_module  # noqa: E402
 from labkit.config import LAB
-
-board_module = sys.modules["labkit.dashboard"]  # labkit.dashboard is the function
 
 
 def _service(lab, name: str = "MYSERVICE1234") -> str:
