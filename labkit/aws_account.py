@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
+from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import (
     BackendError,
     CredentialsMissing,
@@ -314,16 +314,6 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _kit_tagged(tags: Any) -> bool:
-    """True when a tag list (any AWS casing: Key/Value or key/value) holds the kit tag."""
-    for tag in tags or []:
-        key = tag.get("Key", tag.get("key"))
-        value = tag.get("Value", tag.get("value"))
-        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
-            return True
-    return False
-
-
 def _kit_stack(cfn: Any) -> dict[str, Any] | None:
     """The kit's live lab-environment stack, found by name first, then by its tags."""
     try:
@@ -333,12 +323,12 @@ def _kit_stack(cfn: Any) -> dict[str, Any] | None:
             raise
         stacks = []
     for stack in stacks:
-        if _kit_tagged(stack.get("Tags")):
+        if has_kit_tag(stack.get("Tags")):
             return stack
     for page in cfn.get_paginator("describe_stacks").paginate():
         for stack in page["Stacks"]:
             tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
-            if _kit_tagged(stack.get("Tags")) and tags.get(COMPONENT_TAG_KEY) == (
+            if has_kit_tag(stack.get("Tags")) and tags.get(COMPONENT_TAG_KEY) == (
                 COMPONENT_TAG_VALUE
             ):
                 return stack
@@ -742,7 +732,7 @@ def _teardown_services(
         )["services"]
         for svc in described:
             name = svc["serviceName"]
-            if not _kit_tagged(svc.get("tags")):
+            if not has_kit_tag(svc.get("tags")):
                 report.skipped.append(f"ECS service {name}: not tagged by the kit")
                 continue
             # Scale to zero first so tasks drain from the target group before deletion.
@@ -774,7 +764,7 @@ def _teardown_task_definitions(session: boto3.Session, report: TeardownReport) -
     for arn in arns:
         tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags", [])
         revision = arn.rsplit("/", 1)[-1]
-        if not _kit_tagged(tags):
+        if not has_kit_tag(tags):
             report.skipped.append(f"task definition {revision}: not tagged by the kit")
             continue
         ecs.deregister_task_definition(taskDefinition=arn)
@@ -797,7 +787,7 @@ def _teardown_repository(session: boto3.Session, report: TeardownReport) -> None
             return
         raise
     tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", [])
-    if not _kit_tagged(tags):
+    if not has_kit_tag(tags):
         report.skipped.append(f"ECR repository {LAB.repository}: not tagged by the kit")
         return
     ecr.delete_repository(repositoryName=LAB.repository, force=True)  # images included
@@ -824,7 +814,7 @@ def _teardown_discovery(
         ]
         for svc in services:
             tags = sd.list_tags_for_resource(ResourceARN=svc["Arn"]).get("Tags", [])
-            if not _kit_tagged(tags):
+            if not has_kit_tag(tags):
                 report.skipped.append(f"Cloud Map service {svc['Name']}: not tagged by the kit")
                 continue
             # A discovery service with registered instances cannot be deleted.
@@ -833,7 +823,7 @@ def _teardown_discovery(
             sd.delete_service(Id=svc["Id"])
             report.deleted.append(f"Cloud Map service {svc['Name']}")
         tags = sd.list_tags_for_resource(ResourceARN=ns["Arn"]).get("Tags", [])
-        if not _kit_tagged(tags):
+        if not has_kit_tag(tags):
             report.skipped.append(f"Cloud Map namespace {ns['Name']}: not tagged by the kit")
             continue
         op_id = sd.delete_namespace(Id=ns["Id"])["OperationId"]
@@ -908,7 +898,7 @@ def _leftovers(session: boto3.Session) -> list[str]:
             if _code(exc) != "NoSuchEntity":
                 raise
             continue
-        if _kit_tagged(got.get("Tags")) and got["Arn"] not in arns:
+        if has_kit_tag(got.get("Tags")) and got["Arn"] not in arns:
             arns.append(got["Arn"])
     return sorted(arns)
 

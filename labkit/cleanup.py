@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE
+from labkit.config import has_kit_tag
 from labkit.lab import Lab
 
 
@@ -36,15 +36,6 @@ class CleanupReport:
         print(f"⏭️  {what}")
 
 
-def _tagged(tags: list[dict[str, str]] | None) -> bool:
-    for tag in tags or []:
-        key = tag.get("key", tag.get("Key"))
-        value = tag.get("value", tag.get("Value"))
-        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
-            return True
-    return False
-
-
 def _wait(predicate, timeout: float, interval: float = 2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,7 +57,7 @@ def _services(lab: Lab, report: CleanupReport, timeout: float) -> None:
             name = service["serviceName"]
             if service["status"] != "ACTIVE":
                 continue
-            if not _tagged(service.get("tags")):
+            if not has_kit_tag(service.get("tags")):
                 if name.startswith(names.service_prefix):
                     report.leave(f"ECS service {name} (no kit tag)")
                 continue
@@ -99,7 +90,7 @@ def _discovery(lab: Lab, report: CleanupReport, timeout: float) -> None:
     for page in sd.get_paginator("list_services").paginate(Filters=filters):
         for service in page["Services"]:
             tags = sd.list_tags_for_resource(ResourceARN=service["Arn"]).get("Tags", [])
-            if not _tagged(tags):
+            if not has_kit_tag(tags):
                 report.leave(f"Cloud Map service {service['Name']} (no kit tag)")
                 continue
             # ECS deregisters its tasks; whatever is left belongs to our service.
@@ -117,7 +108,7 @@ def _discovery(lab: Lab, report: CleanupReport, timeout: float) -> None:
                 report.done(f"Cloud Map service {service['Name']}")
             else:
                 report.leave(f"Cloud Map service {service['Name']} (still has instances)")
-    if not _tagged(ns_tags):
+    if not has_kit_tag(ns_tags):
         report.leave(f"namespace {namespace['Name']} (no kit tag)")
         return
     try:
@@ -145,7 +136,7 @@ def _task_definitions(lab: Lab, report: CleanupReport) -> None:
         revision = f"{family}:{reply['taskDefinition']['revision']}"
         if reply["taskDefinition"]["family"] != family:
             continue
-        if not _tagged(reply.get("tags")):
+        if not has_kit_tag(reply.get("tags")):
             report.leave(f"task definition {revision} (no kit tag)")
             continue
         lab.ecs.deregister_task_definition(taskDefinition=arn)
@@ -163,7 +154,7 @@ def _repository(lab: Lab, report: CleanupReport) -> str | None:
     if repo is None:
         return None
     tags = lab.ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", [])
-    if not _tagged(tags):
+    if not has_kit_tag(tags):
         report.leave(f"repository {repo['repositoryName']} (no kit tag)")
         return None
     lab.ecr.delete_repository(repositoryName=repo["repositoryName"], force=True)

@@ -23,6 +23,17 @@ from labkit.errors import InputError
 KIT_TAG_KEY = "labkit:created-by"
 KIT_TAG_VALUE = "ecs-labkit"
 
+
+def has_kit_tag(tags: Any) -> bool:
+    """True when an AWS tag list (Key/Value or key/value casing) holds the kit's tag."""
+    for tag in tags or []:
+        key = tag.get("Key", tag.get("key"))
+        value = tag.get("Value", tag.get("value"))
+        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
+            return True
+    return False
+
+
 #: The region the lab guide uses.
 DEFAULT_REGION = "us-west-2"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, NOTEBOOKS, load_state, save_state
+from labkit.config import NOTEBOOKS, has_kit_tag, load_state, save_state
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab
 
@@ -62,15 +62,6 @@ def forget_service_name(lab: Lab) -> None:
 # -- looking things up ----------------------------------------------------------------
 
 
-def _has_kit_tag(tags: list[dict[str, str]] | None) -> bool:
-    for tag in tags or []:
-        key = tag.get("key", tag.get("Key"))
-        value = tag.get("value", tag.get("Value"))
-        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
-            return True
-    return False
-
-
 def _describe_services(lab: Lab, names_or_arns: list[str]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     try:
@@ -105,7 +96,7 @@ def find_kit_services(lab: Lab) -> list[dict[str, Any]]:
         for s in _describe_services(lab, arns)
         if s.get("status") == "ACTIVE"
         and s["serviceName"].startswith(lab.names.service_prefix)
-        and _has_kit_tag(s.get("tags"))
+        and has_kit_tag(s.get("tags"))
     ]
 
 
@@ -119,7 +110,7 @@ def find_service(lab: Lab) -> dict[str, Any] | None:
 
 def _refuse_foreign(lab: Lab, service: dict[str, Any]) -> None:
     """An ACTIVE service with the learner's name that the kit did not create: stop here."""
-    if _has_kit_tag(service.get("tags")):
+    if has_kit_tag(service.get("tags")):
         return
     raise InputError(
         f"A service named {lab.service_name} already exists in {lab.names.cluster}, "

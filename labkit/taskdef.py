@@ -19,7 +19,7 @@ from typing import Any
 
 import botocore.session
 
-from labkit.config import KIT_TAG_KEY, NOTEBOOKS
+from labkit.config import NOTEBOOKS, has_kit_tag
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
 
@@ -303,7 +303,7 @@ def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
 
 
 def is_kit_tagged(definition: dict[str, Any]) -> bool:
-    return any(t.get("key") == KIT_TAG_KEY for t in definition.get("tags", []))
+    return has_kit_tag(definition.get("tags"))
 
 
 def require_registered(lab: Lab) -> dict[str, Any]:
