@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def _free_port_block(size: int = 4) -> int:
                 s.close()
         return base
     raise RuntimeError("no free block of loopback ports")
+
+
+def free_port() -> int:
+    """One free port on loopback (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
 
 
 def sandbox_settings(home: Path) -> Settings:
@@ -114,3 +122,40 @@ def sample_image(docker_client: Any) -> str:
     tag = "labkit-test-sample:latest"
     build_sample_image(tag, client=docker_client)
     return tag
+
+
+@contextmanager
+def private_lab_env(
+    tmp_path_factory: pytest.TempPathFactory, *, strict: bool
+) -> Iterator[dict[str, str]]:
+    """Point labkit, and every kernel or server it starts, at a sandbox of our own.
+
+    Its own home, state dir and free ports travel as environment variables, so notebook
+    00 or ``labkit run`` starts it where the test looks; it is stopped, and the
+    environment restored, afterwards. ``strict`` makes a failed check fail the run.
+    """
+    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
+    env = {
+        "LABKIT_SANDBOX_HOME": str(settings.home),
+        "LABKIT_SANDBOX_API_PORT": str(settings.api_port),
+        "LABKIT_SANDBOX_REGISTRY_PORT": str(settings.registry_port),
+        "LABKIT_SANDBOX_LB_PORT": str(settings.lb_port),
+        "LABKIT_STATE_DIR": str(tmp_path_factory.mktemp("labkit-state")),
+        "LABKIT_BACKEND": "sandbox",
+    }
+    if strict:
+        env["LABKIT_STRICT"] = "1"
+    dropped = [k for k in ("AWS_ENDPOINT_URL", "LABKIT_STRICT", "LABKIT_HEADLESS") if k not in env]
+    saved = {k: os.environ.get(k) for k in [*env, *dropped, "DOCKER_HOST"]}
+    os.environ.update(env)
+    for key in dropped:
+        os.environ.pop(key, None)
+    try:
+        yield env
+    finally:
+        lifecycle.down(settings)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 
 from labkit.runner import NOTEBOOK_DIR
-from tests.conftest import require_data_plane, sandbox_settings
+from tests.conftest import free_port, private_lab_env, require_data_plane
 
 CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -71,44 +70,12 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private sandbox (own home, state dir and ports) that notebook 00 starts.
-
-    Set in this process's environment so headless runs AND the JupyterLab kernels
-    (children of the server started below) find it; restored and stopped afterwards.
-    """
+    """A private sandbox that notebook 00 starts; the JupyterLab kernels (children of the
+    server started below) find it through the environment too."""
     require_browser()
     require_data_plane()
-    from labkit.sandbox import lifecycle
-
-    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
-    env = {
-        "LABKIT_SANDBOX_HOME": str(settings.home),
-        "LABKIT_SANDBOX_API_PORT": str(settings.api_port),
-        "LABKIT_SANDBOX_REGISTRY_PORT": str(settings.registry_port),
-        "LABKIT_SANDBOX_LB_PORT": str(settings.lb_port),
-        "LABKIT_STATE_DIR": str(tmp_path_factory.mktemp("labkit-state")),
-        "LABKIT_BACKEND": "sandbox",
-    }
-    dropped = ("AWS_ENDPOINT_URL", "LABKIT_STRICT", "LABKIT_HEADLESS")
-    saved = {k: os.environ.get(k) for k in [*env, *dropped]}
-    os.environ.update(env)
-    for key in dropped:
-        os.environ.pop(key, None)
-    try:
+    with private_lab_env(tmp_path_factory, strict=False) as env:
         yield env
-    finally:
-        lifecycle.down(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -136,7 +103,7 @@ def jupyterlab(
     (notification / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
     )
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(home / "config"),

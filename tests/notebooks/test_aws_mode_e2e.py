@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,11 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.notebooks
 
 REGION = "us-west-2"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server on loopback, and an environment that sends every boto3 call to it."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -55,8 +49,8 @@ def moto_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "AWS_CONFIG_FILE": str(empty),
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "HTTPS_PROXY": f"http://127.0.0.1:{_free_port()}",  # nothing listens there
-        "HTTP_PROXY": f"http://127.0.0.1:{_free_port()}",
+        "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "HTTP_PROXY": f"http://127.0.0.1:{free_port()}",
         "NO_PROXY": "127.0.0.1,localhost",
         "LABKIT_BACKEND": "aws",
         "LABKIT_STATE_DIR": str(home / "state"),

@@ -24,7 +24,8 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
-from tests.notebooks.test_notebooks_e2e import _clients, _free_ports, _require_data_plane
+from tests.conftest import private_lab_env, require_data_plane
+from tests.notebooks.test_notebooks_e2e import _clients
 
 pytestmark = pytest.mark.notebooks
 
@@ -33,33 +34,10 @@ LAB_NOTEBOOKS = ("00", "01", "02", "03", "04", "05")
 
 @pytest.fixture(scope="module")
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private sandbox that notebook 00 starts (settings travel as environment variables)."""
-    _require_data_plane()
-    from labkit.sandbox import lifecycle
-
-    api_port, registry_port = _free_ports(2)
-    lb_port = _free_ports(4)[0]
-    env = {
-        "LABKIT_SANDBOX_HOME": str(tmp_path_factory.mktemp("hardening-sandbox-home")),
-        "LABKIT_SANDBOX_API_PORT": str(api_port),
-        "LABKIT_SANDBOX_REGISTRY_PORT": str(registry_port),
-        "LABKIT_SANDBOX_LB_PORT": str(lb_port),
-        "LABKIT_STATE_DIR": str(tmp_path_factory.mktemp("hardening-state")),
-        "LABKIT_BACKEND": "sandbox",
-        "LABKIT_STRICT": "1",
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_ENDPOINT_URL", "DOCKER_HOST"]}
-    os.environ.update(env)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
+    """A private sandbox that notebook 00 starts, with strict checks."""
+    require_data_plane()
+    with private_lab_env(tmp_path_factory, strict=True) as env:
         yield env
-    finally:
-        lifecycle.down(lifecycle.Settings())
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

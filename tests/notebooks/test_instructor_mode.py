@@ -20,7 +20,7 @@ import pytest
 
 from labkit.cli import main
 from labkit.config import LAB
-from tests.conftest import require_data_plane, sandbox_settings
+from tests.conftest import private_lab_env, require_data_plane
 
 pytestmark = pytest.mark.notebooks
 
@@ -28,28 +28,11 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
-def private_sandbox(tmp_path_factory, monkeypatch) -> Iterator[dict[str, str]]:
-    """Env vars for a sandbox of our own (never ~/.labkit); `labkit run` starts it."""
+def private_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A sandbox of our own (never ~/.labkit); `labkit run` starts it."""
     require_data_plane()
-    from labkit.sandbox import lifecycle
-
-    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
-    env = {
-        "LABKIT_SANDBOX_HOME": str(settings.home),
-        "LABKIT_SANDBOX_API_PORT": str(settings.api_port),
-        "LABKIT_SANDBOX_REGISTRY_PORT": str(settings.registry_port),
-        "LABKIT_SANDBOX_LB_PORT": str(settings.lb_port),
-        "LABKIT_STATE_DIR": str(tmp_path_factory.mktemp("labkit-state")),
-        "LABKIT_BACKEND": "sandbox",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_ENDPOINT_URL", "LABKIT_STRICT", "LABKIT_HEADLESS"):
-        monkeypatch.delenv(key, raising=False)
-    try:
+    with private_lab_env(tmp_path_factory, strict=False) as env:
         yield env
-    finally:
-        lifecycle.down(settings)
 
 
 def _clients() -> dict[str, Any]:

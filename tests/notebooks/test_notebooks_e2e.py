@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +23,7 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
+from tests.conftest import private_lab_env, require_data_plane
 
 pytestmark = pytest.mark.notebooks
 
@@ -39,77 +37,12 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
-def _require_data_plane() -> None:
-    """Docker Engine and the registry binary; skipped locally without them, failed in CI."""
-    import docker
-
-    missing = [] if shutil.which("docker-registry") else ["docker-registry"]
-    try:
-        docker.from_env(timeout=5).ping()
-    except Exception:
-        missing.append("a running Docker Engine")
-    if missing:
-        message = "needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` free loopback ports, consecutive (the sandbox's LB listeners count up)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65000:
-            continue
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return list(range(base, base + count))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free block of loopback ports")
-
-
 @pytest.fixture(scope="module")
 def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private sandbox (own home and ports) that notebook 00 starts; stopped afterwards.
-
-    The settings travel as environment variables, so the papermill kernels find it.
-    """
-    _require_data_plane()
-    from labkit.sandbox import lifecycle
-
-    api_port, registry_port = _free_ports(2)
-    lb_port = _free_ports(4)[0]
-    env = {
-        "LABKIT_SANDBOX_HOME": str(tmp_path_factory.mktemp("sandbox-home")),
-        "LABKIT_SANDBOX_API_PORT": str(api_port),
-        "LABKIT_SANDBOX_REGISTRY_PORT": str(registry_port),
-        "LABKIT_SANDBOX_LB_PORT": str(lb_port),
-        "LABKIT_STATE_DIR": str(tmp_path_factory.mktemp("labkit-state")),
-        "LABKIT_BACKEND": "sandbox",
-        "LABKIT_STRICT": "1",
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_ENDPOINT_URL"]}
-    os.environ.update(env)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
+    """A private sandbox that notebook 00 starts, with strict checks."""
+    require_data_plane()
+    with private_lab_env(tmp_path_factory, strict=True) as env:
         yield env
-    finally:
-        lifecycle.down(lifecycle.Settings())
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
