@@ -18,6 +18,8 @@ command -v docker-registry >/dev/null 2>&1 || need_packages+=(docker-registry)
 ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || need_packages+=(busybox-static)
 if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+  # Screenshots show the notebooks' ✅/❌ only with an emoji font.
+  [ -d /usr/share/fonts/truetype/noto ] || need_packages+=(fonts-noto-color-emoji)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
