@@ -18,7 +18,6 @@ from typing import Any
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
 from benchmarks.harness import (
     client_for,
-    free_port_block,
     http_status,
     proc_memory_mb,
     repository_policy,
@@ -27,6 +26,7 @@ from benchmarks.harness import (
     wait_for,
 )
 from labkit.config import DEFAULT_REGION, LAB
+from labkit.sandbox.context import free_port_block
 
 #: The sequence runs this many times per sample; a sample is the mean of one sequence.
 INNER = 3

@@ -22,7 +22,7 @@ from typing import Any
 
 from labkit.config import LAB
 from labkit.sandbox import lifecycle
-from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, Settings
+from labkit.sandbox.context import CONTAINER_LABEL, Settings
 
 #: The sample image, built once per run (Docker's cache makes rebuilds free).
 SAMPLE_TAG = "labkit-bench-sample:latest"
@@ -31,36 +31,7 @@ INSTANCE_ROLE_ARN = "arn:aws:iam::123456789012:role/" + LAB.instance_role
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-# ports and temp dirs -------------------------------------------------------------------
-def free_port_block(size: int = 1) -> int:
-    """A loopback port whose next ``size - 1`` neighbours are free too."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            base = probe.getsockname()[1]
-        if base + size > 65000:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((LOOPBACK, port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no free block of loopback ports")
-
-
-def sandbox_settings(home: Path) -> Settings:
-    api = free_port_block(2)  # the API, then the registry
-    lb = free_port_block(4)  # the first NLB listener and room for more
-    return Settings(home=home, api_port=api, registry_port=api + 1, lb_port=lb)
-
-
+# temp dirs ------------------------------------------------------------------------------
 @contextmanager
 def temp_dir(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -122,7 +93,7 @@ class BenchSandbox:
 def sandbox_home() -> Iterator[Settings]:
     """Settings for a sandbox in a fresh temp home; whatever runs there is stopped after."""
     with temp_dir("labkit-bench-home-") as home:
-        settings = sandbox_settings(home)
+        settings = Settings.on_free_ports(home)
         try:
             yield settings
         finally:

@@ -4,53 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from labkit.sandbox import lifecycle
-from labkit.sandbox.context import LOOPBACK, Settings
-
-
-def _free_port_block(size: int = 4) -> int:
-    """A port whose next ``size - 1`` neighbours are free on loopback too."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            base = probe.getsockname()[1]
-        if base + size > 65000:
-            continue
-        try:
-            socks = []
-            for port in range(base, base + size):
-                s = socket.socket()
-                s.bind((LOOPBACK, port))
-                socks.append(s)
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise RuntimeError("no free block of loopback ports")
+from labkit.sandbox.context import Settings, free_port_block
 
 
 def free_port() -> int:
-    """One free port on loopback (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def sandbox_settings(home: Path) -> Settings:
-    api = _free_port_block(3)
-    lb = _free_port_block(4)
-    return Settings(home=home, api_port=api, registry_port=api + 1, lb_port=lb)
+    """One free port on loopback."""
+    return free_port_block(1)
 
 
 def require_data_plane() -> None:
@@ -91,7 +58,7 @@ def client_factory(settings: Settings) -> Callable[[str], Any]:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lifecycle.SandboxStatus]:
     """One real sandbox process for the session; stopped (and checked empty) at the end."""
     require_data_plane()
-    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
+    settings = Settings.on_free_ports(tmp_path_factory.mktemp("sandbox-home"))
     status = lifecycle.up(settings)
     status.settings = settings  # type: ignore[attr-defined]
     try:
@@ -134,7 +101,7 @@ def private_lab_env(
     00 or ``labkit run`` starts it where the test looks; it is stopped, and the
     environment restored, afterwards. ``strict`` makes a failed check fail the run.
     """
-    settings = sandbox_settings(tmp_path_factory.mktemp("sandbox-home"))
+    settings = Settings.on_free_ports(tmp_path_factory.mktemp("sandbox-home"))
     env = {
         "LABKIT_SANDBOX_HOME": str(settings.home),
         "LABKIT_SANDBOX_API_PORT": str(settings.api_port),

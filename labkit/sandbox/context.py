@@ -9,6 +9,7 @@ lists the images really pushed.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,29 @@ def default_home() -> Path:
     return Path(os.environ.get("LABKIT_SANDBOX_HOME") or Path.home() / ".labkit" / "sandbox")
 
 
+def free_port_block(size: int = 1) -> int:
+    """A free loopback port whose next ``size - 1`` neighbours are free too."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            base = probe.getsockname()[1]
+        if base + size > 65000:
+            continue
+        taken: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket()
+                taken.append(sock)
+                sock.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for sock in taken:
+                sock.close()
+        return base
+    raise OSError("no free block of loopback ports")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the sandbox keeps its state and which loopback ports it listens on."""
@@ -52,6 +76,13 @@ class Settings:
     token_ttl_seconds: int = field(
         default_factory=lambda: _env_int("LABKIT_SANDBOX_TOKEN_TTL", 12 * 3600)
     )
+
+    @classmethod
+    def on_free_ports(cls, home: Path, **overrides: Any) -> Settings:
+        """Settings for a second sandbox beside the usual one: ``home`` and free ports."""
+        api = free_port_block(2)  # the API, then the registry
+        lb = free_port_block(4)  # the first load balancer listener, and room for more
+        return cls(home=home, api_port=api, registry_port=api + 1, lb_port=lb, **overrides)
 
     @property
     def api_url(self) -> str:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,11 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
-from tests.conftest import private_lab_env, require_data_plane
 from tests.notebooks.test_notebooks_e2e import _clients
 
 pytestmark = pytest.mark.notebooks
 
 LAB_NOTEBOOKS = ("00", "01", "02", "03", "04", "05")
-
-
-@pytest.fixture(scope="module")
-def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private sandbox that notebook 00 starts, with strict checks."""
-    require_data_plane()
-    with private_lab_env(tmp_path_factory, strict=True) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

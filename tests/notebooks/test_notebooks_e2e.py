@@ -14,7 +14,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
-from tests.conftest import private_lab_env, require_data_plane
 
 pytestmark = pytest.mark.notebooks
 
@@ -35,14 +33,6 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     ]
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A private sandbox that notebook 00 starts, with strict checks."""
-    require_data_plane()
-    with private_lab_env(tmp_path_factory, strict=True) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -92,15 +92,10 @@ def start_lab(tmp_home: Any) -> Lab:
     from labkit.images import build_sample_image
     from labkit.sandbox.context import Settings
     from labkit.sandbox.server import Sandbox
-    from tests.conftest import require_data_plane, sandbox_settings
+    from tests.conftest import require_data_plane
 
     require_data_plane()
-    base: Settings = sandbox_settings(tmp_home)
-    sandbox = Sandbox(
-        Settings(
-            home=tmp_home, **{k: getattr(base, k) for k in ("api_port", "registry_port", "lb_port")}
-        )
-    )
+    sandbox = Sandbox(Settings.on_free_ports(tmp_home))
     sandbox.start()
     client = docker_sdk.from_env(timeout=120)
     build_sample_image("labkit-test-sample:latest", client=client)

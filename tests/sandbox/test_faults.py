@@ -16,7 +16,7 @@ import pytest
 
 from labkit.errors import BackendError
 from labkit.sandbox import lifecycle
-from tests.conftest import sandbox_settings
+from labkit.sandbox.context import Settings
 from tests.sandbox.helpers import (
     Lab,
     create_service,
@@ -161,7 +161,7 @@ def test_task_containers_publish_ports_on_loopback_only(lab: Lab) -> None:
 
 
 def test_a_taken_sandbox_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
-    settings = sandbox_settings(tmp_path / "home")
+    settings = Settings.on_free_ports(tmp_path / "home")
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", settings.registry_port))
     squatter.listen()

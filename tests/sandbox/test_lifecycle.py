@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from labkit.sandbox import lifecycle
-from tests.conftest import client_factory, require_data_plane, sandbox_settings
+from labkit.sandbox.context import Settings
+from tests.conftest import client_factory, require_data_plane
 
 pytestmark = pytest.mark.sandbox
 
@@ -137,7 +138,7 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
     tmp_path: Path, sample_image: str, docker_client: Any
 ) -> None:
     require_data_plane()
-    settings = sandbox_settings(tmp_path / "home")
+    settings = Settings.on_free_ports(tmp_path / "home")
     first = lifecycle.up(settings)
     try:
         aws = client_factory(settings)
@@ -217,7 +218,7 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
 
 
 def test_down_when_not_running_says_so(tmp_path: Path) -> None:
-    settings = sandbox_settings(tmp_path / "never-started")
+    settings = Settings.on_free_ports(tmp_path / "never-started")
     assert "not running" in lifecycle.down(settings)
     st = lifecycle.status(settings)
     assert not st.running and "labkit sandbox up" in st.describe()
