@@ -82,7 +82,20 @@ class Sandbox:
         )
 
     def start(self) -> None:
+        """Start every part; on failure, stop what did start and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        from moto.core.base_backend import BackendDict
+
         t0 = time.monotonic()
+        # A fresh AWS: moto's backends are process-wide, and an in-process sandbox must
+        # not inherit what earlier code in this process created.
+        BackendDict.reset()
         self.started_at = dt.datetime.now(dt.UTC)
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.ctx.docker = docker_or_none()
@@ -173,7 +186,6 @@ def main() -> int:
         sandbox.start()
     except Exception as exc:
         print(f"sandbox failed to start: {exc}", flush=True)
-        sandbox.stop()
         return 1
     state = dict(sandbox.status(), environment=sandbox.environment)
     settings.state_file.write_text(json.dumps(state, indent=2))

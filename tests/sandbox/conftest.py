@@ -1,4 +1,4 @@
-"""The in-process sandbox shared by the agent and load balancer tests."""
+"""The in-process sandbox used by the agent, load balancer and fault tests."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import pytest
 from tests.sandbox.helpers import Lab, start_lab
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """One in-process sandbox; at the end the agent must leave no container behind."""
+    """An in-process sandbox per test module; at the end the agent must leave no container.
+
+    Per module, not per session: moto's state is process-wide, so the sandbox must be
+    gone before tests that use moto's in-process mocks run.
+    """
     lab = start_lab(tmp_path_factory.mktemp("agent-home"))
     yield lab
     lab.sandbox.agent.stop()
