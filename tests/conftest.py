@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -126,3 +127,31 @@ def private_lab_env(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def running_sandbox_clients(*services: str) -> dict[str, Any]:
+    """boto3 clients for the sandbox the environment points at (it must be running),
+    plus its status under ``"status"``: independent of labkit's learner API."""
+    status = lifecycle.status()
+    assert status.running, status.describe()
+    env = lifecycle.env()
+    kwargs = dict(
+        endpoint_url=status.api_url,
+        region_name=status.region,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return {"status": status, **{name: boto3.client(name, **kwargs) for name in services}}
+
+
+def remove_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere: no AWS_* variables, empty config files, no IMDS."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))

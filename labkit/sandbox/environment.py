@@ -16,26 +16,13 @@ from labkit.config import LAB
 #: Container instances in ECSCluster: two, so two tasks that each want host port 80 fit.
 CONTAINER_INSTANCE_COUNT = 2
 
-_EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-_ECS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+
+def _trust_policy(service: str) -> str:
+    """A role trust policy that lets ``service`` (e.g. ec2.amazonaws.com) assume it."""
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 # The instance role may log in to ECR but holds no permission on any repository: the
 # learner's repository policy statement (Task 1) is what lets its pulls through.
 _INSTANCE_ROLE_POLICY = {
@@ -67,7 +54,7 @@ def provision(clients: dict[str, Any]) -> dict[str, str]:
     iam, ec2, ecs, elbv2 = clients["iam"], clients["ec2"], clients["ecs"], clients["elbv2"]
 
     instance_role = iam.create_role(
-        RoleName=LAB.instance_role, AssumeRolePolicyDocument=json.dumps(_EC2_TRUST)
+        RoleName=LAB.instance_role, AssumeRolePolicyDocument=_trust_policy("ec2.amazonaws.com")
     )["Role"]
     iam.put_role_policy(
         RoleName=LAB.instance_role,
@@ -79,7 +66,7 @@ def provision(clients: dict[str, Any]) -> dict[str, str]:
         InstanceProfileName=LAB.instance_role, RoleName=LAB.instance_role
     )
     service_role = iam.create_role(
-        RoleName=LAB.service_role, AssumeRolePolicyDocument=json.dumps(_ECS_TRUST)
+        RoleName=LAB.service_role, AssumeRolePolicyDocument=_trust_policy("ecs.amazonaws.com")
     )["Role"]
 
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]

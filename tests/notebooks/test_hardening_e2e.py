@@ -23,7 +23,7 @@ import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
-from tests.notebooks.test_notebooks_e2e import _clients
+from tests.conftest import remove_aws_credentials, running_sandbox_clients
 
 pytestmark = pytest.mark.notebooks
 
@@ -173,14 +173,17 @@ def test_without_docker_api_only_steps_work_and_docker_steps_say_why(
         _ok(_run(runs_dir, "06", "06", "no-docker-cleanup"))  # cleanup needs no Docker
     finally:
         os.environ.pop("DOCKER_HOST", None)
-    assert _counts(_clients())["repositories"] == 0
+    assert (
+        _counts(running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery"))["repositories"]
+        == 0
+    )
 
 
 def test_every_notebook_twice_and_the_whole_lab_twice(
     sandbox_env: dict[str, str], runs_dir: Path
 ) -> None:
     _ok(_run(runs_dir, "00", "05", "lab-1"))
-    aws = _clients()
+    aws = running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery")
     baseline = _counts(aws)
     print("after the whole lab:", baseline)
     assert baseline["services"] == 1 and baseline["namespaces"] == 1
@@ -247,7 +250,7 @@ def test_sandbox_killed_after_03_recovers(sandbox_env: dict[str, str], runs_dir:
     assert "account 123456789012" in status.stdout
 
     # ECR survives a restart: repository, statement, tags and the pushed image.
-    aws = _clients()
+    aws = running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery")
     repo = aws["ecr"].describe_repositories(repositoryNames=[LAB.repository])["repositories"][0]
     tags = aws["ecr"].list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
     assert any(t["Key"] == "labkit:created-by" for t in tags)
@@ -275,15 +278,7 @@ def test_aws_mode_without_credentials_stops_at_once(
 ) -> None:
     """Notebook 00 on backend aws with no credentials anywhere: CredentialsMissing, and how
     to fix it. (The unit test proves no connection is even attempted.)"""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "empty"
-    empty.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("HOME", str(tmp_path))
+    remove_aws_credentials(monkeypatch, tmp_path)
     monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
     runs = run_notebooks(
         start="00",

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import nbformat
 import pytest
 
 from labkit.cli import main
 from labkit.config import LAB
-from tests.conftest import private_lab_env, require_data_plane
+from tests.conftest import private_lab_env, require_data_plane, running_sandbox_clients
 
 pytestmark = pytest.mark.notebooks
 
@@ -33,21 +32,6 @@ def private_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     require_data_plane()
     with private_lab_env(tmp_path_factory, strict=False) as env:
         yield env
-
-
-def _clients() -> dict[str, Any]:
-    from labkit import sandbox
-
-    status = sandbox.status()
-    assert status.running, status.describe()
-    env = sandbox.env()
-    kwargs = dict(
-        endpoint_url=status.api_url,
-        region_name=status.region,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    return {n: boto3.client(n, **kwargs) for n in ("ecr", "ecs", "servicediscovery")}
 
 
 def _lab_state(aws: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +95,7 @@ def test_run_until_then_reset(private_sandbox: dict[str, str], tmp_path: Path, c
     with capsys.disabled():
         print(f"\nlabkit run --until 05 --report: {time.monotonic() - started:.1f} s")
     assert "Resetting the lab" in out and "All 6 notebook(s) passed" in out
-    aws = _clients()
+    aws = running_sandbox_clients("ecr", "ecs", "servicediscovery")
     state = _lab_state(aws)
     assert state["repositories"] == [LAB.repository] and state["images"] >= 1
     assert len(state["services"]) == 1 and state["services"][0].startswith(LAB.service_prefix)

@@ -15,13 +15,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
 from labkit.config import LAB
 from labkit.runner import run_notebooks
+from tests.conftest import running_sandbox_clients
 
 pytestmark = pytest.mark.notebooks
 
@@ -67,22 +66,6 @@ def _registry_manifest(registry: str, repo: str, tag: str, token: str) -> tuple[
         return reply.read(), reply.headers["Docker-Content-Digest"]
 
 
-def _clients() -> dict[str, Any]:
-    from labkit import sandbox
-
-    status = sandbox.status()
-    assert status.running, status.describe()
-    env = sandbox.env()
-    kwargs = dict(
-        endpoint_url=status.api_url,
-        region_name=status.region,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    names = ("ecr", "ecs", "elbv2", "servicediscovery")
-    return {"status": status, **{n: boto3.client(n, **kwargs) for n in names}}
-
-
 def _run(runs_dir: Path, start: str, until: str, label: str):
     started = time.monotonic()
     runs = run_notebooks(
@@ -107,7 +90,7 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     assert all(r.ok for r in lab_runs), [str(r) for r in lab_runs if not r.ok]
     print(f"whole lab (00-05) papermill wall time: {wall:.1f} s")
 
-    aws = _clients()
+    aws = running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery")
     status = aws["status"]
 
     # Task 1: the repository and its statement for the instance role.

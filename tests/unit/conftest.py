@@ -26,6 +26,14 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("LABKIT_STATE_DIR", str(tmp_path / "state"))
 
 
+@pytest.fixture
+def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
+    """A boto3 session on moto's in-process mock (for code that takes a session)."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    with mock_aws():
+        yield boto3.Session(region_name=REGION)
+
+
 def provision_lab_environment() -> None:
     """What the lab's CloudFormation stack (or the sandbox) provides before Task 1."""
     trust = json.dumps({"Version": "2012-10-17", "Statement": []})

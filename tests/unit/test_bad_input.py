@@ -29,6 +29,7 @@ from labkit.errors import (
     SandboxNotRunning,
 )
 from labkit.lab import Lab
+from tests.conftest import remove_aws_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -305,15 +306,7 @@ def test_without_docker_api_steps_work_and_docker_steps_say_why(tmp_path):
 @pytest.fixture
 def no_credentials(monkeypatch, tmp_path):
     """An empty environment and empty AWS config files; IMDS off; every connect recorded."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "empty"
-    empty.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("HOME", str(tmp_path))
+    remove_aws_credentials(monkeypatch, tmp_path)
     monkeypatch.setenv("LABKIT_BACKEND", "aws")
     connects: list = []
 

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
 from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
-from moto import mock_aws
 
 from labkit import aws_account
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
@@ -169,21 +166,6 @@ def test_auto_scaling_group_is_deleted_before_the_cluster() -> None:
 
 
 # --------------------------------------------------------------------------- moto deploy
-@pytest.fixture
-def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield boto3.Session(region_name=REGION)
-
-
 def test_template_deploys_on_moto(session: boto3.Session) -> None:
     cfn = session.client("cloudformation")
     cfn.create_stack(
