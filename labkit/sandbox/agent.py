@@ -495,12 +495,10 @@ class EcsAgent:
                     now,
                 )
             else:
-                started = []
+                started, unplaced = [], ""
                 for _ in range(wanted):
-                    rec, why = self._place_service_task(state)
+                    rec, unplaced = self._place_service_task(state)
                     if rec is None:
-                        # ECS waits for room (an old task leaving, an instance joining).
-                        self._placement_event(state, why, now)
                         break
                     started.append(rec)
                 if started:
@@ -510,6 +508,8 @@ class EcsAgent:
                     )
                     state.steady = False
                     primary += started
+                if unplaced:  # ECS waits for room (an old task leaving, an instance joining)
+                    self._placement_event(state, unplaced, now)
 
         self._check_circuit_breaker(state)
 
