@@ -14,7 +14,10 @@ process, so what the agent writes is what the API reports):
   repository policy decides whether a task can start;
 * running tasks are registered as targets of the service's target groups (the virtual
   ``instance-id:hostPort``, whose real loopback address the load balancer is told) and as
-  Cloud Map instances; they are deregistered when the task stops.
+  Cloud Map instances; they are deregistered when the task stops;
+* a task whose target stays ``unhealthy`` past the service's ``healthCheckGracePeriodSeconds``
+  (counted from the task's start) is stopped as ECS stops it, "Task failed ELB health checks
+  in (target-group ...)", and replaced.
 
 Container ports are published on 127.0.0.1 only, on an ephemeral host port: the container
 instance's "host port 80" is virtual, mapped to a real loopback port.
@@ -93,6 +96,8 @@ class _TaskRecord:
     registrations: list[tuple[str, str]] = field(default_factory=list)
     released: bool = False
     drain_until: float = 0.0
+    #: time.monotonic() when the task turned RUNNING: the health-check grace period starts here
+    running_since: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -190,6 +195,7 @@ class EcsAgent:
     # moto patches -------------------------------------------------------------------------
     def _patch_backend(self) -> None:
         backend = self.ctx.ecs()
+        _record_health_check_grace_period()
         with self.ctx.lock:
             for name in ("run_task", "start_task", "stop_task", "list_tasks"):
                 self._originals[name] = getattr(backend, name)
@@ -382,6 +388,7 @@ class EcsAgent:
         service = state.service
         name = service.name
         self._refresh_deployments(state)
+        self._stop_unhealthy_targets(state, now)
         tasks = self._service_tasks(service)
         if service.status != "ACTIVE" or service.desired_count == 0:
             leaving = [r for r in tasks if r.live]
@@ -498,6 +505,40 @@ class EcsAgent:
         if self.lbs is None:
             return True
         return all(self.lbs.target_state(*t) == "healthy" for t in rec.targets)
+
+    def _stop_unhealthy_targets(self, state: _ServiceState, now: float) -> None:
+        """Stop each task whose target is unhealthy past the grace period, in ECS's words.
+
+        ECS ignores ELB health for ``healthCheckGracePeriodSeconds`` (default 0) after a task
+        starts, then stops a task whose target is ``unhealthy`` (never one still ``initial``);
+        the service then starts a replacement. ECS starts the replacement first where
+        ``maximumPercent`` leaves room; the sandbox stops first, then replaces.
+        """
+        if self.lbs is None:
+            return
+        service = state.service
+        grace = float(getattr(service, "health_check_grace_period_seconds", None) or 0)
+        for rec in self._service_tasks(service):
+            if rec.phase != "running" or rec.task.desired_status == "STOPPED":
+                continue
+            if now - rec.running_since < grace:
+                continue
+            unhealthy = [t for t in rec.targets if self.lbs.target_state(*t) == "unhealthy"]
+            if not unhealthy:
+                continue
+            tg_arn, target_id, port = unhealthy[0]
+            why = self.lbs.failure_description(tg_arn, target_id, port)
+            self._event(
+                service,
+                f"(service {service.name}) (task {rec.task_id}) (instance {target_id}) "
+                f"(port {port}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
+            )
+            self._begin_stop(
+                rec,
+                f"Task failed ELB health checks in (target-group {tg_arn})",
+                "ServiceSchedulerInitiated",
+            )
+            self._events_for_stops(service, [rec])
 
     # placement ----------------------------------------------------------------------------
     def _place_service_task(self, state: _ServiceState) -> tuple[_TaskRecord | None, str]:
@@ -688,6 +729,7 @@ class EcsAgent:
     def _mark_running(self, rec: _TaskRecord) -> None:
         task = rec.task
         rec.phase = "running"
+        rec.running_since = time.monotonic()
         task.last_status = "RUNNING"
         task.started_at = _now()
         task.health_status = "UNKNOWN"
@@ -1073,6 +1115,31 @@ class EcsAgent:
         finally:
             rec.busy = False
             self._wake.set()
+
+
+def _record_health_check_grace_period() -> None:
+    """Make CreateService keep ``healthCheckGracePeriodSeconds``, which moto drops.
+
+    moto's CreateService handler does not pass the parameter on (its UpdateService keeps it),
+    so the handler is wrapped, once per process, to store it on the service, where the agent
+    reads it and DescribeServices reports it. Outside the sandbox this only makes moto answer
+    more as ECS does.
+    """
+    from moto.ecs.responses import EC2ContainerServiceResponse as Handler
+
+    original = Handler.create_service
+    if getattr(original, "_labkit_keeps_grace_period", False):
+        return
+
+    def create_service(self: Any) -> Any:
+        result = original(self)
+        grace = self._get_param("healthCheckGracePeriodSeconds")
+        if grace is not None:
+            result.result["service"].health_check_grace_period_seconds = int(grace)
+        return result
+
+    create_service._labkit_keeps_grace_period = True  # type: ignore[attr-defined]
+    Handler.create_service = create_service  # type: ignore[method-assign]
 
 
 def _split_image(image: str) -> tuple[str, str, str]:
