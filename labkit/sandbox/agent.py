@@ -17,7 +17,10 @@ process, so what the agent writes is what the API reports):
   repository policy decides whether a task can start;
 * running tasks are registered as targets of the service's target groups (the virtual
   ``instance-id:hostPort``, whose real loopback address the load balancer is told) and as
-  Cloud Map instances; they are deregistered when the task stops.
+  Cloud Map instances; they are deregistered when the task stops;
+* a task whose target stays ``unhealthy`` past the service's ``healthCheckGracePeriodSeconds``
+  (counted from the task's start) is stopped as ECS stops it, "Task failed ELB health checks
+  in (target-group ...)", and replaced.
 
 Container ports are published on 127.0.0.1 only, on an ephemeral host port: the container
 instance's "host port 80" is virtual, mapped to a real loopback port.
@@ -101,6 +104,8 @@ class _TaskRecord:
     registrations: list[tuple[str, str]] = field(default_factory=list)
     released: bool = False
     drain_until: float = 0.0
+    #: time.monotonic() when the task turned RUNNING: the health-check grace period starts here
+    running_since: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -441,6 +446,7 @@ class EcsAgent:
         service = state.service
         name = service.name
         self._refresh_deployments(state)
+        self._stop_unhealthy_targets(state, now)
         tasks = self._service_tasks(service)
         if service.status != "ACTIVE" or service.desired_count == 0:
             leaving = [r for r in tasks if r.live]
@@ -599,6 +605,40 @@ class EcsAgent:
             return True
         return all(self.lbs.target_state(*t) == "healthy" for t in rec.targets)
 
+    def _stop_unhealthy_targets(self, state: _ServiceState, now: float) -> None:
+        """Stop each task whose target is unhealthy past the grace period, in ECS's words.
+
+        ECS ignores ELB health for ``healthCheckGracePeriodSeconds`` (default 0) after a task
+        starts, then stops a task whose target is ``unhealthy`` (never one still ``initial``);
+        the service then starts a replacement. ECS starts the replacement first where
+        ``maximumPercent`` leaves room; the sandbox stops first, then replaces.
+        """
+        if self.lbs is None:
+            return
+        service = state.service
+        grace = float(getattr(service, "health_check_grace_period_seconds", None) or 0)
+        for rec in self._service_tasks(service):
+            if rec.phase != "running" or rec.task.desired_status == "STOPPED":
+                continue
+            if now - rec.running_since < grace:
+                continue
+            unhealthy = [t for t in rec.targets if self.lbs.target_state(*t) == "unhealthy"]
+            if not unhealthy:
+                continue
+            tg_arn, target_id, port = unhealthy[0]
+            why = self.lbs.failure_description(tg_arn, target_id, port)
+            self._event(
+                service,
+                f"(service {service.name}) (task {rec.task_id}) (instance {target_id}) "
+                f"(port {port}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
+            )
+            self._begin_stop(
+                rec,
+                f"Task failed ELB health checks in (target-group {tg_arn})",
+                "ServiceSchedulerInitiated",
+            )
+            self._events_for_stops(service, [rec])
+
     # placement ----------------------------------------------------------------------------
     def _place_service_task(self, state: _ServiceState) -> tuple[_TaskRecord | None, str]:
         service = state.service
@@ -610,7 +650,8 @@ class EcsAgent:
             for ci in backend.container_instances.get(service.cluster_name, {}).values()
             if ci.status == "ACTIVE"
         ]
-        fits = [ci for ci in instances if backend._can_be_placed(ci, needs)]
+        # Not moto's _can_be_placed: it counts hostPort 0 (dynamic) as a port taken.
+        fits = [ci for ci in instances if _shortfall(ci, needs) is None]
         if not fits:
             return None, self._placement_failure(service.name, instances, needs)
         # Spread: the instance with the fewest tasks, as ECS's default spread strategy does.
@@ -785,6 +826,7 @@ class EcsAgent:
     def _mark_running(self, rec: _TaskRecord) -> None:
         task = rec.task
         rec.phase = "running"
+        rec.running_since = time.monotonic()
         task.last_status = "RUNNING"
         task.started_at = _now()
         task.health_status = "UNKNOWN"
@@ -1198,7 +1240,8 @@ _ACTIVE: dict[str, Any] = {}
 
 
 def _install_response_patches() -> None:
-    """CreateService keeps deploymentConfiguration; RunTask reports what it could not place.
+    """CreateService keeps deploymentConfiguration and healthCheckGracePeriodSeconds; RunTask
+    reports what it could not place.
 
     Class-level patches on moto's ECS responses, active only for the sandbox agent's backend.
     """
@@ -1217,8 +1260,13 @@ def _install_response_patches() -> None:
         result = original_create_service(response)
         agent = ours(response)
         if agent is not None:
+            service = result.result["service"]
             config = response._get_param("deploymentConfiguration")
-            agent.set_deployment_configuration(result.result["service"], config)
+            agent.set_deployment_configuration(service, config)
+            # moto drops it too (its UpdateService keeps it); DescribeServices reports it.
+            grace = response._get_param("healthCheckGracePeriodSeconds")
+            if grace is not None:
+                service.health_check_grace_period_seconds = int(grace)
         return result
 
     def run_task(response: Any) -> Any:
