@@ -78,6 +78,10 @@ def aws_cli_env(lab: Lab) -> dict[str, str]:
         credentials = lab.target.session.get_credentials()
         env["AWS_ACCESS_KEY_ID"] = credentials.access_key
         env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
+        from labkit.sandbox.context import no_proxy_value
+
+        # The aws CLI would send its calls to the loopback sandbox through an HTTP_PROXY.
+        env["NO_PROXY"] = env["no_proxy"] = no_proxy_value()
     return env
 
 
