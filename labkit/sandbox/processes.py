@@ -48,6 +48,16 @@ class ProcessRecord:
             return same_start and tuple(process.cmdline()) == self.cmdline
 
 
+def recorded_pid(path: Path) -> int | None:
+    """The PID a record (or an older kit's bare pid file) names, unverified: for display
+    and measurement only; to signal, use :func:`find_own`."""
+    try:
+        body = json.loads(path.read_text())
+        return int(body if isinstance(body, int) else body["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _describe(process: psutil.Process) -> str:
     """``pid N (`command …`, started …)`` for messages; never raises."""
     try:
