@@ -54,7 +54,8 @@ def private_dir(path: Path) -> Path:
     """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = path.stat()
-    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+    mine = not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+    if mine and stat.S_IMODE(info.st_mode) & 0o077:
         path.chmod(0o700)
     return path
 
