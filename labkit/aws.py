@@ -43,14 +43,15 @@ class AwsTarget:
             inject_host_prefix=self.endpoint_url is None,
             user_agent_extra="ecs-labkit",
             # A loopback endpoint (the sandbox) is never reached through an HTTP proxy.
-            proxies={} if _is_loopback(self.endpoint_url) else None,
+            proxies={} if is_loopback(self.endpoint_url) else None,
         )
         return self.session.client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
 
 
-def _is_loopback(url: str | None) -> bool:
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` is on this machine (the sandbox, or a local emulator)."""
     host = urllib.parse.urlsplit(url).hostname if url else None
     return host in ("127.0.0.1", "localhost", "::1")
 
