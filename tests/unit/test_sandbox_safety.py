@@ -133,3 +133,45 @@ def test_missing_dead_and_damaged_records(tmp_path: Path) -> None:
     record_path.write_text(json.dumps({"pid": "x"}))
     found, note = processes.find_own(record_path, "registry")
     assert found is None and "not a process record the kit wrote" in note
+
+
+def test_lab_environment_sends_loopback_calls_past_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``lab.export_environment()`` then a plain ``boto3.client()``, behind a proxy."""
+    import socket
+
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+
+    from labkit.lab import Lab
+
+    proxy = socket.create_server(("127.0.0.1", 0))
+    proxy.settimeout(0.5)
+    closed = socket.create_server(("127.0.0.1", 0))
+    endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: a direct call is refused at once
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.setenv("NO_PROXY", "intranet.example")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+
+    lab = Lab.from_parameters(backend="endpoint")
+    environment = lab.aws_environment()
+    assert environment["no_proxy"] == "intranet.example,127.0.0.1,localhost,::1"
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    for client in (
+        boto3.client("sts", config=Config(retries={"max_attempts": 1})),
+        lab.client("sts"),
+    ):
+        with pytest.raises(botocore.exceptions.EndpointConnectionError):
+            client.get_caller_identity()
+    with pytest.raises(TimeoutError):
+        proxy.accept()  # nobody came
+    proxy.close()
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://ecs.example.com")
+    assert "NO_PROXY" not in Lab.from_parameters(backend="endpoint").aws_environment()
