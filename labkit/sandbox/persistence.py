@@ -24,12 +24,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.context import SandboxContext, write_private
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +58,6 @@ _TASK_DEFINITION_FIELDS = (
 def seed_for(home: Path) -> int:
     """The seed that makes a sandbox home's environment ids the same at every start."""
     return int(hashlib.sha256(str(home).encode()).hexdigest()[:16], 16)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by the owner only (never 0644)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)  # an older tmp file may have had other bits
-    os.replace(tmp, path)
 
 
 class SavedState:
@@ -105,7 +94,7 @@ class SavedState:
         with self.ctx.lock:
             text = json.dumps(self.snapshot(), indent=1, sort_keys=True, default=_jsonable)
         if text != self._last:
-            write_private(self.path, text)
+            write_private(self.path, text.encode())
             self._last = text
 
     def snapshot(self) -> dict[str, Any]:
@@ -168,6 +157,9 @@ class SavedState:
                 "scheduling_strategy": s.scheduling_strategy,
                 "deployment_controller": s.deployment_controller,
                 "deployment_configuration": getattr(s, "deployment_configuration", None),
+                "health_check_grace_period_seconds": getattr(
+                    s, "health_check_grace_period_seconds", None
+                ),
                 "role_arn": s.role_arn,
                 "propagate_tags": s.propagate_tags,
                 "tags": s.tags or [],
@@ -266,6 +258,8 @@ class SavedState:
                 log.warning("service %s could not be restored: %s", s.get("name"), exc)
                 continue
             service.deployment_configuration = s.get("deployment_configuration")
+            if s.get("health_check_grace_period_seconds") is not None:
+                service.health_check_grace_period_seconds = s["health_check_grace_period_seconds"]
             service.events[:0] = [_event_from_json(e) for e in s.get("events") or []]
             if s.get("created_at"):
                 service.created_at = dt.datetime.fromisoformat(str(s["created_at"]))

@@ -299,6 +299,7 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             launchType="EC2",
             role="ecsServiceRole",
             deploymentConfiguration=config,
+            healthCheckGracePeriodSeconds=5,
             loadBalancers=[
                 {
                     "targetGroupArn": tg["TargetGroupArn"],
@@ -340,6 +341,7 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             assert after["serviceRegistries"] == [{"registryArn": discovery["Arn"]}]
             kept = after["deploymentConfiguration"]
             assert (kept["minimumHealthyPercent"], kept["maximumPercent"]) == (50, 200)
+            assert after["healthCheckGracePeriodSeconds"] == 5
             assert {e["id"] for e in before_events} <= {e["id"] for e in after["events"]}
             # Tasks started afresh: the service's running task, its target, its instance.
             arns = ecs.list_tasks(cluster="ECSCluster", serviceName="survivor")["taskArns"]
