@@ -491,6 +491,16 @@ class EcsAgent:
 
         # Too few: place and start as many as maximumPercent leaves room for.
         wanted = min(desired - len(primary), max_total - len(primary) - len(old))
+        stuck = old and wanted <= 0 < desired - len(primary) and not failed
+        if stuck and not any(r.phase in ("draining", "stopping") for r in tasks):
+            # Neither a stop (minimum) nor a start (maximum) is allowed: say so, as ECS does.
+            self._placement_event(
+                state,
+                f"(service {name}) was unable to stop or start tasks during a deployment "
+                "because of the service deployment configuration. Update the "
+                "minimumHealthyPercent or maximumPercent value and try again.",
+                now,
+            )
         if wanted > 0 and now >= state.backoff_until and not failed:
             if self.ctx.docker is None:
                 self._placement_event(

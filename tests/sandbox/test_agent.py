@@ -274,6 +274,21 @@ def test_deployment_configuration_defaults_and_updates(lab: Lab) -> None:
         )
         config = describe(lab, name)["deploymentConfiguration"]
         assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (50, 150)
+        # 100/100: no task may stop before a new one runs, none may start before one stops.
+        ecs = lab.client("ecs")
+        wait_steady_event(lab, name)
+        ecs.update_service(
+            cluster=lab.cluster,
+            service=name,
+            taskDefinition=register(lab, environment=[{"name": "REVISION", "value": "5"}]),
+            deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 100},
+        )
+        wait_for(lambda: any("unable to stop or start" in m for m in messages(lab, name)), 10)
+        assert messages(lab, name)[0] == (
+            f"(service {name}) was unable to stop or start tasks during a deployment because "
+            "of the service deployment configuration. Update the minimumHealthyPercent or "
+            "maximumPercent value and try again."
+        )
     finally:
         remove_service(lab, name)
 
