@@ -197,8 +197,12 @@ class SavedState:
             made = ecs.register_task_definition(
                 td["family"], td["container_definitions"], tags=td.get("tags") or None, **kwargs
             )
-            if made.revision != td["revision"]:
-                log.warning("%s came back as revision %s", td["family"], made.revision)
+            if made.revision != td["revision"]:  # a deleted revision left a gap: keep it
+                revisions = ecs.task_definitions[td["family"]]
+                del revisions[made.revision]
+                made.revision = td["revision"]
+                made.arn = f"{made.arn.rsplit(':', 1)[0]}:{made.revision}"
+                revisions[made.revision] = made
             made.status = td.get("status") or "ACTIVE"
         for ns in saved.get("namespaces", []):
             self._restore_namespace(sd, ns)

@@ -280,6 +280,10 @@ def test_service_survives_down_up_and_a_killed_sandbox(
                 }
             ],
         )["taskDefinition"]["taskDefinitionArn"]
+        retired = ecs.register_task_definition(
+            family="survivor", containerDefinitions=[{"name": "web", "image": image, "memory": 64}]
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.deregister_task_definition(taskDefinition=retired)
         tg = elbv2.describe_target_groups(Names=["myTargetgroup"])["TargetGroups"][0]
         vpc = tg["VpcId"]
         sd.create_private_dns_namespace(Name="survivor.local", Vpc=vpc)
@@ -342,6 +346,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             kept = after["deploymentConfiguration"]
             assert (kept["minimumHealthyPercent"], kept["maximumPercent"]) == (50, 200)
             assert after["healthCheckGracePeriodSeconds"] == 5
+            kept_td = ecs.describe_task_definition(taskDefinition=retired)["taskDefinition"]
+            assert (kept_td["revision"], kept_td["status"]) == (2, "INACTIVE")
             assert {e["id"] for e in before_events} <= {e["id"] for e in after["events"]}
             # Tasks started afresh: the service's running task, its target, its instance.
             arns = ecs.list_tasks(cluster="ECSCluster", serviceName="survivor")["taskArns"]
