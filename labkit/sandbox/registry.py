@@ -370,8 +370,9 @@ class Registry:
         # Its own calls on loopback (notifications, if ever configured) go direct.
         env["NO_PROXY"] = env["no_proxy"] = no_proxy_value(env)
         with open_private_log(self.home / "registry.log") as log:
+            argv = [str(binary), "serve", str(config_path)]
             self._process = subprocess.Popen(
-                [binary, "serve", str(config_path)],
+                argv,
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -379,7 +380,7 @@ class Registry:
                 start_new_session=True,
             )
         # Read now, while the child cannot have been replaced: it is not reaped until we wait.
-        ProcessRecord.of(self._process.pid).save(self.home / "registry.pid")
+        ProcessRecord.of(self._process.pid, argv).save(self.home / "registry.pid")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
