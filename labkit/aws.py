@@ -11,6 +11,7 @@ The learner's code never branches on the backend: it asks :func:`connect` for an
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +36,27 @@ class AwsTarget:
     endpoint_url: str | None  # None → real AWS endpoints
 
     def client(self, service: str) -> Any:
-        # Local endpoints do not serve per-operation host prefixes
-        # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
+        # boto3 itself honours AWS_ENDPOINT_URL, also on the "aws" backend.
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "").strip() or None
         config = Config(
             retries={"max_attempts": 5, "mode": "standard"},
-            inject_host_prefix=self.endpoint_url is None,
+            # Endpoints other than AWS's do not serve per-operation host prefixes
+            # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
+            inject_host_prefix=endpoint is None,
+            # A loopback endpoint is never behind a proxy: HTTP(S)_PROXY without a
+            # NO_PROXY for it would send every call (signed) to the proxy instead.
+            proxies={} if endpoint and is_loopback_url(endpoint) else None,
             user_agent_extra="ecs-labkit",
         )
         return self.session.client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def sandbox_status():  # -> labkit.sandbox.SandboxStatus | None

@@ -181,10 +181,12 @@ class Lab:
     # -- guard rails -------------------------------------------------------------------
 
     def require(self, task: int) -> None:
-        """Raise PrerequisiteError naming the notebook to run if task ``task-1`` is not done."""
-        from labkit import checks
+        """Raise PrerequisiteError naming the notebook to run if task ``task-1`` is not done,
+        or, on an endpoint that cannot serve task ``task``, saying so before anything runs."""
+        from labkit import checks, endpoint
 
-        checks.require(self, task)
+        endpoint.require_served(self, task)
+        checks.require(self, task, skip=endpoint.unserved_tasks(self))
 
     def cost_notice(self, what: str) -> str:
         """In AWS mode, what ``what`` roughly costs and that notebook 06 removes it."""
