@@ -276,3 +276,20 @@ def test_discover_instances_works_through_aws_endpoint_url(lab: Lab, endpoint_ur
     )
     found = sd.discover_instances(NamespaceName="labkit-probe", ServiceName="web")["Instances"]
     assert [i["Attributes"]["AWS_INSTANCE_IPV4"] for i in found] == ["10.0.0.9"]
+
+
+def test_labkit_cleanup_and_status_on_an_endpoint(lab: Lab, endpoint_url: str, capsys) -> None:
+    from labkit.cli import main
+
+    endpoint.ensure_environment(lab)
+    lab.ecr.create_repository(repositoryName=LAB.repository, tags=lab.tags())
+    assert main(["status", "-p", "backend", "endpoint"]) == 0
+    status = capsys.readouterr().out
+    assert "Ready for the lab." in status and "❌ Task 2" in status
+    for _ in range(2):  # a second run finds nothing and still succeeds
+        assert main(["cleanup", "-p", "backend", "endpoint"]) == 0
+    out = capsys.readouterr().out
+    assert "repository myrepo" in out and "IAM role ecsServiceRole" in out
+    assert out.count("Nothing tagged as the kit's is left.") == 2
+    assert _client(endpoint_url, "iam").list_roles()["Roles"] == []
+    assert _client(endpoint_url, "ecr").describe_repositories()["repositories"] == []
