@@ -43,20 +43,20 @@ class AwsTarget:
             # Endpoints other than AWS's do not serve per-operation host prefixes
             # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
             inject_host_prefix=endpoint is None,
-            # A loopback endpoint is never behind a proxy: HTTP(S)_PROXY without a
-            # NO_PROXY for it would send every call (signed) to the proxy instead.
-            proxies={} if endpoint and is_loopback_url(endpoint) else None,
             user_agent_extra="ecs-labkit",
+            # A loopback endpoint (the sandbox, a local emulator) is never reached through
+            # an HTTP proxy: HTTP(S)_PROXY without NO_PROXY would get the signed calls.
+            proxies={} if is_loopback(endpoint) else None,
         )
         return self.session.client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
 
 
-def is_loopback_url(url: str) -> bool:
-    """True when ``url``'s host is this machine (127.0.0.0/8, ::1, localhost)."""
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` is on this machine (the sandbox, or a local emulator)."""
+    host = urllib.parse.urlsplit(url).hostname if url else None
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def sandbox_status():  # -> labkit.sandbox.SandboxStatus | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def _sandbox_env(args: argparse.Namespace) -> int:
     from labkit import sandbox
 
     for key, value in sandbox.env().items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -104,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         parameters=parameters,
         cell_timeout=args.timeout,
-        strict=not args.no_strict,
+        strict=not (args.no_strict or args.as_shipped),
         log_output=not args.quiet,
+        solutions=not args.as_shipped,
     )
     print()
     for run in runs:
@@ -155,6 +157,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-strict", action="store_true", help="let failed checks pass (default: LABKIT_STRICT=1)"
     )
+    p.add_argument(
+        "--as-shipped",
+        action="store_true",
+        help="leave the exercise cells as the learner gets them (blanks and all) instead of "
+        "filling in the reference solutions; implies --no-strict",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
     _add_parameter_option(p)
     p.set_defaults(handler=_run)
@@ -196,25 +204,26 @@ def _add_reset(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from labkit.checks import TASKS
+    from labkit.tasks import all_tasks
     from labkit.views import table
 
     lab = _lab_from_args(args)
-    results = [task.evaluate(lab) for task in TASKS]
+    tasks = all_tasks()
+    results = [(task, task.evaluate(lab)) for task in tasks]
     table(
         f"Lab status ({lab.backend.value})",
         ["task", "status", "detail", "notebook"],
         [
             [
-                f"Task {r.task}: {r.title}",
+                f"{r.label}: {r.title}",
                 "✅ done" if r.passed else "❌ not yet",
                 r.message,
-                TASKS[r.task - 1].notebook,
+                task.notebook,
             ]
-            for r in results
+            for task, r in results
         ],
     )
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r.passed for _, r in results) else 1
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from labkit.aws import AwsTarget, is_loopback_url
+from labkit.aws import AwsTarget, is_loopback
 from labkit.config import (
     KIT_TAG_KEY,
     KIT_TAG_VALUE,
@@ -211,7 +211,7 @@ class EndpointCapabilities:
 
 def _get(url: str) -> tuple[int, dict[str, str]]:
     """GET ``url``: status and headers (an HTTP error status is an answer too)."""
-    handlers = [urllib.request.ProxyHandler({})] if is_loopback_url(url) else []
+    handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
     opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=PROBE_TIMEOUT_S) as reply:

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from labkit import endpoint, environment
+from labkit import endpoint, environment, tasks
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
@@ -89,20 +89,20 @@ def test_bare_endpoint_gets_a_tagged_environment_and_a_truthful_task_table(
 
 def test_require_says_up_front_what_the_endpoint_cannot_serve(lab: Lab) -> None:
     with pytest.raises(PrerequisiteError, match="not at .* yet"):
-        lab.require(1)  # nothing provisioned: notebook 00 first
+        tasks.require(lab, 1)  # nothing provisioned: notebook 00 first
     endpoint.ensure_environment(lab)
-    lab.require(1)
+    tasks.require(lab, 1)
     with pytest.raises(PrerequisiteError) as raised:
-        lab.require(2)
+        tasks.require(lab, 2)
     error = raised.value
     assert "cannot be done on this endpoint" in error.what
     assert "no registry to push to" in error.why.lower()
     assert "Tasks 1, 3 work here" in error.fix and "03_task3" in error.fix
     # Task 3 needs Task 1 only: Task 2, which this endpoint cannot serve, is skipped.
     with pytest.raises(PrerequisiteError, match=r"Task 1 \(repository"):
-        lab.require(3)
+        tasks.require(lab, 3)
     with pytest.raises(PrerequisiteError, match="Task 4 .* cannot be done"):
-        lab.require(4)
+        tasks.require(lab, 4)
 
 
 def test_capabilities_are_probed_once_and_kept_across_kernels(lab: Lab, endpoint_url: str):
