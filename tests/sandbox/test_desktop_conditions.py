@@ -200,13 +200,15 @@ def _python_for(user: str) -> tuple[str, str]:
 
 
 def test_whole_lab_as_a_docker_group_user_on_the_container_path(
-    desktop_engine: Any, docker_group_user: str, tmp_path: Path
+    desktop_engine: Any, docker_group_user: str
 ) -> None:
+    import tempfile
+
     user = docker_group_user
     entry = pwd.getpwnam(user)
-    work = tmp_path / "learner"
-    work.mkdir()
-    os.chmod(tmp_path, 0o755)
+    # Not under pytest's tmp_path: its parents are root's alone.
+    work = Path(tempfile.mkdtemp(prefix="labkit-learner-"))
+    os.chmod(work, 0o755)
     settings = Settings.on_free_ports(work / "sandbox-home")
     for folder in (work, work / "state", work / "runs"):
         folder.mkdir(exist_ok=True)
@@ -264,4 +266,5 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
             capture_output=True,
             timeout=120,
         )
+        shutil.rmtree(work, ignore_errors=True)
     assert registry_containers(desktop_engine, settings.home) == []
