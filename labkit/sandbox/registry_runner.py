@@ -40,7 +40,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labkit.errors import BackendError
-from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, Settings
+from labkit.sandbox.context import (
+    CONTAINER_LABEL,
+    LOOPBACK,
+    Settings,
+    no_proxy_value,
+    open_private_log,
+    private_dir,
+    write_private,
+)
+from labkit.sandbox.processes import ProcessRecord
 
 #: The token service the registry trusts (the ``service`` and ``iss`` of its tokens).
 REGISTRY_SERVICE = "labkit-sandbox-registry"
@@ -315,8 +324,7 @@ class HostBinaryRegistry:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        storage = self.home / "registry"
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = private_dir(self.home / "registry")
         config = registry_config(
             storage=str(storage),
             addr=self.settings.registry_host,
@@ -324,17 +332,22 @@ class HostBinaryRegistry:
             cert=str(self.cert_path),
         )
         config_path = self.home / "registry.yml"
-        # JSON is valid YAML, and keeps us free of a YAML dependency.
-        config_path.write_text(json.dumps(config, indent=2))
-        log = open(self.home / "registry.log", "ab")  # noqa: SIM115 - lives with the process
-        self._process = subprocess.Popen(
-            [self.binary, "serve", str(config_path)],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
-        (self.home / "registry.pid").write_text(str(self._process.pid))
+        # JSON is valid YAML, and keeps us free of a YAML dependency. It holds a secret.
+        write_private(config_path, json.dumps(config, indent=2).encode())
+        env = dict(os.environ)
+        # Its own calls on loopback (notifications, if ever configured) go direct.
+        env["NO_PROXY"] = env["no_proxy"] = no_proxy_value(env)
+        with open_private_log(self.home / "registry.log") as log:
+            self._process = subprocess.Popen(
+                [self.binary, "serve", str(config_path)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        # Read now, while the child cannot have been replaced: it is not reaped until we wait.
+        ProcessRecord.of(self._process.pid).save(self.home / "registry.pid")
 
         def failure() -> BackendError:
             return BackendError(
@@ -459,8 +472,7 @@ class ContainerRegistry:
     def start(self) -> None:
         self.ensure_image()
         self._remove_leftover()
-        storage = self.settings.home / "registry"
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = private_dir(self.settings.home / "registry")
         uid = os.getuid() if hasattr(os, "getuid") else None
         gid = os.getgid() if hasattr(os, "getgid") else None
         container = self.client.containers.create(
