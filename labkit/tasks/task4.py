@@ -28,6 +28,12 @@ def _short(arn: str) -> str:
     return str(arn or "").rsplit("/", 1)[-1]
 
 
+def _group_name(arn: str | None) -> str:
+    """``…:targetgroup/NAME/ID`` → NAME (the console shows target groups by name)."""
+    parts = str(arn or "").split("/")
+    return parts[-2] if len(parts) >= 3 else str(arn)
+
+
 class _NoNamespace(LabkitError):
     def __init__(self, lab: Lab) -> None:
         super().__init__(
@@ -182,7 +188,8 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
     balancer = balancers[0]
     if balancer.get("targetGroupArn") != group_arn:
         return Verdict.wrong(
-            f"{name} sends traffic from target group {_short(balancer.get('targetGroupArn'))}, "
+            f"{name} sends traffic from target group "
+            f"{_group_name(balancer.get('targetGroupArn'))}, "
             f"not {names.target_group}",
             f"Look up {names.target_group}'s ARN with "
             f"elbv2.describe_target_groups(Names=[{names.target_group!r}]) (step 52). "
