@@ -49,7 +49,6 @@ _SUBMODULES = {
     "images",
     "live_dashboard",
     "network",
-    "open_lab",
     "runner",
     "shell",
     "taskdef",

@@ -121,3 +121,9 @@ def test_papermill_lists_every_parameter_with_help(path):
         assert parameter["help"], f"{name} has no help text papermill can read"
         assert parameter["inferred_type_name"] in ("str", "bool"), name
     assert inferred["repository_name"]["default"] == '""'  # empty: as chosen in 00
+
+
+def test_open_lab_is_reachable_from_the_package():
+    import labkit
+
+    assert labkit.open_lab is open_lab
