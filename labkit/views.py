@@ -433,7 +433,11 @@ def target_group_view(lab) -> None:
         ["protocol : port", f"{group.get('Protocol')} : {group.get('Port')}"],
         ["target type", group.get("TargetType", "instance")],
         ["health check", check],
-        ["load balancers", ", ".join(_short(a) for a in group.get("LoadBalancerArns", []))],
+        [
+            "load balancers",
+            ", ".join(_target_group_name(a) for a in group.get("LoadBalancerArns", []))
+            or "(attached through the listener)",
+        ],
         ["ARN", group["TargetGroupArn"]],
     ]
     table(f"Target group {group['TargetGroupName']}", ["field", "value"], rows)
