@@ -68,9 +68,11 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
 
 
 def _lab_from_args(args: argparse.Namespace):
+    """The settings chosen in notebook 00, with ``-p NAME VALUE`` overriding."""
+    from labkit.config import resolve_settings
     from labkit.lab import Lab
 
-    return Lab.from_parameters(**dict(args.parameter or []))
+    return Lab(resolve_settings(**dict(args.parameter or [])).config)
 
 
 def _add_parameter_option(p: argparse.ArgumentParser) -> None:

@@ -36,6 +36,17 @@ REJECTED_CREDENTIALS = frozenset(
 )
 
 
+def open_lab(**parameters: Any) -> Lab:
+    """The Lab of notebooks 01–06: the settings chosen in notebook 00, unless a parameter
+    (the ``parameters`` cell, papermill's ``-p``) says otherwise. Prints one plain line
+    of the settings in use and where each came from."""
+    from labkit.config import resolve_settings
+
+    resolved = resolve_settings(**parameters)
+    print(resolved.describe())
+    return Lab(resolved.config)
+
+
 def current_lab() -> Lab:
     """The Lab the notebook made last (checks use it), else one from the environment."""
     return _current if _current is not None else Lab()
