@@ -354,35 +354,39 @@ class LabService:
         state = "never answered again" if seen_down else "never stopped answering"
         raise TimeoutError(f"after docker kill the page {state} within {timeout:.0f} s")
 
-    def kill_app_and_time_replacement(self, timeout: float = 60) -> dict[str, float]:
+    def kill_app_and_time_replacement(self, service: str, timeout: float = 60) -> dict[str, float]:
         """Kill the app inside its still-running container (a :data:`DEAF_LATER` task).
 
-        Seconds from the kill until its target is ``unhealthy``, until the scheduler stops
-        the task for failing its ELB health checks, and until the page answers 200 again.
+        Seconds from the kill until its target is ``unhealthy`` (the time of the service event
+        saying so: with no grace period the scheduler acts at once, so the state itself is
+        often gone before a poll sees it), until the scheduler has stopped the task for
+        failing its ELB health checks, and until the page answers 200 again.
         """
-        elbv2, ecs = self.box.client("elbv2"), self.box.client("ecs")
+        ecs = self.box.client("ecs")
         victim = wait_for("the task's container", lambda: self.box.containers(self.docker))[0]
         task_arn = victim.labels["com.amazonaws.ecs.task-arn"]
+        task_id = task_arn.split("/")[-1]
+        killed_wall = time.time()
+        killed = time.perf_counter()
         result = victim.exec_run(KILL_APP)
         if result.exit_code != 0:
             raise RuntimeError(f"killing the app failed: {result.output!r}")
-        killed = time.perf_counter()
         out: dict[str, float] = {}
         deadline = killed + timeout
-        while time.perf_counter() < deadline and len(out) < 3:
-            now = time.perf_counter() - killed
-            if "unhealthy" not in out:
-                health = elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)
-                states = [d["TargetHealth"]["State"] for d in health["TargetHealthDescriptions"]]
-                if "unhealthy" in states:
-                    out["unhealthy"] = now
+        while time.perf_counter() < deadline and "serving" not in out:
             if "replaced" not in out:
                 task = ecs.describe_tasks(cluster=LAB.cluster, tasks=[task_arn])["tasks"][0]
                 if (task.get("stoppedReason") or "").startswith("Task failed ELB health checks"):
-                    out["replaced"] = now
-            if "replaced" in out and self.serving():
+                    out["replaced"] = time.perf_counter() - killed
+            elif self.serving():
                 out["serving"] = time.perf_counter() - killed
             time.sleep(0.05)
+        events = ecs.describe_services(cluster=LAB.cluster, services=[service])["services"][0][
+            "events"
+        ]
+        for event in events:
+            if f"(task {task_id})" in event["message"] and "is unhealthy in" in event["message"]:
+                out["unhealthy"] = event["createdAt"].timestamp() - killed_wall
         if len(out) < 3:
             raise TimeoutError(f"the dead app was not replaced within {timeout:.0f} s: {out}")
         return out

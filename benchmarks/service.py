@@ -46,7 +46,7 @@ def run(rec: Recorder, options: Options) -> None:
             lab.create_service(name, lab.deaf_later_arn)
             try:
                 lab.time_to_serving()
-                times = lab.kill_app_and_time_replacement()
+                times = lab.kill_app_and_time_replacement(name)
                 if not warmup:
                     rec.add("dead_app_unhealthy", times["unhealthy"])
                     rec.add("dead_app_replaced", times["replaced"])
