@@ -5,15 +5,14 @@ The public API is small; everything a notebook needs is reachable from here::
     import labkit
     settings = labkit.widgets.settings_form(backend="sandbox")   # validated parameters
     lab = settings.lab()                                       # labkit.Lab
-    labkit.ecr.ensure_repository(lab)                          # Task 1
-    labkit.images.push_image(lab)                              # Task 2
-    labkit.taskdef.register_lab_task_definition(lab)           # Task 3
-    labkit.ecs.ensure_service(lab)                             # Task 4
-    labkit.checks.task1.check()                                # ✅ / ❌
+    from labkit.tasks.task1 import q1, ____                   # Task 1's exercises
+    with q1.attempt():                                         # the learner's own call
+        boto3.client("ecr").create_repository(repositoryName="myrepo")
+    q1.check(); q1.hint(); q1.solution(); q1.solve()           # ✅ / ❌, help, catch-up
     board = labkit.dashboard(lab, seconds=120)                 # live service page
 
 Modules: config (backend selection, validation), aws (sessions and clients), ecr,
-images, shell (the lab's own commands), taskdef, ecs, network, checks, widgets,
+images, shell (the lab's own commands), taskdef, ecs, network, tasks (the exercises), widgets,
 views, cleanup, runner, errors.
 Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); in a
 Jupyter kernel it shows as a short box instead of a traceback.
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 
 _SUBMODULES = {
     "aws",
-    "checks",
     "cleanup",
     "config",
     "ecr",
@@ -53,6 +51,7 @@ _SUBMODULES = {
     "runner",
     "shell",
     "taskdef",
+    "tasks",
     "views",
     "widgets",
 }
@@ -93,7 +92,6 @@ __all__ = [
     "PrerequisiteError",
     "SandboxNotRunning",
     "aws",
-    "checks",
     "cleanup",
     "config",
     "dashboard",
@@ -106,6 +104,7 @@ __all__ = [
     "runner",
     "shell",
     "taskdef",
+    "tasks",
     "views",
     "widgets",
 ]

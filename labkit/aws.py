@@ -11,6 +11,7 @@ The learner's code never branches on the backend: it asks :func:`connect` for an
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,18 @@ class AwsTarget:
             retries={"max_attempts": 5, "mode": "standard"},
             inject_host_prefix=self.endpoint_url is None,
             user_agent_extra="ecs-labkit",
+            # A loopback endpoint (the sandbox) is never reached through an HTTP proxy.
+            proxies={} if is_loopback(self.endpoint_url) else None,
         )
         return self.session.client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` is on this machine (the sandbox, or a local emulator)."""
+    host = urllib.parse.urlsplit(url).hostname if url else None
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def sandbox_status():  # -> labkit.sandbox.SandboxStatus | None

@@ -2,13 +2,14 @@
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
 README: ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit report``,
-``labkit reset``, ``labkit check``, ``labkit cleanup``.
+``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def _sandbox_env(args: argparse.Namespace) -> int:
     from labkit import sandbox
 
     for key, value in sandbox.env().items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -104,8 +105,9 @@ def _run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         parameters=parameters,
         cell_timeout=args.timeout,
-        strict=not args.no_strict,
+        strict=not (args.no_strict or args.as_shipped),
         log_output=not args.quiet,
+        solutions=not args.as_shipped,
     )
     print()
     for run in runs:
@@ -155,6 +157,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-strict", action="store_true", help="let failed checks pass (default: LABKIT_STRICT=1)"
     )
+    p.add_argument(
+        "--as-shipped",
+        action="store_true",
+        help="leave the exercise cells as the learner gets them (blanks and all) instead of "
+        "filling in the reference solutions; implies --no-strict",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
     _add_parameter_option(p)
     p.set_defaults(handler=_run)
@@ -196,25 +204,26 @@ def _add_reset(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from labkit.checks import TASKS
+    from labkit.tasks import all_tasks
     from labkit.views import table
 
     lab = _lab_from_args(args)
-    results = [task.evaluate(lab) for task in TASKS]
+    tasks = all_tasks()
+    results = [(task, task.evaluate(lab)) for task in tasks]
     table(
         f"Lab status ({lab.backend.value})",
         ["task", "status", "detail", "notebook"],
         [
             [
-                f"Task {r.task}: {r.title}",
+                f"{r.label}: {r.title}",
                 "✅ done" if r.passed else "❌ not yet",
                 r.message,
-                TASKS[r.task - 1].notebook,
+                task.notebook,
             ]
-            for r in results
+            for task, r in results
         ],
     )
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if all(r.passed for _, r in results) else 1
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
@@ -261,6 +270,29 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_status)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from labkit import doctor
+
+    facts = doctor.gather()
+    findings = doctor.diagnose(facts)
+    if args.json:
+        print(json.dumps(doctor.as_dict(facts, findings), indent=2))
+    else:
+        print(doctor.render(facts, findings))
+    return 1 if any(f.status == "missing" for f in findings) else 0
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check this machine for the sandbox: Docker, registry, sample image, ports",
+        description="What the offline sandbox needs on this machine (Linux, macOS, Windows, "
+        "WSL2), what is missing, and the fix for each, in one screen.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
@@ -273,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_cleanup(sub)
     _add_status(sub)
+    _add_doctor(sub)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from labkit.aws import AwsTarget, connect
+from labkit.aws import AwsTarget, connect, is_loopback
 from labkit.config import (
     KIT_TAG_KEY,
     KIT_TAG_VALUE,
@@ -84,6 +84,37 @@ class Lab:
 
     def client(self, service: str) -> Any:
         return self.target.client(service)
+
+    def aws_environment(self) -> dict[str, str]:
+        """Variables that point the ``aws`` CLI and a plain ``boto3.client()`` where labkit's
+        clients go (the sandbox's endpoint and dummy keys; on real AWS only the region)."""
+        env = {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+        if self.target.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.target.endpoint_url
+            # Local endpoints serve no per-operation host prefixes ("data-servicediscovery.").
+            env["AWS_DISABLE_HOST_PREFIX_INJECTION"] = "true"
+        if self.backend is Backend.SANDBOX:
+            credentials = self.target.session.get_credentials()
+            env["AWS_ACCESS_KEY_ID"] = credentials.access_key
+            env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
+        if is_loopback(self.target.endpoint_url):
+            from labkit.sandbox.context import no_proxy_value
+
+            # Behind a company proxy, the aws CLI and boto3 would send the calls (and their
+            # signatures) to the proxy, which cannot reach this machine's loopback anyway.
+            env["NO_PROXY"] = env["no_proxy"] = no_proxy_value()
+        return env
+
+    def export_environment(self) -> None:
+        """Point this process (the notebook's kernel, and every ``!aws …`` it runs) at the
+        lab's backend, so the learner's own ``boto3.client("ecr")`` calls land there too."""
+        import os
+
+        import boto3
+
+        os.environ.update(self.aws_environment())
+        # boto3's default session caches credentials and region from before the change.
+        boto3.DEFAULT_SESSION = None
 
     @cached_property
     def ecr(self) -> Any:
@@ -179,12 +210,6 @@ class Lab:
         return [{"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}]
 
     # -- guard rails -------------------------------------------------------------------
-
-    def require(self, task: int) -> None:
-        """Raise PrerequisiteError naming the notebook to run if task ``task-1`` is not done."""
-        from labkit import checks
-
-        checks.require(self, task)
 
     def cost_notice(self, what: str) -> str:
         """In AWS mode, what ``what`` roughly costs and that notebook 06 removes it."""

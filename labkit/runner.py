@@ -66,6 +66,31 @@ class NotebookRun:
         return text if self.ok else f"{text}\n   {self.error}"
 
 
+def with_solutions(notebook: Path) -> Any:
+    """The notebook with each exercise cell replaced by its reference solution.
+
+    An exercise cell is tagged ``exercise`` and ``solution:<file>``; the file in
+    ``notebooks/solutions/`` is a complete cell (what ``%load`` would put there)."""
+    import nbformat
+
+    from labkit.tasks.exercise import EXERCISE_TAG, SOLUTION_TAG_PREFIX, SOLUTIONS_DIR
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if EXERCISE_TAG not in tags:
+            continue
+        files = [t[len(SOLUTION_TAG_PREFIX) :] for t in tags if t.startswith(SOLUTION_TAG_PREFIX)]
+        if len(files) != 1:
+            raise InputError(
+                f"An exercise cell of {notebook.name} names {len(files)} solution files.",
+                why=f"Exercise cells carry exactly one '{SOLUTION_TAG_PREFIX}<file>' tag.",
+                fix="Fix the cell's tags in JupyterLab (Property Inspector → Tags).",
+            )
+        cell.source = (SOLUTIONS_DIR / files[0]).read_text().rstrip("\n")
+    return nb
+
+
 def default_output_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -79,10 +104,13 @@ def run_notebooks(
     notebook_dir: Path = NOTEBOOK_DIR,
     strict: bool = True,
     log_output: bool = True,
+    solutions: bool = True,
 ) -> list[NotebookRun]:
     """Execute the selected notebooks in order; stop at the first failure.
 
     ``strict`` sets LABKIT_STRICT=1 for the kernels, so a failed check fails the run.
+    ``solutions`` fills each exercise cell with its reference solution (an instructor's
+    run, CI); without it the notebooks run as shipped, blanks and all.
     """
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -98,7 +126,7 @@ def run_notebooks(
             os.environ[key] = value
     try:
         return _run_all(
-            start, until, output_dir, parameters, cell_timeout, notebook_dir, log_output
+            start, until, output_dir, parameters, cell_timeout, notebook_dir, log_output, solutions
         )
     finally:
         for key, value in saved.items():
@@ -114,6 +142,7 @@ def _run_all(
     cell_timeout: int,
     notebook_dir: Path,
     log_output: bool,
+    solutions: bool,
 ) -> list[NotebookRun]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -127,7 +156,7 @@ def _run_all(
         started = time.monotonic()
         try:
             papermill.execute_notebook(
-                str(notebook),
+                with_solutions(notebook) if solutions else str(notebook),
                 str(output),
                 parameters=parameters or {},
                 kernel_name=KERNEL_NAME,

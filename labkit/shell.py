@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 
-from labkit.config import Backend
 from labkit.errors import BackendError
 from labkit.lab import Lab
 
@@ -69,18 +68,6 @@ def mask(text: str, secrets: list[str]) -> str:
     return text
 
 
-def aws_cli_env(lab: Lab) -> dict[str, str]:
-    """Variables that point the ``aws`` CLI where labkit's boto3 clients go."""
-    env = {"AWS_DEFAULT_REGION": lab.region}
-    if lab.target.endpoint_url:
-        env["AWS_ENDPOINT_URL"] = lab.target.endpoint_url
-    if lab.backend is Backend.SANDBOX:
-        credentials = lab.target.session.get_credentials()
-        env["AWS_ACCESS_KEY_ID"] = credentials.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
-    return env
-
-
 def docker_login(lab: Lab, registry: str) -> ExitCode:
     """Step 23: ``aws ecr get-login-password | docker login …``, or its boto3 twin.
 
@@ -96,7 +83,7 @@ def docker_login(lab: Lab, registry: str) -> ExitCode:
         f"docker login --username AWS --password-stdin {shlex.quote(registry)}"
     )
     if shutil.which("aws"):
-        code = sh(lab_line, env=aws_cli_env(lab))
+        code = sh(lab_line, env=lab.aws_environment())
         if code == 0:
             return code
         print("The aws CLI did not work here; using boto3's GetAuthorizationToken instead.")

@@ -835,8 +835,9 @@ class EcsAgent:
             c.runtime_id = rec.containers.get(c.name)
             c.network_bindings = [
                 {
-                    # ECS reports the container instance's (virtual) host port.
-                    "bindIP": "0.0.0.0",
+                    # ECS reports the container instance's (virtual) host port, and the
+                    # address it really listens on: the agent publishes on loopback only.
+                    "bindIP": LOOPBACK,
                     "containerPort": cport,
                     "hostPort": virtual,
                     "protocol": "tcp",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -221,14 +220,15 @@ def test_every_notebook_twice_and_the_whole_lab_twice(
 def test_sandbox_killed_after_03_recovers(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     _ok(_run(runs_dir, "00", "03", "before-kill"))
     home = Path(sandbox_env["LABKIT_SANDBOX_HOME"])
-    pid = int((home / "sandbox.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    from labkit.sandbox.lifecycle import _pid_alive
+    from labkit.sandbox import processes
 
+    sandbox_process, _ = processes.find_own(home / "sandbox.pid", "sandbox")
+    assert sandbox_process is not None
+    sandbox_process.kill()
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while processes.find_own(home / "sandbox.pid", "sandbox")[0] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _pid_alive(pid)
+    assert processes.find_own(home / "sandbox.pid", "sandbox")[0] is None
 
     # Without the sandbox, a notebook says how to start it.
     down = _run(runs_dir, "04", "04", "while-down")

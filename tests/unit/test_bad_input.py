@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from labkit import cleanup, ecr, ecs, taskdef
+from labkit import cleanup, ecr, ecs, taskdef, tasks
 from labkit.config import LAB, LabConfig, coerce_account_id, coerce_region
 from labkit.errors import (
     CredentialsMissing,
@@ -248,13 +248,13 @@ def test_a_failed_create_service_leaves_no_discovery_service(lab, monkeypatch):
 def test_a_notebook_run_before_the_ones_it_needs(lab):
     for task, notebook in ((2, "01_task1_repository"), (4, "01_task1_repository")):
         with pytest.raises(PrerequisiteError) as info:
-            lab.require(task)
+            tasks.require(lab, task)
         _clear(info.value)
         assert notebook in info.value.fix
     ecr.ensure_repository(lab)
     ecr.ensure_repository_statement(lab)
     with pytest.raises(PrerequisiteError, match="02_task2_push_image"):
-        lab.require(3)
+        tasks.require(lab, 3)
 
 
 # -- the environment: no Docker, no credentials, no sandbox ----------------------------
@@ -345,7 +345,7 @@ def test_the_sandbox_not_running(monkeypatch, tmp_path):
     _clear(info.value)
     assert "labkit sandbox up" in info.value.fix
     with pytest.raises(SandboxNotRunning):
-        lab.require(1)
+        tasks.require(lab, 1)
 
 
 # -- cleanup touches only what the kit tagged, and twice is fine ----------------------

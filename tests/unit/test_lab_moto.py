@@ -7,9 +7,10 @@ import json
 import boto3
 import pytest
 
-from labkit import checks, cleanup, ecr, ecs, taskdef
+from labkit import cleanup, ecr, ecs, taskdef, tasks
 from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
+from labkit.tasks import task1, task2, task3
 
 
 def test_identity_and_account_guard(lab):
@@ -23,7 +24,7 @@ def test_identity_and_account_guard(lab):
 
 
 def test_task1_create_or_reuse(lab, capsys):
-    assert not checks.task1.evaluate(lab).passed
+    assert not task1.TASK.evaluate(lab).passed
     first = ecr.ensure_repository(lab)
     assert "💲 AWS mode" in capsys.readouterr().out  # the cost notice before creating
     again = ecr.ensure_repository(lab)
@@ -39,7 +40,7 @@ def test_task1_create_or_reuse(lab, capsys):
     assert len(statement["Action"]) == len(ecr.REPOSITORY_ACTIONS)
     tags = lab.ecr.list_tags_for_resource(resourceArn=first["repositoryArn"])["tags"]
     assert {"Key": KIT_TAG_KEY, "Value": "ecs-labkit"} in tags
-    assert checks.task1.evaluate(lab).passed
+    assert task1.TASK.evaluate(lab).passed
 
 
 def test_statement_keeps_other_statements(lab):
@@ -55,23 +56,23 @@ def test_statement_keeps_other_statements(lab):
 
 
 def test_check_never_raises_unless_strict(lab, monkeypatch, capsys):
-    assert checks.task2.check(lab) is None
+    assert task2.TASK.check(lab) is None
     out = capsys.readouterr().out
     assert "❌ Task 2" in out and "Hint:" in out
     monkeypatch.setenv("LABKIT_STRICT", "1")
     with pytest.raises(CheckFailed):
-        checks.task2.check(lab)
+        task2.TASK.check(lab)
 
 
 def test_prerequisites_name_the_notebook(lab):
     with pytest.raises(PrerequisiteError) as info:
-        lab.require(2)
+        tasks.require(lab, 2)
     assert "01_task1_repository.ipynb" in info.value.fix
     ecr.ensure_repository(lab)
     ecr.ensure_repository_statement(lab)
-    lab.require(2)
+    tasks.require(lab, 2)
     with pytest.raises(PrerequisiteError) as info:
-        lab.require(3)
+        tasks.require(lab, 3)
     assert "02_task2_push_image.ipynb" in info.value.fix
 
 
@@ -84,7 +85,7 @@ def test_register_reuses_identical_revision(lab):
     variant = taskdef.register_variant(lab, "rollout-demo")
     assert variant.revision == 2 and not variant.reused
     assert taskdef.register_variant(lab, "rollout-demo").reused
-    assert checks.task3.evaluate(lab).passed
+    assert task3.TASK.evaluate(lab).passed
 
 
 def test_service_name_is_random_but_stable(lab):

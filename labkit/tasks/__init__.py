@@ -1,0 +1,74 @@
+"""The lab's tasks as exercises: one module per task of the lab guide.
+
+    from labkit.tasks.task1 import q1, q2, ____   # in notebook 01
+    with q1.attempt():
+        ...                                        # the learner's boto3 call
+    q1.check(); q1.hint(); q1.hint(2); q1.solution(); q1.solve()
+
+``task1`` … ``task4`` each hold their exercises (``q1``, ``q2`` …), the checks that read
+the real state, tiered hints, solutions and the catch-up. Adding a Task 5 is one module
+here, one notebook and its solution files. The framework is in :mod:`labkit.tasks.exercise`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from labkit.config import Backend
+from labkit.errors import PrerequisiteError
+from labkit.lab import Lab
+from labkit.tasks.exercise import (
+    Blank,
+    CheckResult,
+    Exercise,
+    NotDoneYet,
+    Solution,
+    Task,
+    Verdict,
+    ____,
+)
+
+#: The task modules, in the lab's order.
+TASK_MODULES = ("task1", "task2", "task3", "task4")
+
+
+def all_tasks() -> tuple[Task, ...]:
+    """Every lab task, in order (imported on first use)."""
+    return tuple(importlib.import_module(f"labkit.tasks.{name}").TASK for name in TASK_MODULES)
+
+
+def require(lab: Lab, task: int) -> None:
+    """Before task ``task``: every earlier task must be done, else name the notebook."""
+    lab.identity  # noqa: B018 — raises a clear BackendError if the backend is unreachable
+    for earlier in all_tasks():
+        if earlier.number >= task:
+            break
+        result = earlier.evaluate(lab)
+        if not result.passed:
+            why = result.message[:1].upper() + result.message[1:] + "."
+            if lab.backend is Backend.SANDBOX and earlier.number >= 3:
+                why += (
+                    " (If the sandbox was restarted: it keeps repositories and images, "
+                    "but ECS starts fresh.)"
+                )
+            raise PrerequisiteError(
+                f"Task {earlier.number} ({earlier.title}) is not done yet.",
+                why=why,
+                fix=f"Run {earlier.notebook} first (or catch up there with "
+                f"labkit.tasks.task{earlier.number}.TASK.solve()), then re-run this notebook.",
+            )
+
+
+__all__ = [
+    "Blank",
+    "CheckResult",
+    "Exercise",
+    "NotDoneYet",
+    "Solution",
+    "TASK_MODULES",
+    "Task",
+    "Verdict",
+    "____",
+    "all_tasks",
+    "require",
+]

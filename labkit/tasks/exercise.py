@@ -1,0 +1,353 @@
+"""Exercises in the style of Kaggle's learntools: ``q1.check()``, ``q1.hint()``, ``q1.solution()``.
+
+The learner makes the real call (boto3 or the ``aws`` CLI); an :class:`Exercise` only
+looks at what really happened:
+
+- ``with q1.attempt():`` wraps the learner's cell. A blank (``____``) still in it, or an
+  error AWS answered with, becomes a short note instead of a traceback wall, so a
+  notebook as shipped runs to the end and a cell run twice explains itself;
+- ``q1.check()`` reads the real state (API, registry, HTTP), never the notebook's
+  variables, and shows ✅ or ❌ with the hint for that cause;
+- ``q1.hint()``, ``q1.hint(2)`` … tiered hints; ``q1.solution()`` shows the boto3 code
+  (``notebooks/solutions/<id>.py``, the same file ``%load`` and headless runs use), the
+  ``aws`` CLI line and the console path of the guide;
+- ``q1.solve()`` is the catch-up: it runs the reference solution for a learner who wants
+  to move on.
+
+Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
+:class:`~labkit.errors.CheckFailed` so papermill fails the run.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.config import NOTEBOOKS, strict_checks
+from labkit.errors import CheckFailed, LabkitError
+from labkit.lab import Lab, current_lab
+from labkit.views import show
+
+#: Where the reference solutions live: one file per exercise, a complete cell each.
+SOLUTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks" / "solutions"
+
+#: The tag of an exercise cell; a second tag ``solution:<id>`` names its solution file.
+EXERCISE_TAG = "exercise"
+SOLUTION_TAG_PREFIX = "solution:"
+
+
+class Blank:
+    """The placeholder ``____``: a value the learner has not filled in yet."""
+
+    _instance: Blank | None = None
+
+    def __new__(cls) -> Blank:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "____"
+
+    def __format__(self, spec: str) -> str:
+        raise NotDoneYet()
+
+    def __bool__(self) -> bool:
+        raise NotDoneYet()
+
+
+____ = Blank()
+
+
+class NotDoneYet(LabkitError):
+    """A blank ``____`` is still in the exercise cell."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This exercise still has a blank (____).",
+            fix="Replace each ____ with your answer, then run the cell again.",
+        )
+
+
+def contains_blank(value: Any) -> bool:
+    """True when ``value`` (or anything nested in a dict, list or tuple) is ``____``."""
+    if value is ____:
+        return True
+    if isinstance(value, dict):
+        return any(contains_blank(k) or contains_blank(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return any(contains_blank(v) for v in value)
+    return False
+
+
+def _is_blank_error(exc: BaseException) -> bool:
+    # botocore's parameter validation and json.dumps name the value they refused;
+    # anything else that touched the blank raised NotDoneYet itself.
+    if isinstance(exc, NotDoneYet):
+        return True
+    text = f"{type(exc).__name__}: {exc}"
+    return "____" in text or "Blank" in text
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check found: passed or not, a message, and the hint for that cause."""
+
+    passed: bool
+    message: str
+    hint: str = ""
+
+    @classmethod
+    def ok(cls, message: str) -> Verdict:
+        return cls(True, message)
+
+    @classmethod
+    def wrong(cls, message: str, hint: str) -> Verdict:
+        return cls(False, message, hint)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The reference answer three ways, as AWS workshops show them side by side."""
+
+    #: ``notebooks/solutions/<file>``: a complete exercise cell (boto3), loadable with %load.
+    file: str
+    #: The ``aws`` CLI line(s) doing the same.
+    cli: str
+    #: The console path of the lab guide (with its step numbers).
+    console: str
+
+    @property
+    def path(self) -> Path:
+        return SOLUTIONS_DIR / self.file
+
+    @property
+    def code(self) -> str:
+        return self.path.read_text()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome, printable as the line a notebook shows."""
+
+    label: str
+    title: str
+    passed: bool
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        mark = "✅" if self.passed else "❌"
+        text = f"{mark} {self.label} ({self.title}): {self.message}"
+        return text if self.passed or not self.hint else f"{text}\n   Hint: {self.hint}"
+
+
+def _run_guarded(evaluate: Callable[[Lab], Verdict], lab: Lab) -> Verdict:
+    """A check never crashes the notebook: an error becomes a ❌ with what went wrong."""
+    try:
+        return evaluate(lab)
+    except LabkitError as exc:
+        return Verdict.wrong(exc.what, exc.fix or exc.why)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        what = f"AWS answered {code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+        return Verdict.wrong(f"could not check: {what}", "Re-run the earlier cells, then this one.")
+
+
+def _show_result(result: CheckResult, more: str = "") -> None:
+    color = "#2ca02c" if result.passed else "#d62728"
+    body = html.escape(str(result)).replace("\n", "<br>")
+    extra = f"<div style='color:#555'>{html.escape(more)}</div>" if more else ""
+    show(
+        f"<div style='color:{color};font-weight:bold'>{body}</div>{extra}",
+        f"{result}\n   {more}" if more else str(result),
+    )
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of a lab task: the learner's call, its check, hints and solution.
+
+    ``expected_errors`` maps an AWS error code the learner's call may meet on a re-run
+    (``RepositoryAlreadyExistsException``) to a short explanation.
+    """
+
+    task: int
+    number: int
+    title: str
+    evaluate_fn: Callable[[Lab], Verdict]
+    hints: Sequence[str]
+    solution_: Solution
+    expected_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"Exercise {self.task}.{self.number}"
+
+    @property
+    def notebook(self) -> str:
+        return NOTEBOOKS[self.task]
+
+    # -- the learner's cell ---------------------------------------------------------------
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Wrap the learner's cell: blanks and AWS's refusals become a short note.
+
+        Errors of the learner's own Python (a typo, a NameError) still show in full.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if _is_blank_error(exc):
+                self._note(
+                    "⏳",
+                    f"{self.label} is not done yet: replace each ____ in the cell with your "
+                    f"answer and run it again. Stuck? {self._var}.hint()",
+                )
+                return
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code:
+                message = exc.response["Error"].get("Message", "")  # type: ignore[attr-defined]
+                operation = getattr(exc, "operation_name", "the call")
+                meaning = self.expected_errors.get(
+                    code, "Read AWS's message: it names the parameter or resource at fault."
+                )
+                self._note("⚠️", f"AWS refused {operation}: {code}: {message}\n   {meaning}")
+                return
+            if type(exc).__name__ == "ParamValidationError":
+                self._note(
+                    "⚠️",
+                    f"boto3 refused the call before sending it:\n{exc}\n   "
+                    "Compare the parameter names and types with the hint.",
+                )
+                return
+            raise
+
+    @property
+    def _var(self) -> str:
+        return f"q{self.number}"
+
+    def _note(self, emoji: str, text: str) -> None:
+        show(f"<div>{emoji} {html.escape(text).replace(chr(10), '<br>')}</div>", f"{emoji} {text}")
+
+    # -- learntools' three -------------------------------------------------------------
+
+    def evaluate(self, lab: Lab | None = None) -> CheckResult:
+        """Check the real state; never raises (an error becomes a ❌ result)."""
+        verdict = _run_guarded(self.evaluate_fn, lab or current_lab())
+        return CheckResult(self.label, self.title, verdict.passed, verdict.message, verdict.hint)
+
+    def check(self, lab: Lab | None = None) -> None:
+        """Show ✅/❌ with the hint for the cause; under CI a ❌ raises CheckFailed."""
+        result = self.evaluate(lab)
+        more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
+        _show_result(result, more)
+        if not result.passed and strict_checks():
+            raise CheckFailed(
+                f"{self.label} check failed: {result.message}.",
+                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
+                fix=result.hint,
+            )
+
+    def hint(self, level: int = 1) -> None:
+        """Hint ``level`` (1 = a nudge … the last one nearly gives it away)."""
+        level = max(1, min(int(level), len(self.hints)))
+        text = self.hints[level - 1]
+        more = f" (more: {self._var}.hint({level + 1}))" if level < len(self.hints) else ""
+        show(
+            f"<div>💡 <b>Hint {level}/{len(self.hints)}</b>: {html.escape(text)}"
+            f"{html.escape(more)}</div>",
+            f"💡 Hint {level}/{len(self.hints)}: {text}{more}",
+        )
+
+    def solution(self) -> None:
+        """The reference answer: boto3 (loadable), the aws CLI, and the console path."""
+        sol = self.solution_
+        load = f"%load solutions/{sol.file}"
+        plain = (
+            f"Solution ({self.label}, {self.title})\n"
+            f"boto3 (or `{load}` in the exercise cell):\n{textwrap.indent(sol.code, '    ')}\n"
+            f"aws CLI:\n{textwrap.indent(sol.cli, '    ')}\n"
+            f"Console: {sol.console}"
+        )
+        show(
+            f"<div><b>Solution</b> ({html.escape(self.label)}, {html.escape(self.title)})</div>"
+            f"<div>boto3 (or <code>{html.escape(load)}</code> in the exercise cell):</div>"
+            f"<pre>{html.escape(sol.code)}</pre><div>aws CLI:</div>"
+            f"<pre>{html.escape(sol.cli)}</pre><div>Console: {html.escape(sol.console)}</div>",
+            plain,
+        )
+
+    def solve(self, lab: Lab | None = None) -> None:
+        """Catch-up: run the reference solution, for a learner who wants to move on."""
+        lab = lab or current_lab()
+        print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
+        run_solution(self.solution_, lab, exercise=self)
+
+
+def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None) -> None:
+    """Execute a solution file as its exercise cell would run (with ``lab`` and ``q<n>``)."""
+    namespace: dict[str, Any] = {"lab": lab, "____": ____, "__name__": "__labkit_solution__"}
+    if exercise is not None:
+        namespace[exercise._var] = exercise
+    code = solution.code
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is not None:
+        code = shell.transform_cell(code)  # `!aws …` lines, as in a notebook cell
+    exec(compile(code, str(solution.path), "exec"), namespace)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A lab task: its exercises, in order. Done when every exercise's check passes."""
+
+    number: int
+    title: str
+    exercises: Sequence[Exercise]
+
+    @property
+    def notebook(self) -> str:
+        return NOTEBOOKS[self.number]
+
+    @property
+    def label(self) -> str:
+        return f"Task {self.number}"
+
+    def evaluate(self, lab: Lab | None = None) -> CheckResult:
+        """The first exercise not done, or ✅ with every exercise's message."""
+        lab = lab or current_lab()
+        messages = []
+        for exercise in self.exercises:
+            result = exercise.evaluate(lab)
+            if not result.passed:
+                return CheckResult(self.label, self.title, False, result.message, result.hint)
+            messages.append(result.message)
+        return CheckResult(self.label, self.title, True, "; ".join(messages))
+
+    def check(self, lab: Lab | None = None) -> None:
+        result = self.evaluate(lab)
+        _show_result(result)
+        if not result.passed and strict_checks():
+            raise CheckFailed(
+                f"{self.label} check failed: {result.message}.",
+                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
+                fix=result.hint,
+            )
+
+    def solve(self, lab: Lab | None = None) -> None:
+        """Catch-up for the whole task: each exercise not done yet runs its solution."""
+        lab = lab or current_lab()
+        for exercise in self.exercises:
+            if not exercise.evaluate(lab).passed:
+                exercise.solve(lab)

@@ -1,0 +1,6 @@
+import boto3
+
+ecr = boto3.client("ecr")
+with q1.attempt():
+    response = ecr.create_repository(repositoryName=lab.repository_name)  # "myrepo", step 6
+    print("Repository URI (step 8):", response["repository"]["repositoryUri"])

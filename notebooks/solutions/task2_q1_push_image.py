@@ -1,0 +1,4 @@
+import labkit
+
+with q1.attempt():
+    labkit.images.push_image(lab)
