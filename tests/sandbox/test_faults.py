@@ -58,10 +58,19 @@ def test_service_returns_to_steady_state_after_each_of_repeated_kills(lab: Lab) 
 def test_rolling_update_of_two_tasks_under_traffic_loses_at_most_in_flight(lab: Lab) -> None:
     name = unique()
     first = register(lab)
-    create_service(lab, name, first, count=2)
+    # Host port 80 on both instances: only a lower minimum leaves room to roll (ECS too).
+    create_service(
+        lab,
+        name,
+        first,
+        count=2,
+        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
+    )
     results: list[bool] = []
     try:
         wait_stable(lab, name)
+        # Running is not serving: a new target gets traffic once its health checks pass.
+        wait_for(lambda: serves_page(lab.lb_url), timeout=30)
         second = register(lab, environment=[{"name": "REVISION", "value": "2"}])
         stop = threading.Event()
 
