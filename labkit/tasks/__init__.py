@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 
 from labkit import endpoint
-from labkit.config import Backend
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from labkit.tasks.exercise import (
