@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     parameters = dict(args.parameter or [])
     if _resets(args):
-        print(reset_lab(parameters))
+        reset_lab(parameters)
         print()
     runs = run_notebooks(
         start=args.start,
@@ -191,7 +191,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _reset(args: argparse.Namespace) -> int:
     from labkit.runner import reset_lab
 
-    print(reset_lab(dict(args.parameter or [])))
+    reset_lab(dict(args.parameter or []))
     print("The lab is clean; the sandbox (if any) keeps running.")
     return 0
 
@@ -235,13 +235,10 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from labkit import environment
-    from labkit.cleanup import cleanup
+    from labkit import teardown
 
-    lab = _lab_from_args(args)
-    print(cleanup(lab))
-    report = environment.teardown(lab)  # AWS mode: the kit's lab environment too
-    return 1 if report is not None and not report.ok else 0
+    report = teardown.teardown(_lab_from_args(args))  # the lab environment too
+    return 0 if report.ok else 1
 
 
 def _add_cleanup(sub: argparse._SubParsersAction) -> None:
