@@ -44,17 +44,20 @@ def teardown(
     *,
     delete_environment: bool = True,
     raise_on_failure: bool = False,
-    timeout_s: float = 180,
+    timeout_s: float | None = None,
 ) -> TeardownReport:
     """Delete everything the lab created, in dependency order; print and return a report.
 
     ``delete_environment=False`` (``labkit reset``) keeps the backend's lab environment
     (the AWS stack, the endpoint's cluster and roles) for the next run. Each wait gives
-    up after ``timeout_s`` (the AWS stack after :data:`provisioning.STACK_TIMEOUT_S`).
+    up after ``timeout_s``: by default 3 minutes, in AWS 30 (draining an NLB target
+    alone takes 5 by default, and CloudFormation minutes more).
     """
     lab.identity  # noqa: B018 — no credentials, no sandbox: say so before any step runs
     report = TeardownReport(lab.region)
-    poll_s = 10.0 if lab.backend is Backend.AWS else 1.0
+    in_aws = lab.backend is Backend.AWS
+    timeout_s = timeout_s or (provisioning.STACK_TIMEOUT_S if in_aws else 180)
+    poll_s = 10.0 if in_aws else 1.0
     steps: list[tuple[str, Callable[[], None]]] = [
         ("ECS services", lambda: _services(lab, report, timeout_s, poll_s)),
         ("Cloud Map", lambda: _discovery(lab, report, timeout_s, poll_s)),
@@ -63,11 +66,10 @@ def teardown(
     ]
     if delete_environment and lab.backend is Backend.AWS:
         session = lab.target.session
-        stack_timeout = max(timeout_s, provisioning.STACK_TIMEOUT_S)
         steps.append(
             (
                 "lab environment stack",
-                lambda: provisioning.remove_stack(session, report, stack_timeout, poll_s),
+                lambda: provisioning.remove_stack(session, report, timeout_s, poll_s),
             )
         )
         steps.append(("listing leftovers", lambda: _aws_leftovers(session, report)))
