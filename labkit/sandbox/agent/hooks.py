@@ -16,6 +16,7 @@ are class-level, and defer to the active agent only for its own backend.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
@@ -43,17 +44,15 @@ _ECS_HOOKS = (
 _ACTIVE: dict[str, Any] = {}
 
 
+@dataclass
 class MotoHooks:
     """Installs and removes the agent's hooks in moto's ecs and servicediscovery backends."""
 
-    def __init__(
-        self, ctx: SandboxContext, table: TaskTable, scheduler: Scheduler, wake: threading.Event
-    ) -> None:
-        self.ctx = ctx
-        self.table = table
-        self.scheduler = scheduler
-        self.wake = wake
-        self._originals: dict[str, Any] = {}
+    ctx: SandboxContext
+    table: TaskTable
+    scheduler: Scheduler
+    wake: threading.Event
+    _originals: dict[str, Any] = field(default_factory=dict)
 
     def install(self) -> None:
         # The agent sets task.last_status itself; moto must not advance it on Describe.

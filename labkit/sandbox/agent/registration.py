@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from labkit.sandbox.agent.table import TaskRecord, service_event
@@ -18,12 +19,12 @@ from labkit.sandbox.loadbalancer import LoadBalancers
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class Registration:
     """Registers tasks with ELBv2 and Cloud Map, and tells the load balancers where they are."""
 
-    def __init__(self, ctx: SandboxContext, lbs: LoadBalancers | None) -> None:
-        self.ctx = ctx
-        self.lbs = lbs
+    ctx: SandboxContext
+    lbs: LoadBalancers | None
 
     def publish(self, rec: TaskRecord) -> None:
         """Tell the load balancers which loopback port each virtual host port is."""

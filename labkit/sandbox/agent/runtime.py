@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from moto.core.utils import utcnow
@@ -32,11 +33,11 @@ _EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
+@dataclass
 class DockerRuntime:
     """Creates, watches, stops and removes the containers of the agent's tasks."""
 
-    def __init__(self, ctx: SandboxContext) -> None:
-        self.ctx = ctx
+    ctx: SandboxContext
 
     @property
     def available(self) -> bool:

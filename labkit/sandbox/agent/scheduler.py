@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from moto.core.utils import utcnow
@@ -41,20 +42,14 @@ DEFAULT_MAXIMUM_PERCENT = 200
 _SCHEDULER = "ServiceSchedulerInitiated"
 
 
+@dataclass
 class Scheduler:
     """Reconciles every service of moto's ecs backend with the tasks in the table."""
 
-    def __init__(
-        self,
-        ctx: SandboxContext,
-        table: TaskTable,
-        lifecycle: TaskLifecycle,
-        registration: Registration,
-    ) -> None:
-        self.ctx = ctx
-        self.table = table
-        self.lifecycle = lifecycle
-        self.registration = registration
+    ctx: SandboxContext
+    table: TaskTable
+    lifecycle: TaskLifecycle
+    registration: Registration
 
     def track_services(self, ecs: Any) -> None:
         """A state for every service moto has, and none for one it no longer has."""

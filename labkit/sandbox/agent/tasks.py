@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.utils import utcnow
@@ -30,23 +31,18 @@ DRAIN_SECONDS = 1.0
 DockerStates = dict[str, tuple[str, int | None]]
 
 
+@dataclass
 class TaskLifecycle:
     """Moves each task of the table along, handing Docker work to a thread pool."""
 
-    def __init__(
-        self,
-        ctx: SandboxContext,
-        table: TaskTable,
-        runtime: DockerRuntime,
-        registration: Registration,
-        wake: threading.Event,
-    ) -> None:
-        self.ctx = ctx
-        self.table = table
-        self.runtime = runtime
-        self.registration = registration
-        self.wake = wake
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="labkit-agent")
+    ctx: SandboxContext
+    table: TaskTable
+    runtime: DockerRuntime
+    registration: Registration
+    wake: threading.Event
+    pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="labkit-agent")
+    )
 
     def adopt(self, task: Any) -> TaskRecord:
         """Put a moto task in the table, PENDING, with ECS's container models."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 from labkit.sandbox.registry.tokens import BearerSigner
 
@@ -20,12 +21,12 @@ MANIFEST_TYPES = (
 _LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+@dataclass
 class RegistryClient:
     """Tags and manifests of the registry's repositories (the sandbox's own access)."""
 
-    def __init__(self, base_url: str, signer: BearerSigner) -> None:
-        self.base_url = base_url
-        self.signer = signer
+    base_url: str
+    signer: BearerSigner
 
     def _request(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -40,22 +41,15 @@ _HOOKED = (
 _ACTIVE: dict[str, Any] = {}
 
 
+@dataclass
 class EcrHooks:
     """Routes moto's ECR through the registry; ``_ecr_<name>`` replaces moto's ``<name>``."""
 
-    def __init__(
-        self,
-        ctx: SandboxContext,
-        client: RegistryClient,
-        store: RepositoryStore,
-        access: RegistryAccess,
-        host: str,
-    ) -> None:
-        self.ctx = ctx
-        self.client = client
-        self.store = store
-        self.access = access
-        self.host = host
+    ctx: SandboxContext
+    client: RegistryClient
+    store: RepositoryStore
+    access: RegistryAccess
+    host: str
 
     def install(self) -> None:
         _ACTIVE["hooks"] = self
