@@ -12,9 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from labkit.sandbox.context import write_private
+
 
 class RepositoryStore:
-    """Reads and atomically rewrites ``ecr.json``."""
+    """Reads and atomically rewrites ``ecr.json`` (owner-only)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -26,9 +28,7 @@ class RepositoryStore:
 
     def _write(self, state: dict[str, Any]) -> None:
         with self._lock:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state, indent=1, default=str))
-            tmp.replace(self.path)
+            write_private(self.path, json.dumps(state, indent=1, default=str).encode())
 
     def digests(self, repository: str) -> list[str]:
         return self.load().get(repository, {}).get("digests", [])
