@@ -138,6 +138,8 @@ q2 = Exercise(
     ),
     expected_errors={
         "RepositoryNotFoundException": "The repository does not exist: do Exercise 1.1 first.",
+        "NoSuchEntity": "IAM has no role by that name: the lab's is Ec2instanceRole (step 13), "
+        "and role names are case-sensitive.",
         "InvalidParameterException": "ECR could not read the policy: is policyText the JSON "
         "text of a document with Version and Statement, and is the principal a real ARN?",
     },
