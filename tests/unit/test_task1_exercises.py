@@ -91,7 +91,9 @@ def test_statement_before_the_repository(lab):
 def test_wrong_statements_get_the_hint_for_their_cause(lab, clients, changes, message, hint):
     ecr, _ = clients
     ecr.create_repository(repositoryName="myrepo")
-    ecr.set_repository_policy(repositoryName="myrepo", policyText=_policy(_statement(lab, **changes)))
+    ecr.set_repository_policy(
+        repositoryName="myrepo", policyText=_policy(_statement(lab, **changes))
+    )
     result = q2.evaluate(lab)
     assert not result.passed
     assert message in result.message
