@@ -54,10 +54,9 @@ class BenchSandbox:
 
     @property
     def registry_pid(self) -> int | None:
-        try:
-            return int((self.settings.home / "registry.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        from labkit.sandbox.processes import recorded_pid
+
+        return recorded_pid(self.settings.home / "registry.pid")
 
     def client(self, service: str) -> Any:
         return client_for(self.settings.api_url, self.settings.region, service)

@@ -1,14 +1,15 @@
 """The ``labkit`` command line.
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
-README: ``labkit lab``, ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit report``,
-``labkit reset``, ``labkit check``, ``labkit cleanup``.
+README: ``labkit lab``, ``labkit sandbox up|down|status|env``, ``labkit run``,
+``labkit report``, ``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def _sandbox_env(args: argparse.Namespace) -> int:
     from labkit import sandbox
 
     for key, value in sandbox.env().items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -273,10 +274,12 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 def _lab(args: argparse.Namespace) -> int:
     from labkit import launch
-    from labkit.runner import NOTEBOOK_DIR
 
     server = launch.plan(
-        args.notebooks or NOTEBOOK_DIR, port=args.port, browser=args.browser, token=args.token
+        args.notebooks or launch.default_notebooks(),
+        port=args.port,
+        browser=args.browser,
+        token=args.token,
     )
     lab = _lab_from_args(args)
     lab.start()  # the sandbox, if it is the backend; else says where calls go
@@ -306,6 +309,29 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lab)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from labkit import doctor
+
+    facts = doctor.gather()
+    findings = doctor.diagnose(facts)
+    if args.json:
+        print(json.dumps(doctor.as_dict(facts, findings), indent=2))
+    else:
+        print(doctor.render(facts, findings))
+    return 1 if any(f.status == "missing" for f in findings) else 0
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check this machine for the sandbox: Docker, registry, sample image, ports",
+        description="What the offline sandbox needs on this machine (Linux, macOS, Windows, "
+        "WSL2), what is missing, and the fix for each, in one screen.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
@@ -319,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_cleanup(sub)
     _add_status(sub)
+    _add_doctor(sub)
     return parser
 
 

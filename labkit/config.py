@@ -34,6 +34,12 @@ def has_kit_tag(tags: Any) -> bool:
     return False
 
 
+def role_trust_policy(service: str) -> str:
+    """A role trust policy that lets ``service`` (e.g. ec2.amazonaws.com) assume it."""
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 #: The region the lab guide uses.
 DEFAULT_REGION = "us-west-2"
 

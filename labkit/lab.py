@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from labkit.aws import AwsTarget, connect
+from labkit.aws import AwsTarget, connect, is_loopback
 from labkit.config import (
     KIT_TAG_KEY,
     KIT_TAG_VALUE,
@@ -108,6 +108,12 @@ class Lab:
             credentials = self.target.session.get_credentials()
             env["AWS_ACCESS_KEY_ID"] = credentials.access_key
             env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
+        if is_loopback(self.target.endpoint_url):
+            from labkit.sandbox.context import no_proxy_value
+
+            # Behind a company proxy, the aws CLI and boto3 would send the calls (and their
+            # signatures) to the proxy, which cannot reach this machine's loopback anyway.
+            env["NO_PROXY"] = env["no_proxy"] = no_proxy_value()
         return env
 
     def export_environment(self) -> None:

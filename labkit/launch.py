@@ -107,6 +107,17 @@ class LabServer:
         return command
 
 
+def default_notebooks() -> Path:
+    """The kit's notebooks: beside the package in a clone, else ./notebooks (an installed
+    kit run from its clone)."""
+    from labkit.runner import NOTEBOOK_DIR
+
+    for candidate in (NOTEBOOK_DIR, Path.cwd() / "notebooks"):
+        if (candidate / NOTEBOOKS[0]).is_file():
+            return candidate
+    return NOTEBOOK_DIR
+
+
 def plan(
     notebooks: Path,
     port: int | None = None,
@@ -119,8 +130,8 @@ def plan(
         raise PrerequisiteError(
             f"No lab notebooks in {notebooks}.",
             why=f"{NOTEBOOKS[0]} is not there.",
-            fix="Run labkit lab from a checkout of the kit (git clone …), or pass "
-            "--notebooks with the folder that holds 00_start_here.ipynb.",
+            fix="Run labkit lab in the kit's folder (the clone), or pass --notebooks with "
+            "the folder that holds 00_start_here.ipynb.",
         )
     if port is not None and not port_is_free(port):
         raise InputError(

@@ -204,11 +204,15 @@ class EcsAgent:
             backend.update_service = self._update_service
             backend.delete_service = self._delete_service
             backend.list_services = self._list_services
+            discovery = self.ctx.servicediscovery()
+            self._originals["discovery_create_service"] = discovery.create_service
+            discovery.create_service = self._create_discovery_service
 
     def _unpatch_backend(self) -> None:
         backend = self.ctx.ecs()
         for name in self._originals:
             backend.__dict__.pop(name, None)
+        self.ctx.servicediscovery().__dict__.pop("create_service", None)
         self._originals.clear()
 
     def _new_tasks_pending(self, tasks: list[Any]) -> list[Any]:
@@ -274,11 +278,37 @@ class EcsAgent:
         return [arn for arn in arns if arn not in inactive]
 
     def _create_service(self, *args: Any, **kwargs: Any) -> Any:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        cluster_str = kwargs.get("cluster_str", args[0] if args else "default")
+        name = kwargs.get("service_name", args[1] if len(args) > 1 else "")
         with self.ctx.lock:
+            # ECS keeps one ACTIVE service per name in a cluster; moto would replace it.
+            backend = self.ctx.ecs()
+            cluster = backend._get_cluster(cluster_str)
+            existing = backend.services.get(f"{cluster.name}:{name}")
+            if existing is not None and existing.status != "INACTIVE":
+                raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
+            if service.role_arn and not service.role_arn.startswith("arn:"):
+                # ECS answers with the role's ARN, whichever way it was named.
+                service.role_arn = f"arn:aws:iam::{self.ctx.account_id}:role/{service.role_arn}"
             self._service_state(service)
         self._wake.set()
         return service
+
+    def _create_discovery_service(self, name: str, namespace_id: str, *args: Any, **kwargs: Any):
+        from moto.core.exceptions import JsonRESTError
+
+        # Cloud Map refuses a second service of the same name in a namespace.
+        for existing in list(self.ctx.servicediscovery().services.values()):
+            if existing.name == name and existing.namespace_id == namespace_id:
+                raise JsonRESTError(
+                    "ServiceAlreadyExists",
+                    f"Service {name} already exists in namespace {namespace_id} "
+                    f"(service id {existing.id}).",
+                )
+        return self._originals["discovery_create_service"](name, namespace_id, *args, **kwargs)
 
     def _update_service(self, props: dict[str, Any]) -> Any:
         force = bool(props.get("force_new_deployment"))
@@ -696,8 +726,9 @@ class EcsAgent:
             c.runtime_id = rec.containers.get(c.name)
             c.network_bindings = [
                 {
-                    # ECS reports the container instance's (virtual) host port.
-                    "bindIP": "0.0.0.0",
+                    # ECS reports the container instance's (virtual) host port, and the
+                    # address it really listens on: the agent publishes on loopback only.
+                    "bindIP": LOOPBACK,
                     "containerPort": cport,
                     "hostPort": virtual,
                     "protocol": "tcp",

@@ -10,19 +10,77 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from labkit.config import DEFAULT_REGION, SANDBOX_ACCOUNT_ID
 
 LOOPBACK = "127.0.0.1"
 
+#: Host names that mean this machine; no HTTP proxy may stand between the kit and them.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 #: Docker label on every container the sandbox starts; its value is the sandbox home,
 #: so two sandboxes (say, the learner's and a test's) never touch each other's containers.
 CONTAINER_LABEL = "labkit.sandbox.home"
+
+
+def no_proxy_value(environ: Mapping[str, str] | None = None) -> str:
+    """``NO_PROXY`` as the user had it (either spelling), plus every loopback host name.
+
+    Behind a company proxy, ``HTTP_PROXY`` would otherwise send the sandbox's requests,
+    with their tokens, to the proxy, which cannot reach this machine's loopback anyway.
+    """
+    environ = os.environ if environ is None else environ
+    names: list[str] = []
+    for variable in ("no_proxy", "NO_PROXY"):
+        for name in (environ.get(variable) or "").split(","):
+            name = name.strip()
+            if name and name not in names:
+                names.append(name)
+    names += [host for host in LOOPBACK_HOSTS if host not in names]
+    return ",".join(names)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700), created if missing.
+
+    An existing directory of ours with looser modes (made by an older kit) is tightened;
+    one owned by someone else is left as it is.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    mine = not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+    if mine and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only, from the first byte on.
+
+    The file is created 0600 (never written first and narrowed later), under a temporary
+    name, then renamed over ``path``: a reader sees the old file or the whole new one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, created owner-only (0600) if it is new."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _env_int(name: str, default: int) -> int:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from labkit.errors import BackendError
-from labkit.sandbox.context import LOOPBACK, Settings
+from labkit.sandbox import processes
+from labkit.sandbox.context import (
+    LOOPBACK,
+    Settings,
+    no_proxy_value,
+    open_private_log,
+    private_dir,
+)
+from labkit.sandbox.processes import ProcessRecord
+
+#: Records of the processes the sandbox starts (see :mod:`labkit.sandbox.processes`).
+SANDBOX_RECORD = "sandbox.pid"
+REGISTRY_RECORD = "registry.pid"
 
 #: urllib without any proxy: sandbox traffic never leaves loopback.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -40,13 +50,18 @@ class SandboxStatus:
     components: dict[str, str] = field(default_factory=dict)
     load_balancers: dict[str, str] = field(default_factory=dict)
     problem: str = ""
+    #: What the user should know, e.g. a stale pid file whose process was left alone.
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def describe(self) -> str:
         if not self.running:
-            return f"The sandbox is not running ({self.problem}). Start it: labkit sandbox up"
+            return "\n".join(
+                [f"The sandbox is not running ({self.problem}). Start it: labkit sandbox up"]
+                + [f"  Note: {note}" for note in self.notes]
+            )
         lines = [
             f"The sandbox is running (pid {self.pid}, home {self.home}).",
             f"  AWS API endpoint   {self.api_url}   (region {self.region}, "
@@ -61,6 +76,7 @@ class SandboxStatus:
                 "  To run them, start Docker Engine (dockerd), then: "
                 "labkit sandbox down && labkit sandbox up"
             )
+        lines += [f"  Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -74,28 +90,9 @@ def _child_env(settings: Settings) -> dict[str, str]:
         LABKIT_SANDBOX_REGION=settings.region,
         LABKIT_SANDBOX_TOKEN_TTL=str(settings.token_ttl_seconds),
     )
+    # Whatever the sandbox or the registry calls on loopback must not go to a proxy.
+    env["NO_PROXY"] = env["no_proxy"] = no_proxy_value(env)
     return env
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie child still answers kill(0); it is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -113,14 +110,23 @@ def status(settings: Settings | None = None) -> SandboxStatus:
         account_id=settings.account_id,
         home=str(settings.home),
     )
-    pid = _read_pid(settings.home / "sandbox.pid")
-    if not _pid_alive(pid):
-        return SandboxStatus(running=False, problem="no sandbox process", **base)
+    process, note = processes.find_own(settings.home / SANDBOX_RECORD, "sandbox")
+    notes = [note] if note else []
+    if process is None:
+        return SandboxStatus(running=False, problem="no sandbox process", notes=notes, **base)
+    pid = process.pid
     try:
         live = _get_json(f"{settings.api_url}/_labkit/status")
     except OSError as exc:
         return SandboxStatus(
             running=False, pid=pid, problem=f"process {pid} does not answer: {exc}", **base
+        )
+    if live.get("pid") != pid:
+        return SandboxStatus(
+            running=False,
+            pid=pid,
+            problem=f"the API port answers for process {live.get('pid')}, not for {pid}",
+            **base,
         )
     if not live.get("ready"):
         return SandboxStatus(running=False, pid=pid, problem="still starting", **base)
@@ -147,27 +153,28 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def _stop_pid(pid: int | None, timeout: float = 15.0) -> bool:
-    """SIGTERM, then SIGKILL after ``timeout``; True when something was stopped."""
-    if not _pid_alive(pid):
-        return False
-    assert pid is not None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    return True
+def _stop_recorded(settings: Settings, record: str, what: str, timeout: float) -> tuple[bool, str]:
+    """Stop the process ``record`` names if it is provably the sandbox's, then drop the record.
+
+    Returns (stopped, note); the note says which stale record's process was left alone.
+    """
+    path = settings.home / record
+    process, note = processes.find_own(path, what)
+    stopped = process is not None and processes.stop(process, timeout)
+    path.unlink(missing_ok=True)  # the record is the kit's own file, stale or not
+    return stopped, note
 
 
-def _stop_leftovers(settings: Settings) -> list[str]:
+def _stop_leftovers(settings: Settings, notes: list[str]) -> list[str]:
     """Stop what a killed sandbox left behind: its registry and its containers."""
     stopped = []
-    if _stop_pid(_read_pid(settings.home / "registry.pid"), timeout=5):
+    registry_stopped, note = _stop_recorded(
+        settings, REGISTRY_RECORD, "sandbox's registry", timeout=5
+    )
+    if registry_stopped:
         stopped.append("registry process")
-    (settings.home / "registry.pid").unlink(missing_ok=True)
+    if note:
+        notes.append(note)
     from labkit.sandbox.server import docker_or_none, remove_sandbox_containers
 
     removed = remove_sandbox_containers(docker_or_none(), str(settings.home))
@@ -182,8 +189,10 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     current = status(settings)
     if current.running:
         return current
-    _stop_pid(current.pid)
-    _stop_leftovers(settings)
+    notes: list[str] = []
+    _, note = _stop_recorded(settings, SANDBOX_RECORD, "sandbox", timeout=15)
+    notes += [note] if note else []
+    _stop_leftovers(settings, notes)
     for name, port in (
         ("API", settings.api_port),
         ("registry", settings.registry_port),
@@ -200,9 +209,9 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
                 why="Another program (or another sandbox with a different home) listens there.",
                 fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
             )
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home)
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
-    log = open(settings.log_file, "ab")  # noqa: SIM115 - handed to the child
+    log = open_private_log(settings.log_file)
     process = subprocess.Popen(
         [sys.executable, "-m", "labkit.sandbox"],
         env=_child_env(settings),
@@ -213,7 +222,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         cwd=str(settings.home),
     )
     log.close()
-    (settings.home / "sandbox.pid").write_text(str(process.pid))
+    # Read now, while the child cannot have been replaced: it is not reaped until we wait.
+    ProcessRecord.of(process.pid).save(settings.home / SANDBOX_RECORD)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -226,6 +236,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         if settings.state_file.exists():
             current = status(settings)
             if current.running:
+                current.notes = notes
                 return current
         time.sleep(0.05)
     raise BackendError(
@@ -238,20 +249,24 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
 def down(settings: Settings | None = None) -> str:
     """Stop everything the sandbox started (process, registry, containers), nothing else."""
     settings = settings or Settings()
-    stopped = []
-    if _stop_pid(_read_pid(settings.home / "sandbox.pid")):
+    stopped, notes = [], []
+    sandbox_stopped, note = _stop_recorded(settings, SANDBOX_RECORD, "sandbox", timeout=15)
+    if sandbox_stopped:
         stopped.append("sandbox process")
-    (settings.home / "sandbox.pid").unlink(missing_ok=True)
+    if note:
+        notes.append(note)
     settings.state_file.unlink(missing_ok=True)
-    stopped += _stop_leftovers(settings)
-    if not stopped:
-        return "The sandbox was not running; nothing to stop."
-    return (
-        "Stopped: "
-        + ", ".join(stopped)
-        + ". Pushed images stay in "
-        + str(settings.home / "registry")
-    )
+    stopped += _stop_leftovers(settings, notes)
+    if stopped:
+        message = (
+            "Stopped: "
+            + ", ".join(stopped)
+            + ". Pushed images stay in "
+            + str(settings.home / "registry")
+        )
+    else:
+        message = "The sandbox was not running; nothing to stop."
+    return "\n".join([message, *(f"Note: {note}" for note in notes)])
 
 
 def env(settings: Settings | None = None) -> dict[str, str]:
@@ -259,6 +274,9 @@ def env(settings: Settings | None = None) -> dict[str, str]:
     from labkit.sandbox.server import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 
     settings = settings or Settings()
+    # Both spellings: tools differ in which one they read, and Python's urllib (so botocore
+    # and the aws CLI) prefers the lowercase one when both are set.
+    no_proxy = no_proxy_value()
     return {
         "LABKIT_BACKEND": "sandbox",
         "AWS_ENDPOINT_URL": settings.api_url,
@@ -266,4 +284,6 @@ def env(settings: Settings | None = None) -> dict[str, str]:
         "AWS_REGION": settings.region,
         "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
     }

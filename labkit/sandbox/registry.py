@@ -1,8 +1,9 @@
 """The sandbox's image registry: a real CNCF distribution registry, with ECR's rules.
 
-- The registry process (Debian's ``docker-registry``) stores the layers and manifests and
-  speaks the OCI distribution API on ``127.0.0.1:<registry_port>``; Docker trusts a
-  loopback registry over plain HTTP, so stock ``docker tag``/``push`` reach it.
+- The registry (Debian's ``docker-registry`` as a host process, or the ``registry:2``
+  image as a container: see :mod:`labkit.sandbox.registry_runner`) stores the layers and
+  manifests and speaks the OCI distribution API on ``127.0.0.1:<registry_port>``; Docker
+  trusts a loopback registry over plain HTTP, so stock ``docker tag``/``push`` reach it.
 - Access goes through the registry's token auth, whose realm is a sandbox route
   (``/_labkit/registry/token``). That route plays ECR: it accepts the password from
   ``GetAuthorizationToken`` (HMAC-signed, expiring, tied to a principal), refuses
@@ -26,8 +27,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import shutil
-import subprocess
 import threading
 import time
 import urllib.error
@@ -35,18 +34,25 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from werkzeug.wrappers import Request, Response
 
-from labkit.errors import BackendError
 from labkit.sandbox.api import json_response
-from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.context import (
+    SandboxContext,
+    write_private,
+)
+from labkit.sandbox.registry_runner import (
+    REGISTRY_SERVICE,
+    TOKEN_ISSUER,
+    RegistryRunner,
+    make_runner,
+)
 
-REGISTRY_SERVICE = "labkit-sandbox-registry"
-TOKEN_ISSUER = "labkit-sandbox"
 #: Lifetime of the short bearer tokens the registry checks (Docker asks again as needed).
 BEARER_TTL_SECONDS = 300
 
@@ -57,14 +63,27 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
 )
 
-# The ECR actions a registry action needs, as IAM evaluates a repository policy.
-_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
-_PUSH_ACTIONS = (
-    "ecr:PutImage",
-    "ecr:InitiateLayerUpload",
-    "ecr:UploadLayerPart",
-    "ecr:CompleteLayerUpload",
+#: The ECR actions each registry action needs, as IAM evaluates a repository policy
+#: (the ones ECR's documentation lists for pulling, pushing and deleting images).
+REGISTRY_ACTION_NEEDS: dict[str, tuple[str, ...]] = {
+    "pull": ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"),
+    "push": (
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:PutImage",
+        "ecr:BatchCheckLayerAvailability",
+    ),
+    "delete": ("ecr:BatchDeleteImage",),
+}
+# The registry's "*" means every action; it is granted only to who may do all of them.
+REGISTRY_ACTION_NEEDS["*"] = tuple(
+    dict.fromkeys(a for needs in list(REGISTRY_ACTION_NEEDS.values()) for a in needs)
 )
+
+
+#: urllib without any proxy: the registry is on loopback, and its tokens stay there.
+_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _b64url(data: bytes) -> str:
@@ -75,21 +94,22 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def find_registry_binary() -> str | None:
-    """The CNCF registry binary: Debian names it ``docker-registry``."""
-    return shutil.which("docker-registry") or shutil.which("registry")
-
-
 # -- signing keys -----------------------------------------------------------------------
 
 
 class _BearerSigner:
-    """Signs the JWTs the registry trusts (RS256, key id in libtrust's format)."""
+    """Signs the JWTs the registry trusts: RS256, with the signing certificate as ``x5c``.
+
+    The registry checks an ``x5c`` chain against its ``rootcertbundle``. Distribution 2.8
+    also accepts a libtrust key id (``kid``) and v3 does not; ``x5c`` works with both.
+    """
 
     def __init__(self, home: Path) -> None:
         key_path, cert_path = home / "token.key", home / "token.pem"
         if key_path.exists() and cert_path.exists():
+            _tighten(key_path)
             self.key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         else:
             self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TOKEN_ISSUER)])
@@ -104,26 +124,21 @@ class _BearerSigner:
                 .not_valid_after(now + dt.timedelta(days=3650))
                 .sign(self.key, hashes.SHA256())
             )
-            key_path.write_bytes(
+            write_private(
+                key_path,
                 self.key.private_bytes(
                     serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
-                )
+                ),
             )
-            key_path.chmod(0o600)
             cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.cert_path = cert_path
-        der = self.key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        # libtrust key id: base32 of the first 240 bits of the key's SHA-256, in 4-char groups.
-        b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
-        self.kid = ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
+        # x5c holds standard (not URL-safe) base64 of the DER certificate, leaf first.
+        self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
 
     def sign(self, subject: str, access: list[dict[str, Any]]) -> str:
         now = int(time.time())
-        header = {"typ": "JWT", "alg": "RS256", "kid": self.kid}
         claims = {
             "iss": TOKEN_ISSUER,
             "sub": subject,
@@ -134,13 +149,13 @@ class _BearerSigner:
             "jti": secrets.token_hex(8),
             "access": access,
         }
-        signing_input = (
-            _b64url(json.dumps(header, separators=(",", ":")).encode())
-            + "."
-            + _b64url(json.dumps(claims, separators=(",", ":")).encode())
-        )
-        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + _b64url(signature)
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": self.x5c})
+
+
+def _tighten(path: Path) -> None:
+    """A key file an older kit left readable by others becomes owner-only."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 class EcrTokens:
@@ -152,9 +167,10 @@ class EcrTokens:
 
     def __init__(self, home: Path, ttl_seconds: int) -> None:
         key_path = home / "ecr-token.key"
-        if not key_path.exists():
-            key_path.write_bytes(secrets.token_bytes(32))
-            key_path.chmod(0o600)
+        if key_path.exists():
+            _tighten(key_path)
+        else:
+            write_private(key_path, secrets.token_bytes(32))
         self._key = key_path.read_bytes()
         self.ttl_seconds = ttl_seconds
 
@@ -257,7 +273,7 @@ class _RegistryAdmin:
         for key, value in (headers or {}).items():
             request.add_header(key, value)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with _LOOPBACK_OPENER.open(request, timeout=10) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
@@ -304,7 +320,7 @@ class Registry:
         self.signer = _BearerSigner(self.home)
         self.tokens = EcrTokens(self.home, settings.token_ttl_seconds)
         self.admin = _RegistryAdmin(f"http://{self.host}", self.signer)
-        self._process: subprocess.Popen[bytes] | None = None
+        self.runner: RegistryRunner | None = None
         self._state_path = self.home / "ecr.json"
         self._state_lock = threading.Lock()
         self.user_arn = f"arn:aws:iam::{ctx.account_id}:user/moto"
@@ -313,72 +329,20 @@ class Registry:
 
     # process ---------------------------------------------------------------------------
     def start(self) -> None:
-        binary = find_registry_binary()
-        if binary is None:
-            raise BackendError(
-                "The registry binary was not found.",
-                why="The sandbox runs the CNCF distribution registry as `docker-registry`.",
-                fix="Install it: `apt-get install -y docker-registry` (Debian/Ubuntu).",
-            )
-        storage = self.home / "registry"
-        storage.mkdir(parents=True, exist_ok=True)
-        config = {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(storage)},
-                "delete": {"enabled": True},
-                "cache": {"blobdescriptor": "inmemory"},
-            },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-            "auth": {
-                "token": {
-                    "realm": f"{self.api_url}/_labkit/registry/token",
-                    "service": REGISTRY_SERVICE,
-                    "issuer": TOKEN_ISSUER,
-                    "rootcertbundle": str(self.signer.cert_path),
-                }
-            },
-        }
-        config_path = self.home / "registry.yml"
-        # JSON is valid YAML, and keeps us free of a YAML dependency.
-        config_path.write_text(json.dumps(config, indent=2))
-        log = open(self.home / "registry.log", "ab")  # noqa: SIM115 - lives with the process
-        self._process = subprocess.Popen(
-            [binary, "serve", str(config_path)], stdout=log, stderr=log, start_new_session=True
-        )
-        (self.home / "registry.pid").write_text(str(self._process.pid))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BackendError(
-                    "The registry process exited at start.",
-                    why=(self.home / "registry.log").read_text(errors="replace")[-800:],
-                    fix=f"Check that port {self.ctx.settings.registry_port} is free "
-                    "(LABKIT_SANDBOX_REGISTRY_PORT picks another).",
-                )
-            try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                return  # 401: it answers, and asks for a token as it should
-            except OSError:
-                time.sleep(0.05)
-        raise BackendError("The registry did not answer within 15 s.", fix="See registry.log.")
+        """Run the registry: the host binary, or a ``registry:2`` container (see
+        :mod:`labkit.sandbox.registry_runner` for which, and why)."""
+        self.runner = make_runner(self.ctx.settings, self.ctx.docker, self.signer.cert_path)
+        self.runner.start()
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-        (self.home / "registry.pid").unlink(missing_ok=True)
+        if self.runner is not None:
+            self.runner.stop()
         if _ACTIVE.get("registry") is self:
             _ACTIVE["registry"] = None  # moto's ECR behaves as plain moto again
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self.runner is not None and self.runner.running
 
     # token realm ----------------------------------------------------------------------
     def token_route(self, request: Request) -> Response:
@@ -396,6 +360,7 @@ class Registry:
             name, _, actions = rest.rpartition(":")
             if kind != "repository" or not name:
                 continue
+            # Each action on its own: a principal that may only pull gets "pull" only.
             granted = [a for a in actions.split(",") if self.may(principal, name, a)]
             access.append({"type": "repository", "name": name, "actions": granted})
         token = self.signer.sign(principal, access)
@@ -409,18 +374,28 @@ class Registry:
         )
 
     def may(self, principal_arn: str, repository: str, registry_action: str) -> bool:
+        return not self.denied_actions(principal_arn, repository, registry_action)
+
+    def denied_actions(
+        self, principal_arn: str, repository: str, registry_action: str
+    ) -> list[str]:
+        """The ECR actions ``registry_action`` needs that the principal may not do.
+
+        An unknown registry action, or a repository that does not exist, is refused.
+        """
+        needed = REGISTRY_ACTION_NEEDS.get(registry_action)
         with self.ctx.lock:
             repo = self.ctx.ecr().repositories.get(repository)
-            if repo is None:
-                return False
+            if repo is None or needed is None:
+                return list(needed or ("ecr:*",))
             if principal_arn == self.user_arn:
-                return True  # the account's own administrator, as the learner is in the lab
-            needed = _PUSH_ACTIONS if registry_action == "push" else _PULL_ACTIONS
-            return all(policy_allows(repo.policy, principal_arn, a) for a in needed)
+                return []  # the account's own administrator, as the learner is in the lab
+            return [a for a in needed if not policy_allows(repo.policy, principal_arn, a)]
 
     def pull_denial_reason(self, principal_arn: str, repository: str) -> str | None:
         """ECR's AccessDenied sentence for a refused pull, or None when it is allowed."""
-        if self.may(principal_arn, repository, "pull"):
+        denied = self.denied_actions(principal_arn, repository, "pull")
+        if not denied:
             return None
         role = principal_arn.rsplit("/", 1)[-1]
         assumed = f"arn:aws:sts::{self.ctx.account_id}:assumed-role/{role}/container-instance"
@@ -429,10 +404,24 @@ class Registry:
             exists = repository in self.ctx.ecr().repositories
         if not exists:
             return f"The repository with name '{repository}' does not exist in the registry."
+        action = denied[0]
         return (
-            f"User: {assumed} is not authorized to perform: ecr:BatchGetImage on resource: "
-            f"{resource} because no resource-based policy allows the ecr:BatchGetImage action"
+            f"User: {assumed} is not authorized to perform: {action} on resource: "
+            f"{resource} because no resource-based policy allows the {action} action"
         )
+
+    def caller_arn(self, access_key_id: str | None) -> str:
+        """Whom ``GetAuthorizationToken`` was called as: a role assumed through STS, as
+        the instance role is on a container instance, or else the account's user."""
+        from moto.sts.models import sts_backends
+        from moto.utilities.utils import get_partition
+
+        if access_key_id:
+            sts = sts_backends[self.ctx.account_id][get_partition(self.ctx.region)]
+            assumed = sts.get_assumed_role_from_access_key(access_key_id)
+            if assumed is not None:
+                return assumed.role_arn
+        return self.user_arn
 
     def token_ttl_route(self, request: Request) -> Response:
         """Change the lifetime of tokens issued from now on (lets tests see one expire)."""
@@ -608,7 +597,7 @@ class Registry:
                 return original_token(response)
             from moto.core.responses import ActionResult
 
-            token, expires = registry.tokens.issue(registry.user_arn)
+            token, expires = registry.tokens.issue(registry.caller_arn(response.get_access_key()))
             return ActionResult(
                 {
                     "authorizationData": [

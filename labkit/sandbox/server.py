@@ -21,7 +21,13 @@ from botocore.config import Config
 
 from labkit.errors import BackendError
 from labkit.sandbox.api import ApiServer, json_response
-from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, SandboxContext, Settings
+from labkit.sandbox.context import (
+    CONTAINER_LABEL,
+    LOOPBACK,
+    SandboxContext,
+    Settings,
+    private_dir,
+)
 from labkit.sandbox.environment import provision
 from labkit.sandbox.registry import Registry
 
@@ -78,7 +84,8 @@ class Sandbox:
             region_name=self.settings.region,
             aws_access_key_id=SANDBOX_ACCESS_KEY,
             aws_secret_access_key=SANDBOX_SECRET_KEY,
-            config=Config(retries={"max_attempts": 2}),
+            # An HTTP_PROXY in the environment must not see the sandbox's own calls.
+            config=Config(retries={"max_attempts": 2}, proxies={}),
         )
 
     def start(self) -> None:
@@ -97,7 +104,7 @@ class Sandbox:
         # not inherit what earlier code in this process created.
         BackendDict.reset()
         self.started_at = dt.datetime.now(dt.UTC)
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.home)
         self.ctx.docker = docker_or_none()
         # Containers left by a sandbox that was killed: ECS would not know them either.
         remove_sandbox_containers(self.ctx.docker, str(self.settings.home))
@@ -173,6 +180,8 @@ class Sandbox:
 def main() -> int:
     # moto's server logs every request line; the sandbox log keeps only what matters.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Keys, tokens, pushed images and logs are the learner's alone, whatever the umask.
+    os.umask(0o077)
     settings = Settings()
     sandbox = Sandbox(settings)
     stopping = threading.Event()

@@ -15,6 +15,7 @@ import pytest
 
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import Settings
+from labkit.sandbox.processes import recorded_pid
 from tests.conftest import client_factory, require_data_plane
 
 pytestmark = pytest.mark.sandbox
@@ -125,7 +126,8 @@ def test_pre_provisioned_environment_matches_the_lab(aws: Any) -> None:
 
 def test_every_listening_socket_is_on_loopback(sandbox: Any) -> None:
     pids = process_tree(sandbox.pid)
-    registry_pid = int((Path(sandbox.home) / "registry.pid").read_text())
+    registry_pid = recorded_pid(Path(sandbox.home) / "registry.pid")
+    assert registry_pid is not None
     pids |= process_tree(registry_pid)
     sockets = listening_sockets(pids)
     assert sockets, "the sandbox should be listening somewhere"

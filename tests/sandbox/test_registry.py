@@ -7,11 +7,15 @@ import json
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
+import jwt
 import pytest
+from cryptography import x509
 
 pytestmark = pytest.mark.sandbox
 
@@ -35,27 +39,33 @@ def login_password(aws: Any) -> tuple[str, str]:
     return user, password
 
 
-def registry_digest(registry: str, repo: str, tag: str, user: str, password: str) -> str:
-    """The manifest digest as the registry itself reports it, over plain HTTP."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    realm_request = urllib.request.Request(f"http://{registry}/v2/")
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def bearer_token(registry: str, scope: str, user: str, password: str) -> str:
+    """A bearer token as Docker gets one: from the realm the registry's 401 names."""
     try:
-        opener.open(realm_request, timeout=5)
+        _opener.open(urllib.request.Request(f"http://{registry}/v2/"), timeout=5)
     except urllib.error.HTTPError as challenge:
         header = challenge.headers["WWW-Authenticate"]
     params = dict(part.split("=", 1) for part in header.split(" ", 1)[1].split(","))
     params = {k: v.strip('"') for k, v in params.items()}
-    token_url = f"{params['realm']}?service={params['service']}&scope=repository:{repo}:pull"
-    token_request = urllib.request.Request(token_url)
+    query = urllib.parse.urlencode({"service": params["service"], "scope": scope})
+    token_request = urllib.request.Request(f"{params['realm']}?{query}")
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     token_request.add_header("Authorization", f"Basic {basic}")
-    token = json.loads(opener.open(token_request, timeout=5).read())["token"]
+    return json.loads(_opener.open(token_request, timeout=5).read())["token"]
+
+
+def registry_digest(registry: str, repo: str, tag: str, user: str, password: str) -> str:
+    """The manifest digest as the registry itself reports it, over plain HTTP."""
+    token = bearer_token(registry, f"repository:{repo}:pull", user, password)
     manifest_request = urllib.request.Request(
         f"http://{registry}/v2/{repo}/manifests/{tag}", method="HEAD"
     )
     manifest_request.add_header("Authorization", f"Bearer {token}")
     manifest_request.add_header("Accept", MANIFEST_V2)
-    with opener.open(manifest_request, timeout=5) as response:
+    with _opener.open(manifest_request, timeout=5) as response:
         return response.headers["Docker-Content-Digest"]
 
 
@@ -67,7 +77,7 @@ def docker_config(tmp_path: Path) -> Path:
 @pytest.fixture()
 def repository(aws: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
     ecr = aws("ecr")
-    name = f"test-{request.node.name.lower().replace('_', '-')[:40]}"
+    name = f"test-{request.node.name.lower().replace('_', '-')[:40].rstrip('-')}"
     repo = ecr.create_repository(repositoryName=name)["repository"]
     yield repo
     try:
@@ -204,3 +214,134 @@ def test_delete_repository_without_force_refuses_when_images_exist(
     ecr = aws("ecr")
     with pytest.raises(ecr.exceptions.RepositoryNotEmptyException):
         ecr.delete_repository(repositoryName=name)
+
+
+INSTANCE_ROLE = "arn:aws:iam::123456789012:role/Ec2instanceRole"
+PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+PUSH = [
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchCheckLayerAvailability",
+]
+
+
+def allow(aws: Any, repository: str, actions: list[str]) -> None:
+    statement = {
+        "Sid": "my_repository_statement",
+        "Effect": "Allow",
+        "Principal": {"AWS": INSTANCE_ROLE},
+        "Action": actions,
+    }
+    aws("ecr").set_repository_policy(
+        repositoryName=repository,
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+
+
+def role_login(aws: Any, sandbox: Any) -> tuple[str, str]:
+    """The instance role's registry login: AssumeRole, then GetAuthorizationToken as it."""
+    creds = aws("sts").assume_role(RoleArn=INSTANCE_ROLE, RoleSessionName="container-instance")[
+        "Credentials"
+    ]
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=sandbox.api_url,
+        region_name=sandbox.region,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    return user, password
+
+
+def granted(sandbox: Any, repository: str, login: tuple[str, str]) -> list[str]:
+    """The actions the token service grants when Docker asks for all of them."""
+    scope = f"repository:{repository}:pull,push,delete,*"
+    token = bearer_token(sandbox.registry, scope, *login)
+    (access,) = jwt.decode(token, options={"verify_signature": False})["access"]
+    assert access["name"] == repository
+    return access["actions"]
+
+
+def test_token_scopes_follow_the_repository_policy_action_by_action(
+    aws: Any, sandbox: Any, repository: dict, sample_image: str, tmp_path: Path
+) -> None:
+    uri, name = repository["repositoryUri"], repository["repositoryName"]
+    admin = login_password(aws)
+    admin_docker, role_docker = tmp_path / "admin", tmp_path / "role"
+    docker_cli(
+        admin_docker, "login", "-u", admin[0], "--password-stdin", sandbox.registry, stdin=admin[1]
+    )
+    docker_cli(admin_docker, "tag", sample_image, f"{uri}:v1")
+    assert docker_cli(admin_docker, "push", f"{uri}:v1").returncode == 0
+    assert granted(sandbox, name, admin) == ["pull", "push", "delete", "*"]
+
+    role = role_login(aws, sandbox)
+    assert granted(sandbox, name, role) == []  # no repository policy yet
+
+    allow(aws, name, PULL)
+    assert granted(sandbox, name, role) == ["pull"]
+    login = docker_cli(
+        role_docker, "login", "-u", role[0], "--password-stdin", sandbox.registry, stdin=role[1]
+    )
+    assert login.returncode == 0, login.stderr
+    docker_cli(role_docker, "rmi", f"{uri}:v1")
+    pulled = docker_cli(role_docker, "pull", f"{uri}:v1")
+    assert pulled.returncode == 0, pulled.stderr
+    docker_cli(role_docker, "tag", sample_image, f"{uri}:by-role")
+    pushed = docker_cli(role_docker, "push", f"{uri}:by-role")
+    assert pushed.returncode != 0
+    assert "denied" in (pushed.stderr + pushed.stdout).lower()
+    # Deleting over the distribution API with the best token the role can get: refused.
+    digest = registry_digest(sandbox.registry, name, "v1", *role)
+    token = bearer_token(sandbox.registry, f"repository:{name}:delete", *role)
+    delete = urllib.request.Request(
+        f"http://{sandbox.registry}/v2/{name}/manifests/{digest}", method="DELETE"
+    )
+    delete.add_header("Authorization", f"Bearer {token}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _opener.open(delete, timeout=5)
+    assert refused.value.code == 401
+    assert [
+        d["imageTags"] for d in aws("ecr").describe_images(repositoryName=name)["imageDetails"]
+    ] == [["v1"]]
+
+    allow(aws, name, PULL + PUSH)
+    assert granted(sandbox, name, role) == ["pull", "push"]
+    pushed = docker_cli(role_docker, "push", f"{uri}:by-role")
+    assert pushed.returncode == 0, pushed.stderr
+
+    allow(aws, name, PULL + PUSH + ["ecr:BatchDeleteImage"])
+    assert granted(sandbox, name, role) == ["pull", "push", "delete", "*"]
+    allow(aws, name, ["ecr:*"])
+    assert granted(sandbox, name, role) == ["pull", "push", "delete", "*"]
+    allow(aws, name, ["ecr:BatchDeleteImage"])
+    assert granted(sandbox, name, role) == ["delete"]
+
+
+def test_bearer_tokens_carry_the_signing_certificate_not_a_libtrust_key_id(
+    aws: Any, sandbox: Any, repository: dict
+) -> None:
+    """x5c works with distribution 2.8 (every push here) and v3, which dropped ``kid``."""
+    name = repository["repositoryName"]
+    token = bearer_token(sandbox.registry, f"repository:{name}:pull", *login_password(aws))
+    header = jwt.get_unverified_header(token)
+    assert "kid" not in header
+    assert header["alg"] == "RS256"
+    (leaf,) = header["x5c"]
+    cert = x509.load_der_x509_certificate(base64.b64decode(leaf))
+    config = json.loads((Path(sandbox.home) / "registry.yml").read_text())
+    root_bundle = Path(config["auth"]["token"]["rootcertbundle"]).read_bytes()
+    assert cert == x509.load_pem_x509_certificate(root_bundle)
+    claims = jwt.decode(
+        token,
+        cert.public_key(),
+        algorithms=["RS256"],
+        audience=config["auth"]["token"]["service"],
+        issuer=config["auth"]["token"]["issuer"],
+    )
+    assert claims["access"] == [{"type": "repository", "name": name, "actions": ["pull"]}]
