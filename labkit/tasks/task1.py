@@ -101,7 +101,8 @@ q1 = Exercise(
     ),
     solution_=Solution(
         file="task1_q1_create_repository.py",
-        cli="aws ecr create-repository --repository-name myrepo",
+        cli="aws ecr create-repository --repository-name myrepo "
+        "--tags Key=labkit:created-by,Value=ecs-labkit",
         console="Amazon ECR → Repositories → Create repository → name myrepo → Create "
         "repository; copy the URI (steps 5–8).",
     ),
