@@ -60,7 +60,10 @@ def _run_cell(page: Any, index: int, command: str = "notebook:run-cell") -> None
         }""",
         [index, command],
     )
-    assert ok is not False, f"{command} on cell {index} reported a failure"
+    if ok is False:  # say which output: the error text the learner would see
+        errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr']")
+        shown = [errors.nth(i).text_content()[-600:] for i in range(errors.count())]
+        raise AssertionError(f"{command} on cell {index} reported a failure: {shown}")
 
 
 def _cell(page: Any, index: int) -> Any:
