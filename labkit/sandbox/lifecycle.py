@@ -212,8 +212,9 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     private_dir(settings.home)
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
     log = open_private_log(settings.log_file)
+    argv = [sys.executable, "-m", "labkit.sandbox"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "labkit.sandbox"],
+        argv,
         env=_child_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -223,7 +224,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     )
     log.close()
     # Read now, while the child cannot have been replaced: it is not reaped until we wait.
-    ProcessRecord.of(process.pid).save(settings.home / SANDBOX_RECORD)
+    ProcessRecord.of(process.pid, argv).save(settings.home / SANDBOX_RECORD)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -338,8 +338,9 @@ class HostBinaryRegistry:
         # Its own calls on loopback (notifications, if ever configured) go direct.
         env["NO_PROXY"] = env["no_proxy"] = no_proxy_value(env)
         with open_private_log(self.home / "registry.log") as log:
+            argv = [str(self.binary), "serve", str(config_path)]
             self._process = subprocess.Popen(
-                [self.binary, "serve", str(config_path)],
+                argv,
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -347,7 +348,7 @@ class HostBinaryRegistry:
                 start_new_session=True,
             )
         # Read now, while the child cannot have been replaced: it is not reaped until we wait.
-        ProcessRecord.of(self._process.pid).save(self.home / "registry.pid")
+        ProcessRecord.of(self._process.pid, argv).save(self.home / "registry.pid")
 
         def failure() -> BackendError:
             return BackendError(

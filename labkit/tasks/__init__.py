@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 
 from labkit import endpoint
-from labkit.config import Backend
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from labkit.tasks.exercise import (
@@ -54,11 +53,6 @@ def require(lab: Lab, task: int) -> None:
         result = earlier.evaluate(lab)
         if not result.passed:
             why = result.message[:1].upper() + result.message[1:] + "."
-            if lab.backend is Backend.SANDBOX and earlier.number >= 3:
-                why += (
-                    " (If the sandbox was restarted: it keeps repositories and images, "
-                    "but ECS starts fresh.)"
-                )
             raise PrerequisiteError(
                 f"Task {earlier.number} ({earlier.title}) is not done yet.",
                 why=why,
