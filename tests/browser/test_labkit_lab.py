@@ -83,13 +83,15 @@ def labkit_lab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
         command += ["--notebooks", str(root), "--token", token]
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
         try:
-            deadline = time.monotonic() + 180
+            deadline = started + 180
             while f"{url}/lab/tree/00_start_here.ipynb?token={token}" not in log_path.read_text():
                 assert process.poll() is None, f"labkit lab stopped; see {log_path}"
                 assert time.monotonic() < deadline, f"no URL printed; see {log_path}"
                 time.sleep(0.5)
             _loopback.open(f"{url}/api/status?token={token}", timeout=5).read()
+            print(f"labkit lab: URL printed after {time.monotonic() - started:.1f} s")
             yield Server(url, token, root)
         finally:
             process.terminate()  # labkit lab stops the JupyterLab it started
