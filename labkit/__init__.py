@@ -12,9 +12,11 @@ The public API is small; everything a notebook needs is reachable from here::
     q1.check(); q1.hint(); q1.solution(); q1.solve()           # ✅ / ❌, help, catch-up
     board = labkit.dashboard(lab, seconds=120)                 # live service page
 
-Modules: config (backend selection, validation), aws (sessions and clients), ecr,
-images, shell (the lab's own commands), taskdef, ecs, network, tasks (the exercises), widgets,
-views, teardown (notebook 06), runner, errors; backends (endpoint, aws).
+Modules, top to bottom (each imports only those below it): cli, runner; tasks (the
+exercises), teardown, widgets, views, live_dashboard; ecr, images, shell, taskdef, ecs,
+network, environment, backends (endpoint, aws); lab; aws (sessions and clients); config
+(the settings, their spec and validation, the lab's names); display (tables, notes, the
+error box) and errors, which every module may use.
 Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); in a
 Jupyter kernel it shows as a short box instead of a traceback.
 """
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 _SUBMODULES = {
     "aws",
     "config",
+    "display",
     "ecr",
     "ecs",
     "environment",
@@ -96,6 +99,7 @@ __all__ = [
     "aws",
     "config",
     "dashboard",
+    "display",
     "ecr",
     "ecs",
     "environment",
@@ -118,7 +122,7 @@ def _install_error_display_in_kernels() -> None:
     import sys
 
     if "ipykernel" in sys.modules:
-        importlib.import_module("labkit.views").install_error_display()
+        importlib.import_module("labkit.display").install_error_display()
 
 
 _install_error_display_in_kernels()

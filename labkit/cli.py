@@ -206,8 +206,8 @@ def _add_reset(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from labkit.display import table
     from labkit.tasks import all_tasks
-    from labkit.views import table
 
     lab = _lab_from_args(args)
     tasks = all_tasks()

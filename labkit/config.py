@@ -224,6 +224,84 @@ def coerce_service_name(value: Any) -> str:
     return text
 
 
+def coerce_account_id_lenient(value: Any) -> str:
+    """Pre-fill text: papermill's int account id shown zero-padded, bad input kept as is."""
+    try:
+        return coerce_account_id(value)
+    except InputError:
+        return str(value)
+
+
+#: host[:port]/name — the shape of a repository URI.
+REPOSITORY_URI_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::\d+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*")
+
+
+def coerce_repository_uri(value: Any) -> str:
+    text = str(value or "").strip()
+    if not REPOSITORY_URI_PATTERN.fullmatch(text):
+        raise InputError(
+            f"Repository URI {value!r} is not valid.",
+            why="It looks like <registry host>/<repository name>, without a tag.",
+            fix="Copy it from the Repository view of notebook 01 (or leave the pre-filled one).",
+        )
+    return text
+
+
+#: ``<account>.dkr.ecr.<region>.amazonaws.com`` (``.com.cn`` in China).
+AWS_REGISTRY_PATTERN = re.compile(
+    r"(?P<account>[^.]+)\.dkr\.ecr\.(?P<region>[^.]+)\.amazonaws\.com(?:\.cn)?"
+)
+
+
+def compare_repository_uri(uri: Any, expected: str) -> str:
+    """``uri`` as typed or pasted, checked against the lab's own ``expected`` URI.
+
+    Says precisely what differs (another account, another region, another registry, a
+    typo in the name, a tag on the end) instead of letting ``docker push`` fail later.
+    Returns the URI without surrounding spaces.
+    """
+    text = str(uri or "").strip()
+    fix = f"Use your repository URI, {expected} (notebook 01 shows it; it is pre-filled)."
+    if "://" in text:
+        raise InputError(
+            f"Repository URI {text!r} starts with a scheme.",
+            why="Docker wants <registry host>/<repository name>, without http:// or https://.",
+            fix=fix,
+        )
+    host, _, name = text.partition("/")
+    if ":" in name:
+        raise InputError(
+            f"Repository URI {text!r} ends with a tag.",
+            why="The repository URI names the repository only; the tag (:latest) is "
+            "added by the commands that use it.",
+            fix=fix,
+        )
+    coerce_repository_uri(text)  # the shape: host[:port]/name
+    want_host, _, want_name = expected.partition("/")
+    if host != want_host:
+        got, want = AWS_REGISTRY_PATTERN.fullmatch(host), AWS_REGISTRY_PATTERN.fullmatch(want_host)
+        if got and want and got["account"] != want["account"]:
+            why = (
+                f"It names account {got['account']}, but you are signed in to account "
+                f"{want['account']}; each account has its own registry."
+            )
+        elif got and want and got["region"] != want["region"]:
+            why = (
+                f"It names region {got['region']}, but the lab runs in {want['region']}; "
+                "each region has its own registry."
+            )
+        else:
+            why = f"Its registry is {host!r}, but yours is {want_host!r}."
+        raise InputError(f"Repository URI {text!r} is not your registry.", why=why, fix=fix)
+    if name != want_name:
+        close = difflib.get_close_matches(name, [want_name], n=1, cutoff=0.5)
+        why = f"It names repository {name!r}, but yours is {want_name!r}."
+        if close:
+            why += " A typo?"
+        raise InputError(f"Repository URI {text!r} is not your repository.", why=why, fix=fix)
+    return text
+
+
 def strict_checks() -> bool:
     """True under CI: a failed check raises :class:`~labkit.errors.CheckFailed`."""
     flag = os.environ.get("LABKIT_STRICT", "").strip().lower()

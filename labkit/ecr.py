@@ -14,15 +14,13 @@ Concepts (the notebooks explain them where they are used):
 from __future__ import annotations
 
 import base64
-import difflib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labkit.config import NOTEBOOKS
-from labkit.errors import InputError, PrerequisiteError
+from labkit.config import NOTEBOOKS, compare_repository_uri
+from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 
 #: What the console lists under "Actions" in Task 1, step 15 ("select all").
@@ -86,63 +84,6 @@ def repository_uri(lab: Lab) -> str:
             fix=f"Run {NOTEBOOKS[1]} first.",
         )
     return repo["repositoryUri"]
-
-
-#: ``<account>.dkr.ecr.<region>.amazonaws.com`` (``.com.cn`` in China).
-AWS_REGISTRY_PATTERN = re.compile(
-    r"(?P<account>[^.]+)\.dkr\.ecr\.(?P<region>[^.]+)\.amazonaws\.com(?:\.cn)?"
-)
-
-
-def compare_repository_uri(uri: Any, expected: str) -> str:
-    """``uri`` as typed or pasted, checked against the lab's own ``expected`` URI.
-
-    Says precisely what differs (another account, another region, another registry, a
-    typo in the name, a tag on the end) instead of letting ``docker push`` fail later.
-    Returns the URI without surrounding spaces.
-    """
-    from labkit.widgets import coerce_repository_uri
-
-    text = str(uri or "").strip()
-    fix = f"Use your repository URI, {expected} (notebook 01 shows it; it is pre-filled)."
-    if "://" in text:
-        raise InputError(
-            f"Repository URI {text!r} starts with a scheme.",
-            why="Docker wants <registry host>/<repository name>, without http:// or https://.",
-            fix=fix,
-        )
-    host, _, name = text.partition("/")
-    if ":" in name:
-        raise InputError(
-            f"Repository URI {text!r} ends with a tag.",
-            why="The repository URI names the repository only; the tag (:latest) is "
-            "added by the commands that use it.",
-            fix=fix,
-        )
-    coerce_repository_uri(text)  # the shape: host[:port]/name
-    want_host, _, want_name = expected.partition("/")
-    if host != want_host:
-        got, want = AWS_REGISTRY_PATTERN.fullmatch(host), AWS_REGISTRY_PATTERN.fullmatch(want_host)
-        if got and want and got["account"] != want["account"]:
-            why = (
-                f"It names account {got['account']}, but you are signed in to account "
-                f"{want['account']}; each account has its own registry."
-            )
-        elif got and want and got["region"] != want["region"]:
-            why = (
-                f"It names region {got['region']}, but the lab runs in {want['region']}; "
-                "each region has its own registry."
-            )
-        else:
-            why = f"Its registry is {host!r}, but yours is {want_host!r}."
-        raise InputError(f"Repository URI {text!r} is not your registry.", why=why, fix=fix)
-    if name != want_name:
-        close = difflib.get_close_matches(name, [want_name], n=1, cutoff=0.5)
-        why = f"It names repository {name!r}, but yours is {want_name!r}."
-        if close:
-            why += " A typo?"
-        raise InputError(f"Repository URI {text!r} is not your repository.", why=why, fix=fix)
-    return text
 
 
 def check_repository_uri(lab: Lab, uri: Any) -> str:

@@ -10,99 +10,31 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from labkit.config import NOTEBOOKS, has_kit_tag, load_state, save_state
+from labkit import taskdef
+from labkit.config import NOTEBOOKS, has_kit_tag
 from labkit.errors import BackendError, InputError, PrerequisiteError
-from labkit.lab import Lab
+from labkit.lab import (  # noqa: F401 — ecs.find_kit_services, ecs.service_arns for callers
+    Lab,
+    describe_services,
+    find_kit_services,
+    service_arns,
+)
 
 STEADY_MARKER = "has reached a steady state"
-
-
-# -- the service's name ---------------------------------------------------------------
-
-
-def _state_key(lab: Lab) -> str:
-    return f"{lab.backend.value}:{lab.account_id}:{lab.region}:{lab.names.cluster}"
-
-
-def stable_service_name(lab: Lab) -> str:
-    """``MYSERVICE<random number>`` (step 37), the same on every re-run.
-
-    An explicit ``service_name`` parameter wins; else the kit's service already in the
-    cluster; else the number remembered in the state file; else a new random number,
-    remembered at once so a re-run never creates a second service.
-    """
-    if lab.config.service_name:
-        return lab.config.service_name
-    existing = find_kit_services(lab)
-    if existing:
-        return existing[0]["serviceName"]
-    state = load_state()
-    names = state.setdefault("service_names", {})
-    key = _state_key(lab)
-    if key not in names:
-        names[key] = f"{lab.names.service_prefix}{random.randint(1000, 9999)}"
-        save_state(state)
-    return names[key]
-
-
-def forget_service_name(lab: Lab) -> None:
-    """Cleanup calls this, so the next lab run draws a fresh number."""
-    state = load_state()
-    if state.get("service_names", {}).pop(_state_key(lab), None) is not None:
-        save_state(state)
 
 
 # -- looking things up ----------------------------------------------------------------
 
 
-def _describe_services(lab: Lab, names_or_arns: list[str]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    try:
-        for start in range(0, len(names_or_arns), 10):  # the API takes 10 at a time
-            reply = lab.ecs.describe_services(
-                cluster=lab.names.cluster,
-                services=names_or_arns[start : start + 10],
-                include=["TAGS"],
-            )
-            found += reply["services"]
-    except lab.ecs.exceptions.ClusterNotFoundException:
-        return []  # no cluster (e.g. the lab environment is torn down): no services
-    return found
-
-
-def service_arns(lab: Lab) -> list[str]:
-    """Every service in the lab's cluster; none when the cluster does not exist."""
-    arns: list[str] = []
-    try:
-        for page in lab.ecs.get_paginator("list_services").paginate(cluster=lab.names.cluster):
-            arns += page["serviceArns"]
-    except lab.ecs.exceptions.ClusterNotFoundException:
-        return []
-    return arns
-
-
-def find_kit_services(lab: Lab) -> list[dict[str, Any]]:
-    """ACTIVE services in the cluster that the kit created (tagged), MYSERVICE-prefixed."""
-    arns = service_arns(lab)
-    return [
-        s
-        for s in _describe_services(lab, arns)
-        if s.get("status") == "ACTIVE"
-        and s["serviceName"].startswith(lab.names.service_prefix)
-        and has_kit_tag(s.get("tags"))
-    ]
-
-
 def find_service(lab: Lab) -> dict[str, Any] | None:
     """The learner's service if it is ACTIVE, else None."""
-    for service in _describe_services(lab, [lab.service_name]):
+    for service in describe_services(lab, [lab.service_name]):
         if service.get("status") == "ACTIVE":
             return service
     return None
@@ -133,7 +65,7 @@ def require_service(lab: Lab) -> dict[str, Any]:
     return service
 
 
-def _target_group(lab: Lab) -> dict[str, Any]:
+def target_group(lab: Lab) -> dict[str, Any]:
     """The lab's target group; PrerequisiteError naming notebook 00 when it is missing."""
     try:
         groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
@@ -151,7 +83,7 @@ def _target_group(lab: Lab) -> dict[str, Any]:
 
 
 def target_group_arn(lab: Lab) -> str:
-    return _target_group(lab)["TargetGroupArn"]
+    return target_group(lab)["TargetGroupArn"]
 
 
 def namespace_vpc_id(lab: Lab) -> str:
@@ -160,7 +92,7 @@ def namespace_vpc_id(lab: Lab) -> str:
     That is ``labkit.backends.aws.LabEnvironment.vpc_id``: in an account provisioned by the kit it
     is the stack's own VPC, not the default one, and a private DNS namespace only answers
     inside its VPC. The default VPC is the fallback for a target group without a VPC."""
-    vpc_id = _target_group(lab).get("VpcId")
+    vpc_id = target_group(lab).get("VpcId")
     if vpc_id:
         return vpc_id
     reply = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])
@@ -262,8 +194,6 @@ def ensure_service(lab: Lab, desired_count: int = 1) -> dict[str, Any]:
     task definition, the target group and the lab's VPC exist); if CreateService still
     fails, the discovery service made for it is deleted again, so nothing is left
     half-created."""
-    from labkit import taskdef
-
     check_desired_count(desired_count)
     existing = find_service(lab)
     if existing is not None:

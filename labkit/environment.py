@@ -47,7 +47,7 @@ def _free_on_endpoint(lab: Lab, what: str) -> bool:
 
 def show_capabilities(capabilities: endpoint.EndpointCapabilities) -> None:
     """Which tasks an endpoint can serve, as a table (HTML, with a plain-text twin)."""
-    from labkit.views import table
+    from labkit.display import table
 
     table(
         f"What {capabilities.endpoint_url} can serve of this lab",

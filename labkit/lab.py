@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -14,7 +15,9 @@ from labkit.config import (
     Backend,
     LabConfig,
     LabNames,
+    has_kit_tag,
     load_state,
+    resolve_settings,
     save_state,
 )
 from labkit.errors import BackendError, CredentialsMissing, InputError, LabkitError
@@ -43,8 +46,6 @@ def open_lab(**parameters: Any) -> Lab:
     """The Lab of notebooks 01–06: the settings chosen in notebook 00, unless a parameter
     (the ``parameters`` cell, papermill's ``-p``) says otherwise. Prints one plain line
     of the settings in use and where each came from."""
-    from labkit.config import resolve_settings
-
     resolved = resolve_settings(**parameters)
     print(resolved.describe())
     return Lab(resolved.config)
@@ -239,10 +240,33 @@ class Lab:
 
     @cached_property
     def service_name(self) -> str:
-        """MYSERVICE<random number>, chosen once and reused (see ecs.stable_service_name)."""
-        from labkit import ecs
+        """``MYSERVICE<random number>`` (step 37), the same on every re-run.
 
-        return ecs.stable_service_name(self)
+        An explicit ``service_name`` setting wins; else the kit's service already in the
+        cluster; else the number remembered in the state file; else a new random number,
+        remembered at once so a re-run never creates a second service.
+        """
+        if self.config.service_name:
+            return self.config.service_name
+        existing = find_kit_services(self)
+        if existing:
+            return existing[0]["serviceName"]
+        state = load_state()
+        names = state.setdefault("service_names", {})
+        key = self._service_name_key()
+        if key not in names:
+            names[key] = f"{self.names.service_prefix}{random.randint(1000, 9999)}"
+            save_state(state)
+        return names[key]
+
+    def _service_name_key(self) -> str:
+        return f"{self.backend.value}:{self.account_id}:{self.region}:{self.names.cluster}"
+
+    def forget_service_name(self) -> None:
+        """Cleanup calls this, so the next lab run draws a fresh number."""
+        state = load_state()
+        if state.get("service_names", {}).pop(self._service_name_key(), None) is not None:
+            save_state(state)
 
     # -- tags: everything the kit creates carries one, so cleanup touches nothing else --
 
@@ -271,3 +295,44 @@ class Lab:
         )
         print(text)
         return text
+
+
+# -- the kit's services in the cluster (the service name depends on them) --------------
+
+
+def describe_services(lab: Lab, names_or_arns: list[str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(names_or_arns), 10):  # the API takes 10 at a time
+            reply = lab.ecs.describe_services(
+                cluster=lab.names.cluster,
+                services=names_or_arns[start : start + 10],
+                include=["TAGS"],
+            )
+            found += reply["services"]
+    except lab.ecs.exceptions.ClusterNotFoundException:
+        return []  # no cluster (e.g. the lab environment is torn down): no services
+    return found
+
+
+def service_arns(lab: Lab) -> list[str]:
+    """Every service in the lab's cluster; none when the cluster does not exist."""
+    arns: list[str] = []
+    try:
+        for page in lab.ecs.get_paginator("list_services").paginate(cluster=lab.names.cluster):
+            arns += page["serviceArns"]
+    except lab.ecs.exceptions.ClusterNotFoundException:
+        return []
+    return arns
+
+
+def find_kit_services(lab: Lab) -> list[dict[str, Any]]:
+    """ACTIVE services in the cluster that the kit created (tagged), MYSERVICE-prefixed."""
+    arns = service_arns(lab)
+    return [
+        s
+        for s in describe_services(lab, arns)
+        if s.get("status") == "ACTIVE"
+        and s["serviceName"].startswith(lab.names.service_prefix)
+        and has_kit_tag(s.get("tags"))
+    ]

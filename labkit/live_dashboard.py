@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from labkit import ecs
+from labkit.display import in_kernel, short_arn, show, table_markup
 from labkit.lab import Lab, current_lab
-from labkit.views import _cell, _in_kernel, _short, show
 
 DEFAULT_SECONDS = 120.0
 DEFAULT_INTERVAL = 2.0
@@ -32,36 +33,16 @@ _active: Dashboard | None = None
 def headless() -> bool:
     """True when no one watches live output (labkit run, or not in a Jupyter kernel)."""
     flag = os.environ.get("LABKIT_HEADLESS", "").strip().lower()
-    return flag in ("1", "true", "yes") or not _in_kernel()
+    return flag in ("1", "true", "yes") or not in_kernel()
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str]:
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    plain = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    plain += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    if not cells:
-        plain.append("(none)")
-    pad = "text-align:left;padding:1px 14px 1px 0"
-    head = "".join(f"<th style='{pad}'>{html.escape(c)}</th>" for c in columns)
-    body = (
-        "".join(
-            "<tr>" + "".join(f"<td style='{pad}'>{html.escape(v)}</td>" for v in r) + "</tr>"
-            for r in cells
-        )
-        or f"<tr><td colspan='{len(columns)}'><i>(none)</i></td></tr>"
-    )
-    return (
-        f"<div style='margin-top:6px'><b>{html.escape(title)}</b><table><thead><tr>{head}"
-        f"</tr></thead><tbody>{body}</tbody></table></div>",
-        "\n".join(plain),
-    )
+    rich, plain = table_markup(title, columns, rows, "text-align:left;padding:1px 14px 1px 0")
+    return f"<div style='margin-top:6px'>{rich}</div>", plain
 
 
 def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
     """The service page right now, as (HTML, plain text). Never raises."""
-    from labkit import ecs
-
     stamp = datetime.now().strftime("%H:%M:%S")
     try:
         services = lab.ecs.describe_services(cluster=lab.names.cluster, services=[service_name])
@@ -95,7 +76,7 @@ def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
             [
                 [
                     d.get("status"),
-                    _short(d.get("taskDefinition", "")),
+                    short_arn(d.get("taskDefinition", "")),
                     d.get("desiredCount"),
                     d.get("runningCount"),
                     d.get("pendingCount"),
@@ -108,10 +89,10 @@ def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
             ["task", "last status", "task definition", "container instance", "started"],
             [
                 [
-                    _short(t["taskArn"]),
+                    short_arn(t["taskArn"]),
                     t.get("lastStatus"),
-                    _short(t.get("taskDefinitionArn", "")),
-                    _short(t.get("containerInstanceArn", "")),
+                    short_arn(t.get("taskDefinitionArn", "")),
+                    short_arn(t.get("containerInstanceArn", "")),
                     t.get("startedAt"),
                 ]
                 for t in tasks
@@ -228,7 +209,7 @@ def dashboard(
     if _active is not None:
         _active.stop()  # a re-run cell replaces the previous dashboard
         _active = None
-    if live and seconds > 0 and _in_kernel():
+    if live and seconds > 0 and in_kernel():
         _active = board.start()
         return board
     board.show_once()

@@ -10,7 +10,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from labkit import ecs
 from labkit.config import Backend
+from labkit.display import link, note, page_view
 from labkit.errors import BackendError
 from labkit.lab import Lab
 
@@ -84,8 +86,6 @@ def fetch_page(url: str, attempts: int = 60, delay: float = 2.0, timeout: float 
 
 def show_load_balancer(lab: Lab) -> str:
     """Step 58's DNS name, and (sandbox) the loopback URL that answers for it; the URL."""
-    from labkit.views import link
-
     dns = load_balancer_dns(lab)
     url = load_balancer_url(lab)
     print(f"DNS name of {lab.names.load_balancer}: {dns}")
@@ -117,9 +117,6 @@ def open_page(lab: Lab, url: str | None = None) -> Page | None:
 
     Without the learner's service there is nothing behind the listener: say so and
     return None instead of waiting for a page that cannot come."""
-    from labkit import ecs
-    from labkit.views import note, page_view
-
     if ecs.find_service(lab) is None:
         note(
             f"Nothing to open yet: service {lab.service_name} does not exist (Exercise 4.2).",

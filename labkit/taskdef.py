@@ -28,6 +28,7 @@ from typing import Any
 
 import botocore.session
 
+from labkit import ecr
 from labkit.config import NOTEBOOKS, has_kit_tag
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
@@ -384,8 +385,6 @@ def register_lab_task_definition(
     lab: Lab,
 ) -> tuple[PreparedTaskDefinition, RegisteredTaskDefinition]:
     """Task 3 in one call: load the lab's JSON, fill in the URI, clean, register."""
-    from labkit import ecr
-
     prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
     return prepared, register(lab, prepared)
 
@@ -394,8 +393,6 @@ def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     """A new revision of the lab's task definition that differs only in one environment
     variable (``LABKIT_DEPLOYMENT=<label>``): enough for ECS to roll out (notebook 05).
     Re-running with the same label reuses that revision."""
-    from labkit import ecr
-
     prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
     container = prepared.request["containerDefinitions"][0]
     container["environment"] = [{"name": "LABKIT_DEPLOYMENT", "value": label}]

@@ -89,7 +89,7 @@ def teardown(
         print("Nothing to delete: the kit has no resources here.")
     if not report.errors:
         lab.forget_lab_began()  # what is made from now on belongs to the next lab
-    ecs.forget_service_name(lab)  # the next lab draws a fresh service number
+    lab.forget_service_name()  # the next lab draws a fresh service number
     print(report.describe())
     if raise_on_failure and not report.ok:
         raise BackendError(

@@ -8,7 +8,6 @@ papermill and nbconvert have no widget frontend.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,34 +20,23 @@ from labkit.config import (
     LabConfig,
     ResolvedSettings,
     coerce_account_id,
+    coerce_account_id_lenient,
     coerce_backend,
     coerce_region,
     coerce_repository_name,
+    coerce_repository_uri,
     coerce_service_name,
+    compare_repository_uri,
     is_set,
     resolve_settings,
     save_settings,
     saved_settings,
 )
+from labkit.display import in_kernel
 from labkit.errors import InputError
 from labkit.lab import Lab
-from labkit.views import _in_kernel
 
 PARAMETER_NAMES = SETTING_NAMES
-
-#: host[:port]/name — the shape of a repository URI.
-REPOSITORY_URI_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::\d+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*")
-
-
-def coerce_repository_uri(value: Any) -> str:
-    text = str(value or "").strip()
-    if not REPOSITORY_URI_PATTERN.fullmatch(text):
-        raise InputError(
-            f"Repository URI {value!r} is not valid.",
-            why="It looks like <registry host>/<repository name>, without a tag.",
-            fix="Copy it from the Repository view of notebook 01 (or leave the pre-filled one).",
-        )
-    return text
 
 
 class ValidatedField:
@@ -118,7 +106,7 @@ class Form:
         return "\n".join(lines + ([f"  {self.plain_note}"] if self.plain_note else []))
 
     def show(self) -> Form:
-        if _in_kernel():
+        if in_kernel():
             from IPython.display import display
 
             display(self.widget)
@@ -210,14 +198,6 @@ def _prefill(parameters: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def coerce_account_id_lenient(value: Any) -> str:
-    """Pre-fill text: papermill's int account id shown zero-padded, bad input kept as is."""
-    try:
-        return coerce_account_id(value)
-    except InputError:
-        return str(value)
-
-
 def settings_form(**parameters: Any) -> SettingsForm:
     """Show the settings form pre-filled from the parameters cell; return it."""
     form = SettingsForm(**parameters)
@@ -229,10 +209,9 @@ def repository_uri_form(uri: str, expected: str | None = None) -> Form:
     """Step 19–20's ``REPOSITORY=…``: the URI pre-filled, validated, editable.
 
     With ``expected`` (the lab's own URI) an edited or pasted value must also name your
-    registry, region, account and repository (see ``ecr.compare_repository_uri``)."""
+    registry, region, account and repository (see ``config.compare_repository_uri``)."""
     coerce: Callable[[Any], str] = coerce_repository_uri
     if expected:
-        from labkit.ecr import compare_repository_uri
 
         def coerce(value: Any) -> str:
             return compare_repository_uri(value, expected)

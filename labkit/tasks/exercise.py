@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import NOTEBOOKS, strict_checks
+from labkit.display import show
 from labkit.errors import CheckFailed, LabkitError
 from labkit.lab import Lab, current_lab
-from labkit.views import show
 
 #: Where the reference solutions live: one file per exercise, a complete cell each.
 SOLUTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks" / "solutions"

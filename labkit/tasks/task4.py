@@ -17,21 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from labkit import ecs, network
+from labkit.display import balancing_name, short_arn
 from labkit.errors import LabkitError
 from labkit.lab import Lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
 __all__ = ["TASK", "q1", "q2", "q3", "____"]
-
-
-def _short(arn: str) -> str:
-    return str(arn or "").rsplit("/", 1)[-1]
-
-
-def _group_name(arn: str | None) -> str:
-    """``…:targetgroup/NAME/ID`` → NAME (the console shows target groups by name)."""
-    parts = str(arn or "").split("/")
-    return parts[-2] if len(parts) >= 3 else str(arn)
 
 
 class _NoNamespace(LabkitError):
@@ -141,9 +132,8 @@ q1 = Exercise(
 
 
 def _service_missing(lab: Lab) -> Verdict:
-    others = [
-        name for name in (_short(arn) for arn in ecs.service_arns(lab)) if name != lab.service_name
-    ]
+    names = (short_arn(arn) for arn in ecs.service_arns(lab))
+    others = [name for name in names if name != lab.service_name]
     if others:
         return Verdict.wrong(
             f"service {lab.service_name} does not exist in {lab.names.cluster} "
@@ -189,7 +179,7 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
     if balancer.get("targetGroupArn") != group_arn:
         return Verdict.wrong(
             f"{name} sends traffic from target group "
-            f"{_group_name(balancer.get('targetGroupArn'))}, "
+            f"{balancing_name(balancer.get('targetGroupArn'))}, "
             f"not {names.target_group}",
             f"Look up {names.target_group}'s ARN with "
             f"elbv2.describe_target_groups(Names=[{names.target_group!r}]) (step 52). "
@@ -213,7 +203,7 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
             "discovery service's Arn>, 'containerName': 'ecs-sample', 'containerPort': 80}]. "
             + _recreate(lab),
         )
-    registry_id = _short(registries[0].get("registryArn"))
+    registry_id = short_arn(registries[0].get("registryArn"))
     try:
         wrong = _discovery_config_verdict(lab, registry_id, "its discovery service")
     except lab.servicediscovery.exceptions.ServiceNotFound:
@@ -229,7 +219,7 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
             "Step 37: Number of tasks 1. Change it in place: "
             f"ecs.update_service(cluster={names.cluster!r}, service={name!r}, desiredCount=1).",
         )
-    role = _short(service.get("roleArn") or "")
+    role = short_arn(service.get("roleArn") or "")
     if role != names.service_role:
         return Verdict.wrong(
             f"{name} uses the service role {role or '(none)'}, not {names.service_role}",
@@ -253,7 +243,7 @@ def _service_running(lab: Lab) -> Verdict:
             "seconds here), then check again. The Events view says what ECS is doing.",
         )
     return Verdict.ok(
-        f"{service['serviceName']}: EC2, {_short(service['taskDefinition'])}, "
+        f"{service['serviceName']}: EC2, {short_arn(service['taskDefinition'])}, "
         f"{service['runningCount']}/{service['desiredCount']} running, behind "
         f"{lab.names.target_group} (ecs-sample:80), discovery on, role {lab.names.service_role}"
     )

@@ -21,7 +21,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from labkit import ecr, ecs, taskdef, tasks, teardown
-from labkit.config import LAB, LabConfig, coerce_account_id, coerce_region
+from labkit.config import (
+    LAB,
+    LabConfig,
+    coerce_account_id,
+    coerce_region,
+    compare_repository_uri,
+)
 from labkit.errors import (
     CredentialsMissing,
     InputError,
@@ -79,11 +85,11 @@ AWS_URI = "123456789012.dkr.ecr.us-west-2.amazonaws.com/myrepo"
 )
 def test_repository_uri_with_a_typo_another_region_or_account(pasted, expected, says):
     with pytest.raises(InputError) as info:
-        ecr.compare_repository_uri(pasted, expected)
+        compare_repository_uri(pasted, expected)
     _clear(info.value)
     assert says in info.value.why or says in info.value.what
     assert expected in info.value.fix  # the right URI, to copy
-    assert ecr.compare_repository_uri(f"  {expected} ", expected) == expected
+    assert compare_repository_uri(f"  {expected} ", expected) == expected
 
 
 def test_repository_uri_checked_against_the_labs_own(lab):

@@ -43,7 +43,7 @@ def test_missing_service_is_a_message_not_an_error(lab):
 
 def test_live_refreshes_in_the_background_for_a_bounded_time(lab, monkeypatch):
     monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
-    monkeypatch.setattr(board_module, "_in_kernel", lambda: True)
+    monkeypatch.setattr(board_module, "in_kernel", lambda: True)
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
     name = _service(lab)
@@ -61,7 +61,7 @@ def test_live_refreshes_in_the_background_for_a_bounded_time(lab, monkeypatch):
 
 def test_a_new_dashboard_stops_the_previous_one(lab, monkeypatch):
     monkeypatch.delenv("LABKIT_HEADLESS", raising=False)
-    monkeypatch.setattr(board_module, "_in_kernel", lambda: True)
+    monkeypatch.setattr(board_module, "in_kernel", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: None)
     name = _service(lab)
     first = labkit.dashboard(lab, service=name, seconds=60, interval=0.5)

@@ -11,14 +11,13 @@ import pytest
 from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
+from labkit.lab import Lab
 from labkit.tasks import task1, task2, task3
 
 
 def test_identity_and_account_guard(lab):
     assert lab.account_id == "123456789012"
     assert lab.instance_role_arn == "arn:aws:iam::123456789012:role/Ec2instanceRole"
-    from labkit.lab import Lab
-
     wrong = Lab.from_parameters(backend="aws", account_id=111111111111)
     with pytest.raises(InputError):
         wrong.identity  # noqa: B018
@@ -90,9 +89,9 @@ def test_register_reuses_identical_revision(lab):
 
 
 def test_service_name_is_random_but_stable(lab):
-    name = ecs.stable_service_name(lab)
+    name = lab.service_name
     assert name.startswith("MYSERVICE") and name[len("MYSERVICE") :].isdigit()
-    assert ecs.stable_service_name(lab) == name
+    assert Lab(lab.config).service_name == name  # a new kernel's Lab: remembered
 
 
 def _build_service(lab):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import views, widgets
+from labkit import display, widgets
+from labkit.config import coerce_repository_uri
 from labkit.errors import InputError, PrerequisiteError
 
 
@@ -34,12 +35,12 @@ def test_repository_uri_form():
     form = widgets.repository_uri_form("127.0.0.1:4711/myrepo")
     assert form["uri"] == "127.0.0.1:4711/myrepo"
     with pytest.raises(InputError):
-        widgets.coerce_repository_uri("myrepo:latest")
+        coerce_repository_uri("myrepo:latest")
 
 
 def test_error_box_has_what_why_fix():
     error = PrerequisiteError("Task 1 is not done.", why="No repo.", fix="Run 01 first.")
-    html_text, plain = views.error_box(error)
+    html_text, plain = display.error_box(error)
     assert plain.splitlines() == [
         "PrerequisiteError",
         "❌ Task 1 is not done.",
@@ -54,7 +55,7 @@ def test_ipython_shows_labkit_errors_as_a_box_without_traceback(capsys):
 
     shell = InteractiveShell.instance()
     try:
-        assert views.install_error_display()
+        assert display.install_error_display()
         result = shell.run_cell(
             "from labkit.errors import PrerequisiteError\n"
             "raise PrerequisiteError('Task 1 is not done.', fix='Run 01 first.')"
@@ -70,7 +71,7 @@ def test_ipython_shows_labkit_errors_as_a_box_without_traceback(capsys):
 
 
 def test_table_plain_text(capsys):
-    views.table("T", ["a", "bb"], [[1, None], ["xyz", 2]])
+    display.table("T", ["a", "bb"], [[1, None], ["xyz", 2]])
     assert capsys.readouterr().out.splitlines() == ["T", "a    bb", "1      ", "xyz  2 "]
 
 
@@ -81,7 +82,7 @@ def test_botocore_errors_are_explained():
         {"Error": {"Code": "RepositoryNotFoundException", "Message": "no such repo"}},
         "DescribeImages",
     )
-    error = views.explain(exc)
+    error = display.explain(exc)
     assert error.what == "AWS refused DescribeImages."
     assert "RepositoryNotFoundException: no such repo" in error.why
     assert "earlier notebooks" in error.fix
