@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from labkit.config import parameter_help
 from labkit.errors import LabkitError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -82,8 +83,7 @@ def _add_parameter_option(p: argparse.ArgumentParser) -> None:
         nargs=2,
         action="append",
         metavar=("NAME", "VALUE"),
-        help="a notebook parameter (backend, region, account_id, repository_name, "
-        "service_name); repeatable",
+        help=parameter_help(),
     )
 
 

@@ -12,7 +12,8 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -224,14 +225,6 @@ def coerce_service_name(value: Any) -> str:
     return text
 
 
-def coerce_account_id_lenient(value: Any) -> str:
-    """Pre-fill text: papermill's int account id shown zero-padded, bad input kept as is."""
-    try:
-        return coerce_account_id(value)
-    except InputError:
-        return str(value)
-
-
 #: host[:port]/name — the shape of a repository URI.
 REPOSITORY_URI_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::\d+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 
@@ -312,48 +305,137 @@ def strict_checks() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
+# --------------------------------------------------------------------------------------
+# The settings: one spec for LabConfig, the form, the parameters cell and `labkit run -p`
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is checked and explained; the field of LabConfig holds its default.
+
+    ``help`` is the parameters cell's comment, the form's and ``labkit run -p``'s text;
+    ``empty_means`` is what an empty value stands for, in words."""
+
+    coerce: Callable[[Any], Any]
+    help: str
+    empty_means: str = ""
+    choices: tuple[str, ...] = ()
+
+
+def _setting(default: Any, spec: Setting) -> Any:
+    return field(default=default, metadata={"setting": spec})
+
+
 @dataclass(frozen=True)
 class LabConfig:
-    """Everything a notebook's ``parameters`` cell can set, validated.
+    """Everything a notebook's ``parameters`` cell can set, validated on every build.
 
-    Build it with :meth:`from_parameters`, which coerces what papermill or a widget
-    hands over (ints for account ids, stray spaces…) and raises
-    :class:`~labkit.errors.InputError` with a fix when a value is wrong.
+    Each field's value goes through its setting's ``coerce`` (so what papermill or a
+    widget hands over, ints for account ids or stray spaces, is accepted), and a wrong
+    one raises :class:`~labkit.errors.InputError` naming the setting, the expected
+    shape and the value: ``LabConfig(repository_name="BAD")`` is refused wherever it is
+    built. :meth:`from_parameters` also refuses unknown names.
     """
 
-    backend: Backend = Backend.SANDBOX
-    region: str = ""  # "" → the backend's region
-    account_id: str = ""  # "" → whatever STS says; set → must match STS
-    repository_name: str = LAB.repository
-    service_name: str = ""  # "" → MYSERVICE<random>, persisted per account/region
+    backend: Backend = _setting(
+        "auto",
+        Setting(
+            coerce_backend,
+            "auto, sandbox (offline, the default), endpoint or aws; empty: as in 00",
+            choices=("auto", *(b.value for b in Backend)),
+        ),
+    )
+    region: str = _setting(
+        "",
+        Setting(
+            coerce_region,
+            "an AWS region; empty: as in 00, else the backend's (the lab uses us-west-2)",
+            empty_means="the backend's region",
+        ),
+    )
+    account_id: str = _setting(
+        "",
+        Setting(
+            coerce_account_id,
+            "12 digits, guards against the wrong account; empty: as in 00, else any",
+            empty_means="whatever STS says",
+        ),
+    )
+    repository_name: str = _setting(
+        LAB.repository,
+        Setting(
+            coerce_repository_name,
+            f"the ECR repository (step 6); empty: as in 00, else {LAB.repository}",
+        ),
+    )
+    service_name: str = _setting(
+        "",
+        Setting(
+            coerce_service_name,
+            f"the ECS service (step 37); empty: as in 00, else {LAB.service_prefix} and a number",
+            empty_means=f"{LAB.service_prefix}<random number>",
+        ),
+    )
     names: LabNames = field(default=LAB)
 
+    def __post_init__(self) -> None:
+        for name, setting in SETTINGS.items():
+            object.__setattr__(self, name, setting.coerce(getattr(self, name)))
+
     @classmethod
-    def from_parameters(
-        cls,
-        backend: Any = "auto",
-        region: Any = "",
-        account_id: Any = "",
-        repository_name: Any = LAB.repository,
-        service_name: Any = "",
-        **unknown: Any,
-    ) -> LabConfig:
-        if unknown:
-            raise InputError(
-                f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
-                why="Expected backend, region, account_id, repository_name, service_name.",
-                fix="Check the spelling in the parameters cell or on the papermill line.",
-            )
-        return cls(
-            backend=coerce_backend(backend),
-            region=coerce_region(region),
-            account_id=coerce_account_id(account_id),
-            repository_name=coerce_repository_name(repository_name),
-            service_name=coerce_service_name(service_name),
-        )
+    def from_parameters(cls, **parameters: Any) -> LabConfig:
+        """A LabConfig from a parameters cell, papermill or a form; unknown names refused."""
+        refuse_unknown_settings(parameters)
+        return cls(**parameters)
 
     def with_changes(self, **changes: Any) -> LabConfig:
         return replace(self, **changes)
+
+
+#: The settings, in the order of the parameters cell.
+SETTINGS: dict[str, Setting] = {
+    f.name: f.metadata["setting"] for f in fields(LabConfig) if "setting" in f.metadata
+}
+#: The settings notebook 00 saves and every later notebook (and the CLI) picks up.
+SETTING_NAMES = tuple(SETTINGS)
+#: Their values when nothing is chosen (before coercion: backend "auto").
+SETTING_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(LabConfig) if f.name in SETTINGS
+}
+
+
+def refuse_unknown_settings(parameters: dict[str, Any]) -> None:
+    unknown = set(parameters) - set(SETTINGS)
+    if unknown:
+        raise InputError(
+            f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
+            why=f"Expected {', '.join(SETTINGS)}.",
+            fix="Check the spelling in the parameters cell or on the papermill line.",
+        )
+
+
+def parameter_help() -> str:
+    """``labkit run -p``'s help: every setting with what it takes."""
+    return "a setting, repeatable: " + "; ".join(
+        f"{name}: {setting.help}" for name, setting in SETTINGS.items()
+    )
+
+
+#: The notebooks' own parameter (notebook 00 in AWS mode), after the settings.
+CONFIRM_COST_LINE = (
+    "confirm_cost: bool = False  # AWS mode, notebook 00: True lets the kit create billable "
+    "resources"
+)
+
+
+def parameters_cell() -> str:
+    """The source every notebook's ``parameters`` cell has (empty: as chosen in 00)."""
+    lines = [
+        "# Parameters. Empty means as chosen in notebook 00; papermill -p NAME VALUE overrides."
+    ]
+    lines += [f'{name}: str = ""  # {setting.help}' for name, setting in SETTINGS.items()]
+    return "\n".join([*lines, CONFIRM_COST_LINE])
 
 
 # --------------------------------------------------------------------------------------
@@ -387,21 +469,11 @@ def save_state(state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-#: The settings notebook 00 saves and every later notebook (and the CLI) picks up.
-SETTING_NAMES = ("backend", "region", "account_id", "repository_name", "service_name")
-
 #: Where a setting in use came from, as :meth:`ResolvedSettings.describe` says it.
 FROM_PARAMETERS = "this notebook's parameters"
 FROM_NOTEBOOK_00 = "chosen in notebook 00"
 FROM_ENVIRONMENT = "the environment"
 FROM_DEFAULT = "default"
-
-#: What an empty setting means, in words.
-_DEFAULT_WORDS = {
-    "region": "the backend's region",
-    "account_id": "whatever STS says",
-    "service_name": f"{LAB.service_prefix}<random number>",
-}
 
 
 def saved_settings() -> dict[str, Any]:
@@ -413,13 +485,7 @@ def saved_settings() -> dict[str, Any]:
 def save_settings(config: LabConfig) -> Path:
     """Remember ``config`` for the later notebooks; returns the state file's path."""
     state = load_state()
-    state["settings"] = {
-        "backend": config.backend.value,
-        "region": config.region,
-        "account_id": config.account_id,
-        "repository_name": config.repository_name,
-        "service_name": config.service_name,
-    }
+    state["settings"] = {name: str(getattr(config, name)) for name in SETTINGS}
     save_state(state)
     return state_path()
 
@@ -439,9 +505,7 @@ class ResolvedSettings:
     sources: dict[str, str]
 
     def value_text(self, name: str) -> str:
-        value = getattr(self.config, name)
-        value = value.value if isinstance(value, Backend) else value
-        return str(value) if value != "" else _DEFAULT_WORDS.get(name, "")
+        return str(getattr(self.config, name)) or SETTINGS[name].empty_means
 
     def describe(self) -> str:
         """One plain-text line: the settings in use, grouped by where they came from."""
@@ -463,13 +527,7 @@ def resolve_settings(**parameters: Any) -> ResolvedSettings:
     """The settings to use: a non-empty parameter wins, else what notebook 00 saved,
     else the default (for the backend: LABKIT_BACKEND, or endpoint when AWS_ENDPOINT_URL
     is set, or the sandbox). Validated; an invalid saved value names the state file."""
-    unknown = set(parameters) - set(SETTING_NAMES)
-    if unknown:
-        raise InputError(
-            f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
-            why=f"Expected {', '.join(SETTING_NAMES)}.",
-            fix="Check the spelling in the parameters cell or on the papermill line.",
-        )
+    refuse_unknown_settings(parameters)
     saved = saved_settings()
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -480,7 +538,7 @@ def resolve_settings(**parameters: Any) -> ResolvedSettings:
         elif is_set(name, saved.get(name)):
             values[name], sources[name] = saved[name], FROM_NOTEBOOK_00
         else:
-            values[name] = LAB.repository if name == "repository_name" else ""
+            values[name] = SETTING_DEFAULTS[name]
             environment = name == "backend" and (
                 os.environ.get("LABKIT_BACKEND", "").strip() or os.environ.get("AWS_ENDPOINT_URL")
             )

@@ -15,19 +15,15 @@ import ipywidgets as w
 
 from labkit.config import (
     NOTEBOOKS,
-    SETTING_NAMES,
-    Backend,
+    SETTING_DEFAULTS,
+    SETTINGS,
     LabConfig,
     ResolvedSettings,
-    coerce_account_id,
-    coerce_account_id_lenient,
-    coerce_backend,
-    coerce_region,
-    coerce_repository_name,
+    Setting,
     coerce_repository_uri,
-    coerce_service_name,
     compare_repository_uri,
     is_set,
+    refuse_unknown_settings,
     resolve_settings,
     save_settings,
     saved_settings,
@@ -35,8 +31,6 @@ from labkit.config import (
 from labkit.display import in_kernel
 from labkit.errors import InputError
 from labkit.lab import Lab
-
-PARAMETER_NAMES = SETTING_NAMES
 
 
 class ValidatedField:
@@ -76,9 +70,7 @@ class ValidatedField:
         return self.coerce(self.input.value)
 
     def describe(self) -> str:
-        value = self.coerce(self.input.value)
-        value = value.value if isinstance(value, Backend) else value
-        return str(value) if value != "" else "(default)"
+        return str(self.coerce(self.input.value)) or "(default)"
 
     def plain(self) -> str:
         shown = self.describe() if self.error is None else self.input.value
@@ -125,38 +117,15 @@ class SettingsForm(Form):
     plain_note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
 
     def __init__(self, **parameters: Any) -> None:
-        unknown = set(parameters) - set(PARAMETER_NAMES)
-        if unknown:
-            raise InputError(
-                f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
-                why=f"Expected {', '.join(PARAMETER_NAMES)}.",
-                fix="Check the spelling in the parameters cell.",
-            )
-        p = _prefill(parameters)
-        backend_choice = str(p["backend"] or "auto").strip().lower()
-        super().__init__(
-            "Lab settings",
-            {
-                "backend": ValidatedField(
-                    "backend",
-                    backend_choice,
-                    coerce_backend,
-                    options=["auto", *(b.value for b in Backend)]
-                    if backend_choice in ["auto", *(b.value for b in Backend)]
-                    else None,
-                ),
-                "region": ValidatedField("region", p["region"], coerce_region),
-                "account_id": ValidatedField(
-                    "account id", coerce_account_id_lenient(p["account_id"]), coerce_account_id
-                ),
-                "repository_name": ValidatedField(
-                    "repository name", p["repository_name"], coerce_repository_name
-                ),
-                "service_name": ValidatedField(
-                    "service name", p["service_name"], coerce_service_name
-                ),
-            },
-        )
+        refuse_unknown_settings(parameters)
+        saved = saved_settings()
+        fields = {}
+        for name, setting in SETTINGS.items():
+            # A given parameter as typed (even if invalid, so the form shows the ❌), else
+            # what was saved last time, else the default.
+            given = (v for v in (parameters.get(name), saved.get(name)) if is_set(name, v))
+            fields[name] = _setting_field(name, next(given, SETTING_DEFAULTS[name]), setting)
+        super().__init__("Lab settings", fields)
 
     @property
     def config(self) -> LabConfig:
@@ -172,7 +141,7 @@ class SettingsForm(Form):
         config = self.config
         path = save_settings(config)
         saved = resolve_settings()  # read back, as the next notebooks will
-        names = ", ".join(f"{n}={saved.value_text(n)}" for n in PARAMETER_NAMES)
+        names = ", ".join(f"{n}={saved.value_text(n)}" for n in SETTINGS)
         print(
             f"Saved for notebooks 01–06: {names} (in {path}, readable by you only). "
             f"To change them, edit the form and re-run this cell; {NOTEBOOKS[0]} is the "
@@ -181,21 +150,17 @@ class SettingsForm(Form):
         return saved
 
 
-def _prefill(parameters: dict[str, Any]) -> dict[str, Any]:
-    """Raw values to show: a given parameter as typed (even if invalid, so the form shows
-    the ❌), else what was saved last time, else the default."""
-    saved = saved_settings()
-    defaults = {name: "" for name in PARAMETER_NAMES}
-    defaults.update(backend="auto", repository_name=LabConfig().repository_name)
-    shown = {}
-    for name in PARAMETER_NAMES:
-        if is_set(name, parameters.get(name)):
-            shown[name] = parameters[name]
-        elif is_set(name, saved.get(name)):
-            shown[name] = saved[name]
-        else:
-            shown[name] = defaults[name]
-    return shown
+def _setting_field(name: str, value: Any, setting: Setting) -> ValidatedField:
+    label = name.replace("_", " ")
+    if setting.choices:
+        text = str(value).strip().lower()
+        options = setting.choices if text in setting.choices else None  # else: a ❌ text box
+        return ValidatedField(label, text, setting.coerce, options=options)
+    try:  # shown as the lab will use it: papermill's int account id zero-padded
+        value = setting.coerce(value)
+    except InputError:
+        pass  # shown as typed, next to its ❌
+    return ValidatedField(label, value, setting.coerce)
 
 
 def settings_form(**parameters: Any) -> SettingsForm:

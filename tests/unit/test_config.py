@@ -96,3 +96,32 @@ def test_strict_checks_follow_ci(monkeypatch):
     monkeypatch.setenv("LABKIT_STRICT", "1")
     monkeypatch.delenv("CI")
     assert strict_checks()
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("repository_name", "BAD", "lowercase"),
+        ("account_id", "12345", "12 digits"),
+        ("region", "oregon", "us-west-2"),
+        ("service_name", "my service", "letters, digits"),
+        ("backend", "localstack", "sandbox"),
+    ],
+)
+def test_a_config_is_validated_wherever_it_is_built(field, value, expected):
+    """Not only from_parameters: the fields themselves refuse a bad value."""
+    with pytest.raises(InputError) as info:
+        LabConfig(**{field: value})
+    assert repr(value) in info.value.what and field.split("_")[0] in info.value.what.lower()
+    assert expected in info.value.why
+    with pytest.raises(InputError):
+        LabConfig().with_changes(**{field: value})
+
+
+def test_fields_coerce_what_papermill_and_widgets_hand_over():
+    config = LabConfig(backend=" SANDBOX ", account_id=12345678901, region=" US-WEST-2 ")
+    assert config.backend is Backend.SANDBOX
+    assert (config.account_id, config.region) == ("012345678901", "us-west-2")
+    assert config == LabConfig.from_parameters(
+        backend="sandbox", account_id="012345678901", region="us-west-2"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from labkit.config import NOTEBOOKS
+from labkit.config import NOTEBOOKS, parameters_cell
 from labkit.runner import NOTEBOOK_DIR, lab_notebooks
 
 NOTEBOOK_PATHS = lab_notebooks()
@@ -35,12 +35,12 @@ def test_notebook_shape(path):
         assert "q1.check()" in source or f"task{number}.TASK.check()" in source
 
 
-def test_every_notebook_has_the_same_parameters():
-    sources = set()
-    for path in NOTEBOOK_PATHS:
-        cells = nbformat.read(path, as_version=4).cells
-        sources |= {c.source for c in cells if "parameters" in c.metadata.get("tags", [])}
-    assert len(sources) == 1
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.name)
+def test_parameters_cell_is_the_settings_spec(path):
+    """Every notebook's parameters cell is the one the settings' spec (LabConfig) gives:
+    a new setting, or a changed help text, shows up here until the notebooks follow."""
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.source == parameters_cell()
 
 
 def test_task_definition_json_is_next_to_the_notebooks():
