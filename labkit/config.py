@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import InputError
+from labkit.errors import InputError, PrerequisiteError
 
 #: The tag every resource the kit creates carries, so cleanup never touches anything else.
 KIT_TAG_KEY = "labkit:created-by"
@@ -554,6 +554,15 @@ def resolve_settings(**parameters: Any) -> ResolvedSettings:
             fix=f"{exc.fix} Then re-run {NOTEBOOKS[0]} to save the fixed settings.",
         ) from None
     return ResolvedSettings(config, sources)
+
+
+def not_done_yet(what: str, task: int, done_by: str = "creates") -> PrerequisiteError:
+    """``what`` does not exist yet: Task ``task`` makes it, so run its notebook first."""
+    return PrerequisiteError(
+        f"{what} does not exist yet.",
+        why=f"Task {task} {done_by} it.",
+        fix=f"Run {NOTEBOOKS[task]} first.",
+    )
 
 
 #: The notebooks, in order; errors name the one to run.

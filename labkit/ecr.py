@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labkit.config import NOTEBOOKS, compare_repository_uri
-from labkit.errors import PrerequisiteError
+from labkit.config import compare_repository_uri, not_done_yet
 from labkit.lab import Lab
 
 #: What the console lists under "Actions" in Task 1, step 15 ("select all").
@@ -78,11 +77,7 @@ def repository_uri(lab: Lab) -> str:
     """The Repository URI the lab asks you to copy to a text editor (step 8)."""
     repo = find_repository(lab)
     if repo is None:
-        raise PrerequisiteError(
-            f"Repository {lab.repository_name!r} does not exist yet.",
-            why="Task 1 creates it.",
-            fix=f"Run {NOTEBOOKS[1]} first.",
-        )
+        raise not_done_yet(f"Repository {lab.repository_name!r}", 1)
     return repo["repositoryUri"]
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from labkit import taskdef
-from labkit.config import NOTEBOOKS, has_kit_tag
+from labkit.config import NOTEBOOKS, has_kit_tag, not_done_yet
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import (  # noqa: F401 — ecs.find_kit_services, ecs.service_arns for callers
     Lab,
@@ -57,11 +57,7 @@ def _refuse_foreign(lab: Lab, service: dict[str, Any]) -> None:
 def require_service(lab: Lab) -> dict[str, Any]:
     service = find_service(lab)
     if service is None:
-        raise PrerequisiteError(
-            f"Service {lab.service_name} does not exist yet.",
-            why="Task 4 creates it.",
-            fix=f"Run {NOTEBOOKS[4]} first.",
-        )
+        raise not_done_yet(f"Service {lab.service_name}", 4)
     return service
 
 

@@ -131,33 +131,14 @@ class Lab:
         # boto3's default session caches credentials and region from before the change.
         boto3.DEFAULT_SESSION = None
 
-    @cached_property
-    def ecr(self) -> Any:
-        return self.client("ecr")
-
-    @cached_property
-    def ecs(self) -> Any:
-        return self.client("ecs")
-
-    @cached_property
-    def elbv2(self) -> Any:
-        return self.client("elbv2")
-
-    @cached_property
-    def ec2(self) -> Any:
-        return self.client("ec2")
-
-    @cached_property
-    def iam(self) -> Any:
-        return self.client("iam")
-
-    @cached_property
-    def sts(self) -> Any:
-        return self.client("sts")
-
-    @cached_property
-    def servicediscovery(self) -> Any:
-        return self.client("servicediscovery")
+    # boto3 clients, made on first use.
+    ecr = cached_property(lambda self: self.client("ecr"))
+    ecs = cached_property(lambda self: self.client("ecs"))
+    elbv2 = cached_property(lambda self: self.client("elbv2"))
+    ec2 = cached_property(lambda self: self.client("ec2"))
+    iam = cached_property(lambda self: self.client("iam"))
+    sts = cached_property(lambda self: self.client("sts"))
+    servicediscovery = cached_property(lambda self: self.client("servicediscovery"))
 
     # -- who am I ----------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ from typing import Any
 import botocore.session
 
 from labkit import ecr
-from labkit.config import NOTEBOOKS, has_kit_tag
-from labkit.errors import InputError, PrerequisiteError
+from labkit.config import has_kit_tag, not_done_yet
+from labkit.errors import InputError
 from labkit.lab import Lab
 
 #: The lab's JSON, verbatim (placeholder included).
@@ -406,9 +406,5 @@ def is_kit_tagged(definition: dict[str, Any]) -> bool:
 def require_registered(lab: Lab) -> dict[str, Any]:
     definition = latest(lab)
     if definition is None:
-        raise PrerequisiteError(
-            f"No {lab.names.task_family} task definition is registered yet.",
-            why="Task 3 registers it.",
-            fix=f"Run {NOTEBOOKS[3]} first.",
-        )
+        raise not_done_yet(f"Task definition {lab.names.task_family}", 3, "registers")
     return definition
