@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         strict=not (args.no_strict or args.as_shipped),
         log_output=not args.quiet,
         solutions=not args.as_shipped,
+        **({"notebook_dir": args.notebooks} if args.notebooks else {}),
     )
     print()
     for run in runs:
@@ -158,6 +159,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout, seconds")
     p.add_argument(
         "--no-strict", action="store_true", help="let failed checks pass (default: LABKIT_STRICT=1)"
+    )
+    p.add_argument(
+        "--notebooks",
+        type=Path,
+        metavar="DIR",
+        help="run the notebooks of this folder (a learner's own copy) instead of the kit's",
     )
     p.add_argument(
         "--as-shipped",

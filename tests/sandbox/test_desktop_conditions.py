@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from labkit.runner import NOTEBOOK_DIR
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import CONTAINER_LABEL, Settings
 from labkit.sandbox.registry_runner import ROLE_LABEL
@@ -213,6 +214,11 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
     for folder in (work, work / "state", work / "runs"):
         folder.mkdir(exist_ok=True)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
+    # The learner's own copy of the notebooks: Task 3 writes my-task-definition.json there.
+    notebooks = work / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, notebooks, ignore=shutil.ignore_patterns("my-task-*"))
+    for path in [notebooks, *notebooks.rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
     python, pythonpath = _python_for(user)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -240,6 +246,8 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
                 "run",
                 "--until",
                 "04",
+                "--notebooks",
+                str(notebooks),
                 "-q",
                 "-o",
                 str(work / "runs"),
