@@ -14,6 +14,7 @@ from typing import Any
 
 from labkit.errors import BackendError
 from labkit.sandbox import processes
+from labkit.sandbox.auth import ensure_credentials
 from labkit.sandbox.context import (
     LOOPBACK,
     Settings,
@@ -210,6 +211,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
                 fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
             )
     private_dir(settings.home)
+    ensure_credentials(settings.home)  # before the child: clients read them as it starts
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
     log = open_private_log(settings.log_file)
     process = subprocess.Popen(
@@ -271,9 +273,8 @@ def down(settings: Settings | None = None) -> str:
 
 def env(settings: Settings | None = None) -> dict[str, str]:
     """Environment variables that point the aws CLI, boto3 and labkit at the sandbox."""
-    from labkit.sandbox.server import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-
     settings = settings or Settings()
+    credentials = ensure_credentials(settings.home)
     # Both spellings: tools differ in which one they read, and Python's urllib (so botocore
     # and the aws CLI) prefers the lowercase one when both are set.
     no_proxy = no_proxy_value()
@@ -282,8 +283,8 @@ def env(settings: Settings | None = None) -> dict[str, str]:
         "AWS_ENDPOINT_URL": settings.api_url,
         "AWS_DEFAULT_REGION": settings.region,
         "AWS_REGION": settings.region,
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
         "NO_PROXY": no_proxy,
         "no_proxy": no_proxy,
     }
