@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labkit.errors import BackendError
-from labkit.sandbox import processes
+from labkit.sandbox import processes, rootless
 from labkit.sandbox.auth import ensure_credentials
 from labkit.sandbox.context import (
     LOOPBACK,
@@ -199,7 +199,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         ("registry", settings.registry_port),
         ("load balancer", settings.lb_port),
     ):
-        if _port_taken(port):
+        # In a classroom the ports are forwarded ones, held by RootlessKit between runs.
+        if rootless.state_dir() is None and _port_taken(port):
             variable = {
                 "API": "LABKIT_SANDBOX_API_PORT",
                 "registry": "LABKIT_SANDBOX_REGISTRY_PORT",
@@ -213,6 +214,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     private_dir(settings.home)
     ensure_credentials(settings.home)  # before the child: clients read them as it starts
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
+    # In a classroom: inside the learner's rootless Docker namespace (see sandbox.rootless).
+    enter_namespace = rootless.prepare(settings)
     log = open_private_log(settings.log_file)
     process = subprocess.Popen(
         [sys.executable, "-m", "labkit.sandbox"],
@@ -222,6 +225,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=str(settings.home),
+        preexec_fn=enter_namespace,
     )
     log.close()
     # Read now, while the child cannot have been replaced: it is not reaped until we wait.
