@@ -285,8 +285,9 @@ def _classroom(args: argparse.Namespace) -> int:
         rows = board.board(room)
         if args.html:
             args.html.write_text(board.as_html(rows))
-        print(json.dumps([row.__dict__ for row in rows], indent=1) if args.json else "")
-        if not args.json:
+        if args.json:
+            print(json.dumps([row.__dict__ for row in rows], indent=1))
+        else:
             print(board.as_text(rows))
         return 0
     if args.classroom_command == "reset":
