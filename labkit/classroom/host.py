@@ -241,7 +241,11 @@ def isolation_problems() -> list[str]:
     return problems
 
 
-def learner_python(state: Path) -> str:
+#: Where a learners' Python is made when the kit's is out of their reach (root-owned, 0755).
+SHARED_DIR = Path("/opt/labkit-classroom")
+
+
+def learner_python(shared: Path = SHARED_DIR) -> str:
     """A Python that learners may run, with the kit's packages.
 
     The kit's interpreter may sit where other users cannot enter (a pyenv under /root);
@@ -259,15 +263,19 @@ def learner_python(state: Path) -> str:
             fix="Install the kit in a virtual environment all users can read "
             "(scripts/setup.sh makes one in the kit's folder).",
         )
-    venv = state / "learner-python"
+    import hashlib
+
+    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
+    venv = shared / f"python-{tag}"
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(p for p in sys.path if p.endswith("site-packages"))
     target = next((venv / "lib").glob("python*/site-packages"))
     (target / "labkit-kit.pth").write_text(f"import site; site.addsitedir({site!r})\n")
-    for path in [state, *venv.rglob("*"), venv]:
-        path.chmod(path.stat().st_mode | 0o005 | (0o001 if path.is_dir() else 0))
+    for path in [shared, venv, *venv.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o004 | (0o001 if path.is_dir() else 0))
     return str(python)
 
 
@@ -358,11 +366,19 @@ def stop_everything(entry: pwd.struct_passwd, env: dict[str, str], python: str) 
     if not is_classroom_account(entry):
         return []
     stopped = []
+
+    def as_learner(argv: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+        try:
+            return run_as(entry, env, argv, timeout)
+        except (OSError, subprocess.SubprocessError):
+            return None  # what it would have stopped is stopped below, by process
+
+    as_learner([python, "-m", "labkit.cli", "sandbox", "down"], 60)
     if docker_pid(entry) is not None:
-        run_as(entry, env, [python, "-m", "labkit.cli", "sandbox", "down"], 60)
-        left = run_as(entry, env, ["docker", "ps", "-aq"], 30).stdout.split()
+        listed = as_learner(["docker", "ps", "-aq"], 30)
+        left = listed.stdout.split() if listed is not None else []
         if left:
-            run_as(entry, env, ["docker", "rm", "-f", *left], 60)
+            as_learner(["docker", "rm", "-f", *left], 60)
             stopped.append(f"{len(left)} container(s)")
         pid = docker_pid(entry)
         if pid is not None:
@@ -372,8 +388,6 @@ def stop_everything(entry: pwd.struct_passwd, env: dict[str, str], python: str) 
             except psutil.Error:
                 pass
             stopped.append("Docker Engine")
-    else:
-        run_as(entry, env, [python, "-m", "labkit.cli", "sandbox", "down"], 60)
     remaining = learner_processes(entry)
     for process in remaining:
         try:

@@ -98,7 +98,7 @@ def up(
         say("!! Their sandboxes run API-only: tasks 2-4 (push, run, serve) cannot pass.")
         say("!! Fix the above and run `labkit classroom up` again.")
         say(bar)
-    room.python = host.learner_python(state_dir)
+    room.python = host.learner_python()
     known = {learner.name: learner for learner in room.learners}
     room.learners = []
     new_passwords: dict[str, str] = {}

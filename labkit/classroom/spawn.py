@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import pwd
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from labkit.classroom.host import (
     start_docker,
     stop_everything,
 )
+from labkit.sandbox.context import free_port_block
 
 
 class RosterAuthenticator(Authenticator):
@@ -61,12 +63,17 @@ class LearnerSpawner(LocalProcessSpawner):
         return env
 
     async def start(self) -> Any:
+        await asyncio.to_thread(_assign_ports, Path(self.state_dir), self.user.name)
         room, learner, entry = self._learner()
         env = learner_env(entry, learner, room.python, rootless=room.rootless)
         self.log.info("classroom: starting %s's Docker Engine and sandbox", learner.name)
         await asyncio.to_thread(_start_backend, room, entry, env)
         self.cmd = [room.python, "-m", "jupyterhub.singleuser"]
-        return await super().start()
+        try:
+            return await super().start()
+        except BaseException:
+            await asyncio.to_thread(stop_everything, entry, env, room.python)
+            raise
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
@@ -74,6 +81,30 @@ class LearnerSpawner(LocalProcessSpawner):
         env = learner_env(entry, learner, room.python, rootless=room.rootless)
         self.log.info("classroom: stopping %s's sandbox and Docker Engine", learner.name)
         await asyncio.to_thread(stop_everything, entry, env, room.python)
+
+
+_ports_lock = threading.Lock()
+_ports_handed_out: set[int] = set()
+
+
+def _free_block(size: int) -> int:
+    while True:
+        base = free_port_block(size)
+        block = set(range(base, base + size))
+        if not block & _ports_handed_out:
+            _ports_handed_out.update(block)
+            return base
+
+
+def _assign_ports(state_dir: Path, name: str) -> None:
+    """Fresh free ports at each start: ports chosen at `up` may be taken by now (the hub
+    gives single-user servers random ports too). Handed-out ones are never reused here."""
+    with _ports_lock:
+        room = classroom_state.Classroom.load(state_dir)
+        learner = room.learner(name)
+        learner.api_port = _free_block(2)
+        learner.lb_port = _free_block(4)
+        room.save()
 
 
 def _start_backend(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,6 @@ class Classroom:
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.state_dir, 0o711)  # learners may reach learner-python inside
         payload = {
             key: value
             for key, value in self.__dict__.items()
