@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from labkit.classroom import board, host, hub
 from labkit.classroom.state import Classroom
+from labkit.config import DEFAULT_REGION
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.classroom
@@ -161,7 +162,7 @@ class LearnerSession:
         return boto3.client(
             service,
             endpoint_url=f"http://127.0.0.1:{port}",
-            region_name="us-east-1",
+            region_name=DEFAULT_REGION,
             aws_access_key_id=keys["access_key_id"],
             aws_secret_access_key=keys["secret_access_key"],
             config=Config(retries={"max_attempts": 1}, proxies={}),
@@ -222,24 +223,24 @@ def test_board_shows_each_learners_real_state(classroom: Any, lab_done: Any) -> 
         assert rows[name].sandbox == "healthy"
         assert [t["passed"] for t in rows[name].tasks] == [True] * 4, rows[name]
         assert rows[name].stuck == ""
-    # One learner half-way: their pushed image is gone (deleted with their own keys),
-    # as if they had stopped after task 1.
+    # One learner half-way: the board's actions reset them (ECS is cleared; the
+    # repository and image stay), then bring them to the end of task 3.
     half, other = list(sessions.values())[2], list(sessions.values())[0]
-    ecr = half.client("ecr", half)
-    for repository in ecr.describe_repositories()["repositories"]:
-        name = repository["repositoryName"]
-        images = ecr.list_images(repositoryName=name)["imageIds"]
-        if images:
-            ecr.batch_delete_image(repositoryName=name, imageIds=images)
+    board.reset(room, half.name)
+    rows = {row.name: row for row in board.board(room)}
+    assert [t["passed"] for t in rows[half.name].tasks][2:] == [False, False]
+    assert rows[half.name].stuck.startswith("Exercise 3.")
+    output = board.bring_to(room, half.name, 3)
+    assert "All 4 notebook(s) passed" in output, output
     rows = {row.name: row for row in board.board(room)}
     stuck = rows[half.name]
-    assert [t["passed"] for t in stuck.tasks][:2] == [True, False], stuck
-    task2 = stuck.tasks[1]
-    first_failed = next(e for e in task2["exercises"] if not e["passed"])
+    assert [t["passed"] for t in stuck.tasks] == [True, True, True, False], stuck
+    task4 = stuck.tasks[3]
+    first_failed = next(e for e in task4["exercises"] if not e["passed"])
     assert stuck.stuck == f"{first_failed['label']}: {first_failed['message']}"
-    assert stuck.stuck.startswith("Exercise 2.")
+    assert stuck.stuck.startswith("Exercise 4.")
     text = board.as_text(list(rows.values()))
-    assert f"{half.name:<16} ✅ ❌" in text and stuck.stuck in text
+    assert f"{half.name:<16} ✅ ✅ ✅ ❌" in text and stuck.stuck in text
     assert [t["passed"] for t in rows[other.name].tasks] == [True] * 4  # untouched
 
 
