@@ -235,20 +235,28 @@ def repository_policy() -> str:
     )
 
 
-def task_definition(family: str, image: str) -> dict[str, Any]:
-    return {
-        "family": family,
-        "containerDefinitions": [
-            {
-                "name": LAB.container_name,
-                "image": image,
-                "memory": 128,
-                "cpu": 0,
-                "essential": True,
-                "portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "tcp"}],
-            }
-        ],
+#: The sample app in the background, then sleep: killing the app (:data:`KILL_APP`) leaves
+#: its container running but deaf, so only the load balancer's health checks can tell.
+DEAF_LATER = {
+    "entryPoint": ["/bin/busybox", "sh", "-c"],
+    "command": [
+        "/bin/busybox httpd -f -p 80 -h /www & echo $! > /httpd.pid; exec /bin/busybox sleep 3600"
+    ],
+}
+KILL_APP = ["/bin/busybox", "sh", "-c", "kill $(/bin/busybox cat /httpd.pid)"]
+
+
+def task_definition(family: str, image: str, **extra: Any) -> dict[str, Any]:
+    container = {
+        "name": LAB.container_name,
+        "image": image,
+        "memory": 128,
+        "cpu": 0,
+        "essential": True,
+        "portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "tcp"}],
     }
+    container.update(extra)
+    return {"family": family, "containerDefinitions": [container]}
 
 
 @dataclass
@@ -261,6 +269,8 @@ class LabService:
     task_definition_arn: str
     lb_url: str
     target_group_arn: str
+    #: The same app, started so that it can die while its container runs on.
+    deaf_later_arn: str = ""
 
     @classmethod
     def prepare(cls, box: BenchSandbox, docker: Any, repository: str = "bench-lab") -> LabService:
@@ -271,17 +281,21 @@ class LabService:
             push(docker, uri, ecr_login(ecr))
         finally:
             untag(docker, uri)
-        arn = box.client("ecs").register_task_definition(
-            **task_definition(LAB.task_family, f"{uri}:latest")
+        ecs = box.client("ecs")
+        arn = ecs.register_task_definition(**task_definition(LAB.task_family, f"{uri}:latest"))[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        deaf = ecs.register_task_definition(
+            **task_definition(LAB.task_family, f"{uri}:latest", **DEAF_LATER)
         )["taskDefinition"]["taskDefinitionArn"]
         url, tg = box.lab_load_balancer()
-        return cls(box, docker, uri, arn, url, tg)
+        return cls(box, docker, uri, arn, url, tg, deaf)
 
-    def create_service(self, name: str) -> None:
+    def create_service(self, name: str, task_definition_arn: str = "") -> None:
         self.box.client("ecs").create_service(
             cluster=LAB.cluster,
             serviceName=name,
-            taskDefinition=self.task_definition_arn,
+            taskDefinition=task_definition_arn or self.task_definition_arn,
             desiredCount=1,
             launchType="EC2",
             role=LAB.service_role,
@@ -338,3 +352,40 @@ class LabService:
             time.sleep(0.05)
         state = "never answered again" if seen_down else "never stopped answering"
         raise TimeoutError(f"after docker kill the page {state} within {timeout:.0f} s")
+
+    def kill_app_and_time_replacement(self, service: str, timeout: float = 60) -> dict[str, float]:
+        """Kill the app inside its still-running container (a :data:`DEAF_LATER` task).
+
+        Seconds from the kill until its target is ``unhealthy`` (the time of the service event
+        saying so: with no grace period the scheduler acts at once, so the state itself is
+        often gone before a poll sees it), until the scheduler has stopped the task for
+        failing its ELB health checks, and until the page answers 200 again.
+        """
+        ecs = self.box.client("ecs")
+        victim = wait_for("the task's container", lambda: self.box.containers(self.docker))[0]
+        task_arn = victim.labels["com.amazonaws.ecs.task-arn"]
+        task_id = task_arn.split("/")[-1]
+        killed_wall = time.time()
+        killed = time.perf_counter()
+        result = victim.exec_run(KILL_APP)
+        if result.exit_code != 0:
+            raise RuntimeError(f"killing the app failed: {result.output!r}")
+        out: dict[str, float] = {}
+        deadline = killed + timeout
+        while time.perf_counter() < deadline and "serving" not in out:
+            if "replaced" not in out:
+                task = ecs.describe_tasks(cluster=LAB.cluster, tasks=[task_arn])["tasks"][0]
+                if (task.get("stoppedReason") or "").startswith("Task failed ELB health checks"):
+                    out["replaced"] = time.perf_counter() - killed
+            elif self.serving():
+                out["serving"] = time.perf_counter() - killed
+            time.sleep(0.05)
+        events = ecs.describe_services(cluster=LAB.cluster, services=[service])["services"][0][
+            "events"
+        ]
+        for event in events:
+            if f"(task {task_id})" in event["message"] and "is unhealthy in" in event["message"]:
+                out["unhealthy"] = event["createdAt"].timestamp() - killed_wall
+        if len(out) < 3:
+            raise TimeoutError(f"the dead app was not replaced within {timeout:.0f} s: {out}")
+        return out

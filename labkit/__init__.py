@@ -3,8 +3,9 @@
 The public API is small; everything a notebook needs is reachable from here::
 
     import labkit
-    settings = labkit.widgets.settings_form(backend="sandbox")   # validated parameters
-    lab = settings.lab()                                       # labkit.Lab
+    settings = labkit.widgets.settings_form(backend="sandbox")   # notebook 00: the form
+    settings.save(); lab = settings.lab()                      # remembered, a labkit.Lab
+    lab = labkit.open_lab()                                    # notebooks 01–06: as in 00
     from labkit.tasks.task1 import q1, ____                   # Task 1's exercises
     with q1.attempt():                                         # the learner's own call
         boto3.client("ecr").create_repository(repositoryName="myrepo")
@@ -34,7 +35,7 @@ from labkit.errors import (
 
 if TYPE_CHECKING:
     from labkit.config import LAB, Backend, LabConfig
-    from labkit.lab import Lab
+    from labkit.lab import Lab, open_lab
     from labkit.live_dashboard import dashboard
 
 _SUBMODULES = {
@@ -60,6 +61,7 @@ _NAMES = {
     "Backend": "labkit.config",
     "LabConfig": "labkit.config",
     "Lab": "labkit.lab",
+    "open_lab": "labkit.lab",
     "dashboard": "labkit.live_dashboard",
 }
 
@@ -101,6 +103,7 @@ __all__ = [
     "errors",
     "images",
     "network",
+    "open_lab",
     "runner",
     "shell",
     "taskdef",

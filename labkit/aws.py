@@ -36,14 +36,17 @@ class AwsTarget:
     endpoint_url: str | None  # None → real AWS endpoints
 
     def client(self, service: str) -> Any:
-        # Local endpoints do not serve per-operation host prefixes
-        # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
+        # boto3 itself honours AWS_ENDPOINT_URL, also on the "aws" backend.
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "").strip() or None
         config = Config(
             retries={"max_attempts": 5, "mode": "standard"},
-            inject_host_prefix=self.endpoint_url is None,
+            # Endpoints other than AWS's do not serve per-operation host prefixes
+            # (e.g. Cloud Map's DiscoverInstances on "data-servicediscovery.").
+            inject_host_prefix=endpoint is None,
             user_agent_extra="ecs-labkit",
-            # A loopback endpoint (the sandbox) is never reached through an HTTP proxy.
-            proxies={} if is_loopback(self.endpoint_url) else None,
+            # A loopback endpoint (the sandbox, a local emulator) is never reached through
+            # an HTTP proxy: HTTP(S)_PROXY without NO_PROXY would get the signed calls.
+            proxies={} if is_loopback(endpoint) else None,
         )
         return self.session.client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config

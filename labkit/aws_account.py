@@ -162,7 +162,7 @@ class CostEstimate:
 
 
 def estimate_cost(
-    region: str, instance_type: str = "t3.micro", instance_count: int = 1
+    region: str, instance_type: str = "t3.micro", instance_count: int = 2
 ) -> CostEstimate:
     """Estimate the hourly and daily cost of the lab environment in ``region``.
 
@@ -178,8 +178,9 @@ def estimate_cost(
     if not isinstance(instance_count, int) or not 1 <= instance_count <= 2:
         raise InputError(
             f"instance_count={instance_count!r} is out of range.",
-            why="The lab needs 1 container instance; the template allows at most 2.",
-            fix="Use instance_count=1.",
+            why="The template runs 1 or 2 container instances (2 by default: room for a "
+            "rolling deployment of a task on host port 80).",
+            fix="Use instance_count=2 (the default), or 1 to save the cost of one instance.",
         )
     in_table = region in _PRICE_TABLE
     if in_table:
@@ -498,7 +499,7 @@ def provision(
     *,
     confirm_cost: bool = False,
     instance_type: str = "t3.micro",
-    instance_count: int = 1,
+    instance_count: int = 2,
     allowed_cidr: str = "0.0.0.0/0",
     wait: bool = True,
     timeout_s: float = 1800,
@@ -643,7 +644,7 @@ def environment_age_and_cost(
     instance_type = params.get("InstanceType", "t3.micro")
     if instance_type not in _INSTANCE_MULTIPLIER:
         instance_type = "t3.small"  # unknown size: the larger one, never understate
-    count = max(1, min(2, int(params.get("DesiredInstances", "1") or 1)))
+    count = max(1, min(2, int(params.get("DesiredInstances", "2") or 2)))
     created = stack["CreationTime"]
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)

@@ -1,15 +1,18 @@
-"""Notebook 06 / ``labkit cleanup``: remove what the kit created, and nothing else.
+"""Notebook 06 / ``labkit cleanup``: remove what the lab created, and nothing else.
 
 Dependency order: the service (its tasks hold targets and Cloud Map instances) →
 Cloud Map service → namespace → task definitions → repository (and its images) →
-local image tags. Every resource is checked for the kit's tag first; anything without
-it is reported and left alone. Safe to re-run: missing resources are skipped.
+local image tags. A resource is the lab's when it carries the kit's tag, or when it has
+one of the lab's names and was created after the lab began (the learner's own calls
+need not tag anything; see :attr:`Lab.began_at`). Anything else is reported and left
+alone. Safe to re-run: missing resources are skipped.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from labkit.config import has_kit_tag
@@ -36,6 +39,21 @@ class CleanupReport:
         print(f"⏭️  {what}")
 
 
+#: Clocks differ: a resource created up to this long before the lab began still counts.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def _is_lab_made(lab: Lab, tags: Any, created: datetime | None) -> bool:
+    """Tagged as the kit's, or created since the lab began (it has the lab's name)."""
+    if has_kit_tag(tags):
+        return True
+    began = lab.began_at
+    return began is not None and created is not None and created >= began - CLOCK_SKEW
+
+
+_NOT_OURS = "no kit tag, created before this lab began"
+
+
 def _wait(predicate, timeout: float, interval: float = 2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,9 +75,13 @@ def _services(lab: Lab, report: CleanupReport, timeout: float) -> None:
             name = service["serviceName"]
             if service["status"] != "ACTIVE":
                 continue
-            if not has_kit_tag(service.get("tags")):
-                if name.startswith(names.service_prefix):
-                    report.leave(f"ECS service {name} (no kit tag)")
+            is_lab_service = name == lab.service_name or name.startswith(names.service_prefix)
+            if not (
+                has_kit_tag(service.get("tags"))
+                or (is_lab_service and _is_lab_made(lab, None, service.get("createdAt")))
+            ):
+                if is_lab_service:
+                    report.leave(f"ECS service {name} ({_NOT_OURS})")
                 continue
             lab.ecs.update_service(cluster=names.cluster, service=name, desiredCount=0)
             lab.ecs.delete_service(cluster=names.cluster, service=name, force=True)
@@ -90,8 +112,8 @@ def _discovery(lab: Lab, report: CleanupReport, timeout: float) -> None:
     for page in sd.get_paginator("list_services").paginate(Filters=filters):
         for service in page["Services"]:
             tags = sd.list_tags_for_resource(ResourceARN=service["Arn"]).get("Tags", [])
-            if not has_kit_tag(tags):
-                report.leave(f"Cloud Map service {service['Name']} (no kit tag)")
+            if not _is_lab_made(lab, tags, service.get("CreateDate")):
+                report.leave(f"Cloud Map service {service['Name']} ({_NOT_OURS})")
                 continue
             # ECS deregisters its tasks; whatever is left belongs to our service.
             for instance in sd.list_instances(ServiceId=service["Id"]).get("Instances", []):
@@ -108,8 +130,8 @@ def _discovery(lab: Lab, report: CleanupReport, timeout: float) -> None:
                 report.done(f"Cloud Map service {service['Name']}")
             else:
                 report.leave(f"Cloud Map service {service['Name']} (still has instances)")
-    if not has_kit_tag(ns_tags):
-        report.leave(f"namespace {namespace['Name']} (no kit tag)")
+    if not _is_lab_made(lab, ns_tags, namespace.get("CreateDate")):
+        report.leave(f"namespace {namespace['Name']} ({_NOT_OURS})")
         return
     try:
         operation = sd.delete_namespace(Id=namespace["Id"])["OperationId"]
@@ -136,8 +158,8 @@ def _task_definitions(lab: Lab, report: CleanupReport) -> None:
         revision = f"{family}:{reply['taskDefinition']['revision']}"
         if reply["taskDefinition"]["family"] != family:
             continue
-        if not has_kit_tag(reply.get("tags")):
-            report.leave(f"task definition {revision} (no kit tag)")
+        if not _is_lab_made(lab, reply.get("tags"), reply["taskDefinition"].get("registeredAt")):
+            report.leave(f"task definition {revision} ({_NOT_OURS})")
             continue
         lab.ecs.deregister_task_definition(taskDefinition=arn)
         try:  # AWS keeps INACTIVE revisions until deleted; some emulators lack the call
@@ -154,8 +176,8 @@ def _repository(lab: Lab, report: CleanupReport) -> str | None:
     if repo is None:
         return None
     tags = lab.ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"]).get("tags", [])
-    if not has_kit_tag(tags):
-        report.leave(f"repository {repo['repositoryName']} (no kit tag)")
+    if not _is_lab_made(lab, tags, repo.get("createdAt")):
+        report.leave(f"repository {repo['repositoryName']} ({_NOT_OURS})")
         return None
     lab.ecr.delete_repository(repositoryName=repo["repositoryName"], force=True)
     report.done(f"repository {repo['repositoryName']} and its images")
@@ -188,6 +210,7 @@ def cleanup(lab: Lab, timeout: float = 180) -> CleanupReport:
         _local_tags(uri, report)
     if not report.deleted:
         print("Nothing to delete: the kit has no resources here.")
+    lab.forget_lab_began()  # what is made from now on belongs to the next lab
     return report
 
 

@@ -2,7 +2,7 @@
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
 README: ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit report``,
-``labkit reset``, ``labkit check``, ``labkit cleanup``.
+``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
 """
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
 
 
 def _lab_from_args(args: argparse.Namespace):
+    """The settings chosen in notebook 00, with ``-p NAME VALUE`` overriding."""
+    from labkit.config import resolve_settings
     from labkit.lab import Lab
 
-    return Lab.from_parameters(**dict(args.parameter or []))
+    return Lab(resolve_settings(**dict(args.parameter or [])).config)
 
 
 def _add_parameter_option(p: argparse.ArgumentParser) -> None:
@@ -325,6 +327,29 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_classroom)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from labkit import doctor
+
+    facts = doctor.gather()
+    findings = doctor.diagnose(facts)
+    if args.json:
+        print(json.dumps(doctor.as_dict(facts, findings), indent=2))
+    else:
+        print(doctor.render(facts, findings))
+    return 1 if any(f.status == "missing" for f in findings) else 0
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check this machine for the sandbox: Docker, registry, sample image, ports",
+        description="What the offline sandbox needs on this machine (Linux, macOS, Windows, "
+        "WSL2), what is missing, and the fix for each, in one screen.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
@@ -338,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cleanup(sub)
     _add_status(sub)
     _add_classroom(sub)
+    _add_doctor(sub)
     return parser
 
 

@@ -34,6 +34,12 @@ def has_kit_tag(tags: Any) -> bool:
     return False
 
 
+def role_trust_policy(service: str) -> str:
+    """A role trust policy that lets ``service`` (e.g. ec2.amazonaws.com) assume it."""
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 #: The region the lab guide uses.
 DEFAULT_REGION = "us-west-2"
 
@@ -273,7 +279,7 @@ class LabConfig:
 
 
 # --------------------------------------------------------------------------------------
-# A little state that must survive kernels: the service's random number
+# A little state that must survive kernels: the settings chosen in 00, the service number
 # --------------------------------------------------------------------------------------
 
 
@@ -285,17 +291,133 @@ def state_path() -> Path:
 
 def load_state() -> dict[str, Any]:
     try:
-        return json.loads(state_path().read_text())
+        state = json.loads(state_path().read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 def save_state(state: dict[str, Any]) -> None:
+    """Write the state file atomically, readable by its owner only (it names the account)."""
     path = state_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(state, indent=2, sort_keys=True))
+    os.chmod(tmp, 0o600)  # an older tmp file may have had wider permissions
     tmp.replace(path)
+
+
+#: The settings notebook 00 saves and every later notebook (and the CLI) picks up.
+SETTING_NAMES = ("backend", "region", "account_id", "repository_name", "service_name")
+
+#: Where a setting in use came from, as :meth:`ResolvedSettings.describe` says it.
+FROM_PARAMETERS = "this notebook's parameters"
+FROM_NOTEBOOK_00 = "chosen in notebook 00"
+FROM_ENVIRONMENT = "the environment"
+FROM_DEFAULT = "default"
+
+#: What an empty setting means, in words.
+_DEFAULT_WORDS = {
+    "region": "the backend's region",
+    "account_id": "whatever STS says",
+    "service_name": f"{LAB.service_prefix}<random number>",
+}
+
+
+def saved_settings() -> dict[str, Any]:
+    """The settings saved by notebook 00 (``{}`` before it ran)."""
+    saved = load_state().get("settings", {})
+    return {k: v for k, v in saved.items() if k in SETTING_NAMES} if isinstance(saved, dict) else {}
+
+
+def save_settings(config: LabConfig) -> Path:
+    """Remember ``config`` for the later notebooks; returns the state file's path."""
+    state = load_state()
+    state["settings"] = {
+        "backend": config.backend.value,
+        "region": config.region,
+        "account_id": config.account_id,
+        "repository_name": config.repository_name,
+        "service_name": config.service_name,
+    }
+    save_state(state)
+    return state_path()
+
+
+def is_set(name: str, value: Any) -> bool:
+    """False for an empty setting (and backend ``auto``): those fall back to notebook 00."""
+    if _blank(value):
+        return False
+    return not (name == "backend" and str(value).strip().lower() == "auto")
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """The settings in use and where each came from (parameters, notebook 00, defaults)."""
+
+    config: LabConfig
+    sources: dict[str, str]
+
+    def value_text(self, name: str) -> str:
+        value = getattr(self.config, name)
+        value = value.value if isinstance(value, Backend) else value
+        return str(value) if value != "" else _DEFAULT_WORDS.get(name, "")
+
+    def describe(self) -> str:
+        """One plain-text line: the settings in use, grouped by where they came from."""
+        groups: dict[str, list[str]] = {}
+        for name in SETTING_NAMES:
+            groups.setdefault(self.sources[name], []).append(f"{name}={self.value_text(name)}")
+        order = (FROM_PARAMETERS, FROM_NOTEBOOK_00, FROM_ENVIRONMENT, FROM_DEFAULT)
+        parts = [f"{', '.join(groups[src])} ({src})" for src in order if src in groups]
+        return (
+            f"Lab settings: {'; '.join(parts)}. To change them, re-run {NOTEBOOKS[0]} "
+            "(papermill: -p NAME VALUE)."
+        )
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def resolve_settings(**parameters: Any) -> ResolvedSettings:
+    """The settings to use: a non-empty parameter wins, else what notebook 00 saved,
+    else the default (for the backend: LABKIT_BACKEND, or endpoint when AWS_ENDPOINT_URL
+    is set, or the sandbox). Validated; an invalid saved value names the state file."""
+    unknown = set(parameters) - set(SETTING_NAMES)
+    if unknown:
+        raise InputError(
+            f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
+            why=f"Expected {', '.join(SETTING_NAMES)}.",
+            fix="Check the spelling in the parameters cell or on the papermill line.",
+        )
+    saved = saved_settings()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in SETTING_NAMES:
+        given = parameters.get(name)
+        if is_set(name, given):
+            values[name], sources[name] = given, FROM_PARAMETERS
+        elif is_set(name, saved.get(name)):
+            values[name], sources[name] = saved[name], FROM_NOTEBOOK_00
+        else:
+            values[name] = LAB.repository if name == "repository_name" else ""
+            environment = name == "backend" and (
+                os.environ.get("LABKIT_BACKEND", "").strip() or os.environ.get("AWS_ENDPOINT_URL")
+            )
+            sources[name] = FROM_ENVIRONMENT if environment else FROM_DEFAULT
+    try:
+        config = LabConfig.from_parameters(**values)
+    except InputError as exc:
+        if FROM_NOTEBOOK_00 not in sources.values():
+            raise
+        raise InputError(
+            exc.what,
+            why=f"{exc.why} (Settings remembered from notebook 00 are in {state_path()}.)",
+            fix=f"{exc.fix} Then re-run {NOTEBOOKS[0]} to save the fixed settings.",
+        ) from None
+    return ResolvedSettings(config, sources)
 
 
 #: The notebooks, in order; errors name the one to run.

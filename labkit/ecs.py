@@ -469,8 +469,31 @@ def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
 
 
 def steady_or_unplaceable(service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
-    """Stop when steady, or when ECS says it cannot place a task (notebook 05)."""
-    return is_steady(service) or any("unable to place" in e["message"] for e in new_events)
+    """Stop when steady, or once ECS says it cannot place a task and nothing is pending any
+    more: the tasks that fit are running, the rest wait for room (notebook 05)."""
+    return is_steady(service) or (
+        unplaceable(service, new_events) and service.get("pendingCount", 0) == 0
+    )
+
+
+def steady_and_healthy(
+    lab: Lab,
+) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+    """Stop when steady and every desired task's target is healthy: only healthy tasks
+    count toward a deployment's minimumHealthyPercent (notebook 05)."""
+
+    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
+        if not is_steady(service):
+            return False
+        states = [t["TargetHealth"]["State"] for t in target_health(lab)]
+        return states.count("healthy") >= service["desiredCount"]
+
+    return condition
+
+
+def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
+    """Stop when ECS says it was unable to place a task (a rollout waiting for room)."""
+    return any("unable to place" in e["message"] for e in new_events)
 
 
 def replaced(

@@ -5,28 +5,59 @@ The lab assumes a pre-provisioned environment (``ECSCluster``, the two roles,
 :mod:`labkit.aws_account` finds it or, after an explicit cost confirmation, creates it
 from the kit's CloudFormation template, and removes it again at the end.
 
+With an AWS-compatible endpoint (``AWS_ENDPOINT_URL``, backend ``endpoint``)
+:mod:`labkit.endpoint` finds it or creates it with plain API calls (free, no
+confirmation), says which tasks that endpoint can serve, and removes it again.
+
 Each function here takes the :class:`~labkit.lab.Lab`, does its AWS-mode work through
-the Lab's own boto3 session (same credentials, same region), and in the sandbox (or with
-an AWS-compatible endpoint) prints one line saying it is not needed and returns None.
+the Lab's own boto3 session (same credentials, same region), its endpoint work through
+the Lab's clients, and in the sandbox prints one line saying it is not needed and
+returns None.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from labkit import aws_account
+from labkit import aws_account, endpoint
 from labkit.config import Backend
 from labkit.errors import BackendError, InputError
 from labkit.lab import Lab
 
 
 def _not_needed(lab: Lab, what: str) -> bool:
-    """True (after printing one line) when ``lab`` is not on real AWS."""
-    if lab.backend is Backend.AWS:
+    """True (after printing one line) when ``lab`` is in the sandbox."""
+    if lab.backend is not Backend.SANDBOX:
         return False
-    where = "in the sandbox" if lab.backend is Backend.SANDBOX else "with an AWS endpoint"
-    print(f"☑️  {what}: not needed {where} (its lab environment is already there).")
+    print(f"☑️  {what}: not needed in the sandbox (its lab environment is already there).")
     return True
+
+
+def _free_on_endpoint(lab: Lab, what: str) -> bool:
+    """True (after printing one line) when ``lab`` talks to an AWS-compatible endpoint."""
+    if lab.backend is not Backend.ENDPOINT:
+        return False
+    print(
+        f"☑️  {what}: nothing to pay at {lab.target.endpoint_url}: an AWS-compatible "
+        "endpoint is not AWS, so the kit sets up the lab environment there without asking."
+    )
+    return True
+
+
+def show_capabilities(capabilities: endpoint.EndpointCapabilities) -> None:
+    """Which tasks an endpoint can serve, as a table (HTML, with a plain-text twin)."""
+    from labkit.views import table
+
+    table(
+        f"What {capabilities.endpoint_url} can serve of this lab",
+        ["", "lab task", "here", "because"],
+        capabilities.rows(),
+    )
+    if capabilities.unserved:
+        print(
+            "❌ tasks stop at their first cell with the reason above; the offline sandbox "
+            '(backend = "sandbox") serves them all.'
+        )
 
 
 def session(lab: Lab) -> Any:
@@ -53,17 +84,28 @@ def coerce_confirm_cost(value: Any) -> bool:
 
 def show_cost_estimate(lab: Lab) -> aws_account.CostEstimate | None:
     """AWS mode: what the lab environment roughly costs per hour and day."""
-    if _not_needed(lab, "Cost estimate"):
+    if _not_needed(lab, "Cost estimate") or _free_on_endpoint(lab, "Cost estimate"):
         return None
     estimate = aws_account.estimate_cost(lab.region)
     print(estimate.describe())
     return estimate
 
 
-def ensure_environment(lab: Lab, confirm_cost: Any = False) -> aws_account.LabEnvironment | None:
-    """AWS mode: find the lab environment; provision it only if missing and confirmed."""
+def ensure_environment(
+    lab: Lab, confirm_cost: Any = False
+) -> aws_account.LabEnvironment | endpoint.EndpointEnvironment | None:
+    """AWS mode: find the lab environment; provision it only if missing and confirmed.
+
+    Endpoint: find it or create what is missing (free), then show which tasks work there."""
     if _not_needed(lab, "Lab environment"):
         return None
+    if lab.backend is Backend.ENDPOINT:
+        print(f"Looking for the lab environment at {lab.target.endpoint_url}…")
+        found = endpoint.ensure_environment(lab)
+        print(found.describe())
+        if found.capabilities is not None:
+            show_capabilities(found.capabilities)
+        return found
     confirm = coerce_confirm_cost(confirm_cost)
     env = aws_account.find_environment(session(lab))
     if env is not None and env.complete:
@@ -80,6 +122,9 @@ def show_age_and_cost(lab: Lab) -> aws_account.EnvironmentAge | None:
     """AWS mode: how long the kit's stack has existed and roughly what it cost so far."""
     if _not_needed(lab, "Age and cost so far"):
         return None
+    if lab.backend is Backend.ENDPOINT:
+        print(f"☑️  Age and cost so far: nothing is billed at {lab.target.endpoint_url}.")
+        return None
     age = aws_account.environment_age_and_cost(session(lab))
     if age is None:
         print("The kit did not create this lab environment, so it adds nothing to your bill.")
@@ -89,11 +134,15 @@ def show_age_and_cost(lab: Lab) -> aws_account.EnvironmentAge | None:
 
 
 def teardown(lab: Lab, raise_on_failure: bool = False) -> aws_account.TeardownReport | None:
-    """AWS mode, after :func:`labkit.cleanup.cleanup`: remove everything tagged as the kit's,
-    the lab environment stack included (only if the kit created it)."""
+    """After :func:`labkit.cleanup.cleanup`, AWS mode: remove everything tagged as the kit's,
+    the lab environment stack included (only if the kit created it). Endpoint: remove the
+    lab environment pieces notebook 00 created there (the kit-tagged ones)."""
     if _not_needed(lab, "Lab environment teardown"):
         return None
-    report = aws_account.teardown(session(lab))
+    if lab.backend is Backend.ENDPOINT:
+        report = endpoint.teardown(lab)
+    else:
+        report = aws_account.teardown(session(lab))
     print(report.describe())
     if raise_on_failure and not report.ok:
         raise BackendError(
@@ -137,4 +186,6 @@ def status_text(lab: Lab) -> str:
         )
     else:
         lines.append(f"Endpoint: {lab.target.endpoint_url}")
+        lines.append(endpoint.find_environment(lab).describe())
+        lines.append(endpoint.capabilities(lab).describe())
     return "\n".join(lines)

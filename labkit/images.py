@@ -44,31 +44,77 @@ def docker_client():  # -> docker.DockerClient
         ) from None
 
 
-def _static_busybox() -> Path:
-    for candidate in BUSYBOX_CANDIDATES:
+#: Names a static busybox to build the stand-in from, or ``none`` to build as if the host
+#: had none (as on a Mac, where the stand-in is built from a local busybox image instead).
+BUSYBOX_VARIABLE = "LABKIT_BUSYBOX"
+#: Names a local image with busybox's httpd to build the stand-in from.
+SAMPLE_BASE_VARIABLE = "LABKIT_SAMPLE_BASE_IMAGE"
+#: Images with busybox's httpd that an engine may already hold (Docker Hub's busybox).
+BUSYBOX_IMAGES = ("busybox:latest", "busybox:stable", "busybox:musl", "busybox:uclibc")
+
+
+def _static_busybox() -> Path | None:
+    """The host's static busybox (Linux only: the image is ``FROM scratch``), or None."""
+    chosen = os.environ.get(BUSYBOX_VARIABLE, "").strip()
+    if chosen.lower() == "none":
+        return None
+    for candidate in (chosen,) if chosen else BUSYBOX_CANDIDATES:
         path = Path(candidate)
         if path.is_file():
             return path
-    raise PrerequisiteError(
-        "No static busybox binary was found to build the sample image.",
-        why=f"Looked for {', '.join(BUSYBOX_CANDIDATES)}.",
-        fix="Install Debian's busybox-static package (`apt-get install -y busybox-static`).",
-    )
+    return None
+
+
+def _local_busybox_image(client) -> str | None:
+    """An image the engine already has whose busybox serves HTTP, or None."""
+    import docker.errors
+
+    chosen = os.environ.get(SAMPLE_BASE_VARIABLE, "").strip()
+    for name in (chosen,) if chosen else BUSYBOX_IMAGES:
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            continue
+    return None
 
 
 def build_sample_image(tag: str = LAB_SAMPLE_IMAGE, client=None) -> str:
     """Build the offline stand-in sample image under ``tag``; return its image id.
 
-    The build is ``FROM scratch`` plus the host's static busybox, so it needs no
-    registry and no internet. Building twice reuses Docker's cache.
+    Needs no registry and no internet: ``FROM scratch`` plus the host's static busybox
+    (Debian's busybox-static), or, where the host has none (macOS, Windows), ``FROM`` a
+    busybox image the engine already holds. Building twice reuses Docker's cache.
     """
     client = client or docker_client()
+    busybox = _static_busybox()
+    base = None if busybox is not None else _local_busybox_image(client)
+    if busybox is None and base is None:
+        raise PrerequisiteError(
+            "The offline sample image cannot be built here.",
+            why="Docker Hub did not answer (so amazon/amazon-ecs-sample cannot be pulled), "
+            f"this host has no static busybox ({', '.join(BUSYBOX_CANDIDATES)}), and Docker "
+            f"holds no busybox image ({', '.join(BUSYBOX_IMAGES)}) to build from.",
+            fix="Connect to the internet once: the lab then pulls amazon/amazon-ecs-sample "
+            "as the guide does (or run `docker pull busybox` for the offline stand-in). "
+            "On Debian/Ubuntu: `apt-get install -y busybox-static`. `labkit doctor` checks "
+            "this and the rest.",
+        )
     with tempfile.TemporaryDirectory(prefix="labkit-sample-") as tmp:
         context = Path(tmp)
         for item in SAMPLE_APP_DIR.iterdir():
             shutil.copy(item, context / item.name)
-        shutil.copy(_static_busybox(), context / "busybox")
-        image, _logs = client.images.build(path=str(context), tag=tag, rm=True)
+        if busybox is not None:
+            shutil.copy(busybox, context / "busybox")
+            image, _logs = client.images.build(path=str(context), tag=tag, rm=True)
+        else:
+            image, _logs = client.images.build(
+                path=str(context),
+                dockerfile="Dockerfile.from-image",
+                buildargs={"BASE": base},
+                tag=tag,
+                rm=True,
+            )
     return image.id
 
 

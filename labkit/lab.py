@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -13,6 +14,8 @@ from labkit.config import (
     Backend,
     LabConfig,
     LabNames,
+    load_state,
+    save_state,
 )
 from labkit.errors import BackendError, CredentialsMissing, InputError, LabkitError
 
@@ -34,6 +37,17 @@ REJECTED_CREDENTIALS = frozenset(
         "TokenRetrievalError",
     }
 )
+
+
+def open_lab(**parameters: Any) -> Lab:
+    """The Lab of notebooks 01–06: the settings chosen in notebook 00, unless a parameter
+    (the ``parameters`` cell, papermill's ``-p``) says otherwise. Prints one plain line
+    of the settings in use and where each came from."""
+    from labkit.config import resolve_settings
+
+    resolved = resolve_settings(**parameters)
+    print(resolved.describe())
+    return Lab(resolved.config)
 
 
 def current_lab() -> Lab:
@@ -178,7 +192,36 @@ class Lab:
                 why="account_id in the parameters cell does not match STS.",
                 fix="Fix account_id (or leave it empty), or switch credentials.",
             )
-        return {"account": account, "arn": reply["Arn"], "region": self.region}
+        identity = {"account": account, "arn": reply["Arn"], "region": self.region}
+        self._remember_lab_began(identity)
+        return identity
+
+    # -- when this lab began: what the learner creates after it is the lab's ----------
+
+    def _began_key(self, identity: dict[str, str]) -> str:
+        return f"lab-began/{self.backend.value}/{identity['account']}/{identity['region']}"
+
+    def _remember_lab_began(self, identity: dict[str, str]) -> None:
+        state = load_state()
+        key = self._began_key(identity)
+        if key not in state:
+            state[key] = datetime.now(UTC).isoformat()
+            save_state(state)
+
+    @property
+    def began_at(self) -> datetime | None:
+        """When labkit first worked in this account and region since the last cleanup.
+
+        Resources with the lab's names created after it are the lab's (the learner made
+        them with their own calls, tags or not); older ones are left alone by cleanup."""
+        text = load_state().get(self._began_key(self.identity))
+        return datetime.fromisoformat(text) if text else None
+
+    def forget_lab_began(self) -> None:
+        """After a full cleanup: the next lab begins when labkit next works here."""
+        state = load_state()
+        if state.pop(self._began_key(self.identity), None) is not None:
+            save_state(state)
 
     @property
     def account_id(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -92,3 +93,39 @@ def show_load_balancer(lab: Lab) -> str:
         print(f"In the sandbox your load balancer answers at {url}")
     link(url, f"Open {lab.names.load_balancer} in a new tab")
     return url
+
+
+def resolve_note(name: str) -> str:
+    """Try to resolve ``name`` here, and say what that means (a private DNS name)."""
+    try:
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(name, None)})
+    except OSError as exc:
+        text = (
+            f"{name} does not resolve here ({exc.strerror or exc}). Expected: a private DNS "
+            "namespace answers only inside its VPC (on the container instances, or any "
+            "machine in that VPC); in the sandbox there is no VPC DNS at all. "
+            "discover_instances above is the API's way to ask the same question."
+        )
+    else:
+        text = f"{name} resolves to {', '.join(addresses)}"
+    print(text)
+    return text
+
+
+def open_page(lab: Lab, url: str | None = None) -> Page | None:
+    """Steps 58–59: fetch the page behind the load balancer and show it.
+
+    Without the learner's service there is nothing behind the listener: say so and
+    return None instead of waiting for a page that cannot come."""
+    from labkit import ecs
+    from labkit.views import note, page_view
+
+    if ecs.find_service(lab) is None:
+        note(
+            f"Nothing to open yet: service {lab.service_name} does not exist (Exercise 4.2).",
+            "⏳",
+        )
+        return None
+    page = fetch_page(url or load_balancer_url(lab))
+    page_view(page)
+    return page

@@ -190,10 +190,11 @@ def reset_lab(parameters: dict[str, Any] | None = None) -> str:
     """
     from labkit import ecs
     from labkit.cleanup import cleanup
-    from labkit.config import Backend
+    from labkit.config import SETTING_NAMES, Backend, resolve_settings
     from labkit.lab import Lab
 
-    lab = Lab.from_parameters(**(parameters or {}))
+    settings = {k: v for k, v in (parameters or {}).items() if k in SETTING_NAMES}
+    lab = Lab(resolve_settings(**settings).config)
     if lab.backend is Backend.SANDBOX:
         lab.start()
     print(f"↺ Resetting the lab ({lab.backend.value}): deleting what the kit created.")

@@ -1,10 +1,19 @@
-"""Task 3: the lab's task-definition JSON, made acceptable to RegisterTaskDefinition.
+"""Task 3: the lab's task-definition JSON, and what the console would clean up in it.
 
 A **task definition** describes the containers of an application (image, memory, ports…);
 a **task** is one running copy of it. The lab's JSON (kept verbatim in
-``notebooks/task-definition.json``) is what the old console's "Configure via JSON" took;
-the API is stricter: it rejects every ``null`` and every key outside its input shape.
-We read that shape from botocore's service model, so the rules are the API's own.
+``notebooks/task-definition.json``) is what the old console's "Configure via JSON" took.
+The API takes less: botocore validates every request on your machine before sending it
+and refuses any ``null`` (Python's ``None``) and any key outside the
+``RegisterTaskDefinition`` input shape, such as the describe-only ``revision``. The
+console quietly leaves those out; :func:`prepare` does the same in the open and lists
+each key it dropped and why. The input shape is read from botocore's service model, so
+the rules are the API's own.
+
+The learner's flow (notebook 03): :func:`copy_lab_json` makes ``my-task-definition.json``,
+the learner replaces the image placeholder in it (step 32), :func:`request_from_file`
+turns it into the request (and a file for ``aws ecs register-task-definition
+--cli-input-json``), and the learner registers it.
 """
 
 from __future__ import annotations
@@ -43,6 +52,22 @@ DESCRIBE_ONLY_KEYS = frozenset(
     }
 )
 
+#: The learner's copy of the lab's JSON (next to the notebooks), edited in step 32.
+MY_TASK_DEFINITION = "my-task-definition.json"
+
+#: The cleaned request written beside it, for ``aws ecs register-task-definition``.
+MY_REQUEST_FILE = "my-task-definition.request.json"
+
+#: Why each kind of key is dropped (printed with every dropped key).
+NULL_REASON = (
+    "null: botocore checks each parameter's type on your machine before sending and "
+    "refuses None (the console leaves empty fields out)"
+)
+DESCRIBE_ONLY_REASON = (
+    "describe-only: DescribeTaskDefinition returns it, RegisterTaskDefinition does not take it"
+)
+UNKNOWN_REASON = "not a RegisterTaskDefinition parameter (botocore refuses unknown keys)"
+
 #: Tag holding a fingerprint of what was registered, so a re-run reuses the revision.
 FINGERPRINT_TAG_KEY = "labkit:content-sha256"
 
@@ -58,15 +83,21 @@ class Change:
 
 @dataclass
 class PreparedTaskDefinition:
-    """The request labkit sends, and every difference from the lab's JSON."""
+    """The request to send, and every difference from the JSON it came from."""
 
     request: dict[str, Any]
     dropped: list[Change] = field(default_factory=list)
     changed: list[Change] = field(default_factory=list)
 
     def __str__(self) -> str:
-        lines = [f"Changed ({len(self.changed)}):"] + [f"  ✏️  {c}" for c in self.changed]
-        lines += [f"Dropped ({len(self.dropped)}):"] + [f"  🗑️  {d}" for d in self.dropped]
+        lines = [
+            f"What the console would have cleaned up: dropped {len(self.dropped)} key(s) "
+            "the API refuses"
+        ]
+        lines += [f"  🗑️  {d}" for d in self.dropped]
+        if self.changed:
+            lines += [f"Changed or added ({len(self.changed)}):"]
+            lines += [f"  ✏️  {c}" for c in self.changed]
         return "\n".join(lines)
 
     @property
@@ -123,9 +154,9 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
         for key, item in value.items():
             where = f"{path}.{key}" if path else key
             if item is None:
-                dropped.append(Change(where, "null (the API rejects nulls)"))
+                dropped.append(Change(where, NULL_REASON))
             elif key in DESCRIBE_ONLY_KEYS:
-                dropped.append(Change(where, "describe-only (DescribeTaskDefinition output)"))
+                dropped.append(Change(where, DESCRIBE_ONLY_REASON))
             elif key not in shape.members:
                 close = difflib.get_close_matches(key, list(shape.members), n=1, cutoff=0.8)
                 if close:  # a typo would silently lose a setting (memory!): say so
@@ -135,7 +166,7 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
                         f"{close[0]!r}. Dropping it would lose that setting.",
                         fix=f"Rename {key!r} to {close[0]!r} and re-run this cell.",
                     )
-                dropped.append(Change(where, "not in the RegisterTaskDefinition input shape"))
+                dropped.append(Change(where, UNKNOWN_REASON))
             else:
                 out[key] = _clean(item, shape.members[key], where, dropped)
         return out
@@ -143,31 +174,100 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
         out_list = []
         for index, item in enumerate(value):
             if item is None:
-                dropped.append(Change(f"{path}[{index}]", "null (the API rejects nulls)"))
+                dropped.append(Change(f"{path}[{index}]", NULL_REASON))
             else:
                 out_list.append(_clean(item, shape.member, f"{path}[{index}]", dropped))
         return out_list
     return value
 
 
-def prepare(lab_json: dict[str, Any], repository_uri: str) -> PreparedTaskDefinition:
-    """Fill in the repository URI (step 32) and drop what the API does not accept."""
+def prepare(
+    lab_json: dict[str, Any],
+    repository_uri: str | None = None,
+    *,
+    compatibility: bool = True,
+    tags: list[dict[str, str]] | None = None,
+) -> PreparedTaskDefinition:
+    """Drop what the API does not accept (nulls, describe-only keys) and say why.
+
+    ``repository_uri`` fills in the image placeholder (step 32) for the kit's own
+    registrations; the learner does that themselves. ``compatibility`` adds
+    ``requiresCompatibilities: ["EC2"]`` (step 28) when missing; ``tags`` are added as
+    given (the kit's tag, so notebook 06 finds what was registered).
+    """
     prepared = PreparedTaskDefinition(request={})
     data = copy.deepcopy(lab_json)
-    for index, container in enumerate(data.get("containerDefinitions") or []):
-        image = container.get("image") if isinstance(container, dict) else None
-        if isinstance(image, str) and IMAGE_PLACEHOLDER in image:
-            container["image"] = image.replace(IMAGE_PLACEHOLDER, repository_uri)
-            prepared.changed.append(
-                Change(f"containerDefinitions[{index}].image", f"{image} → {container['image']}")
-            )
+    if repository_uri is not None:
+        for index, container in enumerate(data.get("containerDefinitions") or []):
+            image = container.get("image") if isinstance(container, dict) else None
+            if isinstance(image, str) and IMAGE_PLACEHOLDER in image:
+                container["image"] = image.replace(IMAGE_PLACEHOLDER, repository_uri)
+                prepared.changed.append(
+                    Change(
+                        f"containerDefinitions[{index}].image", f"{image} → {container['image']}"
+                    )
+                )
     prepared.request = _clean(data, _input_shape(), "", prepared.dropped)
     _require_essentials(prepared.request)
-    if "requiresCompatibilities" not in prepared.request:
+    if compatibility and "requiresCompatibilities" not in prepared.request:
         # Step 28 picks "EC2" in the console; the API's way of saying the same.
         prepared.request["requiresCompatibilities"] = ["EC2"]
         prepared.changed.append(Change("requiresCompatibilities", 'added ["EC2"] (step 28)'))
+    if tags:
+        prepared.request["tags"] = list(prepared.request.get("tags") or []) + tags
+        shown = ", ".join(
+            f"{t.get('key', t.get('Key'))}={t.get('value', t.get('Value'))}" for t in tags
+        )
+        prepared.changed.append(
+            Change("tags", f"added {shown}: notebook 06 deletes only what carries this tag")
+        )
     return prepared
+
+
+def copy_lab_json(target: Path | str = MY_TASK_DEFINITION) -> Path:
+    """Your copy of the lab's JSON to edit (steps 30–31); an existing copy is kept."""
+    target = Path(target)
+    if target.exists():
+        print(
+            f"♻️  {target} exists already (your edits are kept). To start over, delete it "
+            "and run this cell again."
+        )
+    else:
+        target.write_text(LAB_TASK_DEFINITION.read_text())
+        print(f"📄 Copied the lab's task definition (step 31) to {target}.")
+    return target
+
+
+def request_from_file(
+    path: Path | str = MY_TASK_DEFINITION,
+    lab: Lab | None = None,
+    request_file: Path | str | None = MY_REQUEST_FILE,
+) -> dict[str, Any]:
+    """Your edited JSON as a RegisterTaskDefinition request, cleaned as the console would.
+
+    A JSON mistake stops here with its line and column. Nulls and describe-only keys are
+    dropped (each listed, with why); the kit's tag is added when ``lab`` is given. The
+    request is also written to ``request_file`` for
+    ``aws ecs register-task-definition --cli-input-json file://…``. It does not fill in
+    the image or add ``requiresCompatibilities``: those are yours (steps 32 and 28).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist.",
+            why="It is your copy of the lab's task definition, made by the cell above.",
+            fix="Run the cell with labkit.taskdef.copy_lab_json() first.",
+        )
+    data = parse_json(path.read_text(), path.name)
+    prepared = prepare(data, compatibility=False, tags=lab.tags("key") if lab else None)
+    print(prepared)
+    images = [c.get("image", "") for c in prepared.request.get("containerDefinitions", [])]
+    if any(IMAGE_PLACEHOLDER in str(image) for image in images):
+        print(f"⚠️  The image still says {IMAGE_PLACEHOLDER}: replace it in {path} (step 32).")
+    if request_file is not None:
+        Path(request_file).write_text(json.dumps(prepared.request, indent=2) + "\n")
+        print(f"📄 The request is also in {request_file} (for the aws CLI).")
+    return prepared.request
 
 
 def _require_essentials(request: dict[str, Any]) -> None:
@@ -193,7 +293,7 @@ def _require_essentials(request: dict[str, Any]) -> None:
                 f"Container {where} has no image.",
                 why="Every container needs an image: for the lab, your repository URI "
                 "followed by :latest.",
-                fix=f'Add "image": "{IMAGE_PLACEHOLDER}:latest" (labkit fills in the URI).',
+                fix='Add "image": "<your repository URI>:latest" (step 32).',
             )
         for key in ("memory", "memoryReservation"):
             value = container.get(key)

@@ -216,11 +216,74 @@ def lab_diagram() -> None:
     show(LAB_DIAGRAM_SVG, LAB_DIAGRAM_TEXT)
 
 
+# -- Task 4's picture: how a request reaches a task ---------------------------------
+
+NLB_DIAGRAM_SVG = """
+<svg xmlns="http://www.w3.org/2000/svg" width="860" height="190" font-family="sans-serif"
+     font-size="12">
+  <defs><marker id="n" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">
+    <path d="M0,0 L10,4 L0,8 z" fill="#555"/></marker></defs>
+  <rect x="5" y="40" width="140" height="70" rx="8" fill="#8c4fff"/>
+  <text x="75" y="62" text-anchor="middle" fill="#fff" font-weight="bold">load balancer</text>
+  <text x="75" y="80" text-anchor="middle" fill="#fff">Myloadbalancer</text>
+  <text x="75" y="97" text-anchor="middle" fill="#fff">one DNS name</text>
+  <rect x="180" y="40" width="120" height="70" rx="8" fill="#8c4fff"/>
+  <text x="240" y="62" text-anchor="middle" fill="#fff" font-weight="bold">listener</text>
+  <text x="240" y="80" text-anchor="middle" fill="#fff">TCP port 80</text>
+  <text x="240" y="97" text-anchor="middle" fill="#fff">forward to →</text>
+  <rect x="335" y="40" width="150" height="70" rx="8" fill="#8c4fff"/>
+  <text x="410" y="62" text-anchor="middle" fill="#fff" font-weight="bold">target group</text>
+  <text x="410" y="80" text-anchor="middle" fill="#fff">myTargetgroup</text>
+  <text x="410" y="97" text-anchor="middle" fill="#fff">health check each target</text>
+  <rect x="520" y="20" width="150" height="45" rx="8" fill="#e7157b"/>
+  <text x="595" y="38" text-anchor="middle" fill="#fff">target: instance A</text>
+  <text x="595" y="55" text-anchor="middle" fill="#fff">host port 80 · healthy</text>
+  <rect x="520" y="85" width="150" height="45" rx="8" fill="#e7157b" opacity="0.55"/>
+  <text x="595" y="103" text-anchor="middle" fill="#fff">target: instance B</text>
+  <text x="595" y="120" text-anchor="middle" fill="#fff">(when 2 tasks run)</text>
+  <rect x="705" y="20" width="150" height="45" rx="8" fill="#ff9900"/>
+  <text x="780" y="38" text-anchor="middle" fill="#fff">task of MYSERVICE&lt;n&gt;</text>
+  <text x="780" y="55" text-anchor="middle" fill="#fff">container ecs-sample:80</text>
+  <rect x="705" y="85" width="150" height="45" rx="8" fill="#ff9900" opacity="0.55"/>
+  <text x="780" y="112" text-anchor="middle" fill="#fff">task</text>
+  <g stroke="#555" stroke-width="2" marker-end="url(#n)">
+    <line x1="145" y1="75" x2="178" y2="75"/><line x1="300" y1="75" x2="333" y2="75"/>
+    <line x1="485" y1="70" x2="518" y2="45"/><line x1="485" y1="80" x2="518" y2="105"/>
+    <line x1="670" y1="42" x2="703" y2="42"/><line x1="670" y1="107" x2="703" y2="107"/>
+  </g>
+  <text x="5" y="150" fill="#555">ECS (with ecsServiceRole) registers each task as a target,
+and each task in Cloud Map:</text>
+  <text x="5" y="168" fill="#555">MYSERVICE&lt;n&gt;.myprivatednsnamespace → SRV record:
+instance address + host port (service discovery, inside the VPC)</text>
+</svg>
+"""
+
+NLB_DIAGRAM_TEXT = """\
+browser → load balancer Myloadbalancer (one DNS name)
+        → listener TCP:80 (forwards to)
+        → target group myTargetgroup (health-checks each target; sends only to healthy ones)
+        → targets: container instance + host port 80 (ECS registers them, ecsServiceRole)
+        → tasks of MYSERVICE<n>: container ecs-sample, port 80
+Service discovery: MYSERVICE<n>.myprivatednsnamespace → SRV records (address + port of
+each task), answered inside the VPC."""
+
+
+def load_balancer_diagram() -> None:
+    """Load balancer → listener → target group → targets → tasks (and Cloud Map)."""
+    show(NLB_DIAGRAM_SVG, NLB_DIAGRAM_TEXT)
+
+
 # -- console-like views of the lab's resources ----------------------------------------
 
 
 def _short(arn: str) -> str:
     return arn.rsplit("/", 1)[-1] if arn else ""
+
+
+def _target_group_name(arn: str) -> str:
+    """``…:targetgroup/NAME/ID`` → NAME, as the console shows it (step 52)."""
+    parts = arn.split("/")
+    return parts[-2] if len(parts) >= 3 else _short(arn)
 
 
 def identity_view(lab) -> None:
@@ -344,10 +407,48 @@ def task_definition_view(lab) -> None:
     )
 
 
+def _no_service_yet(lab) -> bool:
+    """True (and a note shown) when the learner's service does not exist yet."""
+    from labkit import ecs
+
+    if ecs.find_service(lab) is not None:
+        return False
+    note(f"Service {lab.service_name} does not exist yet (Exercise 4.2 creates it).", "⏳")
+    return True
+
+
+def target_group_view(lab) -> None:
+    """The target group's Details: listener port, protocol and health check settings."""
+    from labkit import ecs
+
+    group = ecs._target_group(lab)
+    check = (
+        f"{group.get('HealthCheckProtocol')} port {group.get('HealthCheckPort')}, every "
+        f"{group.get('HealthCheckIntervalSeconds')} s; healthy after "
+        f"{group.get('HealthyThresholdCount')} passes, unhealthy after "
+        f"{group.get('UnhealthyThresholdCount')} failures"
+    )
+    rows = [
+        ["name", group["TargetGroupName"]],
+        ["protocol : port", f"{group.get('Protocol')} : {group.get('Port')}"],
+        ["target type", group.get("TargetType", "instance")],
+        ["health check", check],
+        [
+            "load balancers",
+            ", ".join(_target_group_name(a) for a in group.get("LoadBalancerArns", []))
+            or "(attached through the listener)",
+        ],
+        ["ARN", group["TargetGroupArn"]],
+    ]
+    table(f"Target group {group['TargetGroupName']}", ["field", "value"], rows)
+
+
 def tasks_view(lab) -> None:
     """The console's Tasks tab."""
     from labkit import ecs
 
+    if _no_service_yet(lab):
+        return
     rows = [
         [
             _short(t["taskArn"]),
@@ -370,6 +471,8 @@ def events_view(lab, limit: int = 8) -> None:
     """The console's Events tab, newest first."""
     from labkit import ecs
 
+    if _no_service_yet(lab):
+        return
     service = ecs.require_service(lab)
     rows = [[e["createdAt"], e["message"]] for e in service.get("events", [])[:limit]]
     table(f"Events of {lab.service_name} (newest first)", ["time", "message"], rows)
@@ -379,9 +482,12 @@ def details_view(lab) -> None:
     """The console's Details tab."""
     from labkit import ecs
 
+    if _no_service_yet(lab):
+        return
     s = ecs.require_service(lab)
     lbs = "; ".join(
-        f"{_short(lb.get('targetGroupArn', ''))} → {lb['containerName']}:{lb['containerPort']}"
+        f"{_target_group_name(lb.get('targetGroupArn', ''))} "
+        f"→ {lb['containerName']}:{lb['containerPort']}"
         for lb in s.get("loadBalancers", [])
     )
     registries = "; ".join(_short(r["registryArn"]) for r in s.get("serviceRegistries", []))

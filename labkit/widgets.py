@@ -15,19 +15,26 @@ from typing import Any
 import ipywidgets as w
 
 from labkit.config import (
+    NOTEBOOKS,
+    SETTING_NAMES,
     Backend,
     LabConfig,
+    ResolvedSettings,
     coerce_account_id,
     coerce_backend,
     coerce_region,
     coerce_repository_name,
     coerce_service_name,
+    is_set,
+    resolve_settings,
+    save_settings,
+    saved_settings,
 )
 from labkit.errors import InputError
 from labkit.lab import Lab
 from labkit.views import _in_kernel
 
-PARAMETER_NAMES = ("backend", "region", "account_id", "repository_name", "service_name")
+PARAMETER_NAMES = SETTING_NAMES
 
 #: host[:port]/name — the shape of a repository URI.
 REPOSITORY_URI_PATTERN = re.compile(r"[A-Za-z0-9.-]+(?::\d+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*")
@@ -116,25 +123,22 @@ class Form:
 
 
 class SettingsForm(Form):
-    """The lab's settings: backend, region, account, repository name, service name."""
+    """The lab's settings: backend, region, account, repository name, service name.
+
+    Pre-filled with what the parameters cell says, else what was saved last time
+    (:meth:`save`), else the defaults; :meth:`save` remembers the form's current values
+    for notebooks 01–06 (``labkit.open_lab()``).
+    """
 
     def __init__(self, **parameters: Any) -> None:
-        defaults = LabConfig()
-        p = {
-            "backend": "auto",
-            "region": "",
-            "account_id": "",
-            "repository_name": defaults.repository_name,
-            "service_name": "",
-            **parameters,
-        }
-        unknown = set(p) - set(PARAMETER_NAMES)
+        unknown = set(parameters) - set(PARAMETER_NAMES)
         if unknown:
             raise InputError(
                 f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
                 why=f"Expected {', '.join(PARAMETER_NAMES)}.",
                 fix="Check the spelling in the parameters cell.",
             )
+        p = _prefill(parameters)
         backend_choice = str(p["backend"] or "auto").strip().lower()
         super().__init__(
             "Lab settings",
@@ -168,6 +172,36 @@ class SettingsForm(Form):
     def lab(self) -> Lab:
         """A Lab built from the form's current values."""
         return Lab(self.config)
+
+    def save(self) -> ResolvedSettings:
+        """Remember the form's current values for notebooks 01–06; print what was saved."""
+        config = self.config
+        path = save_settings(config)
+        saved = resolve_settings()  # read back, as the next notebooks will
+        names = ", ".join(f"{n}={saved.value_text(n)}" for n in PARAMETER_NAMES)
+        print(
+            f"Saved for notebooks 01–06: {names} (in {path}, readable by you only). "
+            f"To change them, edit the form and re-run this cell; {NOTEBOOKS[0]} is the "
+            "only place they are chosen."
+        )
+        return saved
+
+
+def _prefill(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Raw values to show: a given parameter as typed (even if invalid, so the form shows
+    the ❌), else what was saved last time, else the default."""
+    saved = saved_settings()
+    defaults = {name: "" for name in PARAMETER_NAMES}
+    defaults.update(backend="auto", repository_name=LabConfig().repository_name)
+    shown = {}
+    for name in PARAMETER_NAMES:
+        if is_set(name, parameters.get(name)):
+            shown[name] = parameters[name]
+        elif is_set(name, saved.get(name)):
+            shown[name] = saved[name]
+        else:
+            shown[name] = defaults[name]
+    return shown
 
 
 def coerce_account_id_lenient(value: Any) -> str:

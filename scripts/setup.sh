@@ -4,6 +4,8 @@
 #                    Chromium (browser tests);
 #   Docker Engine:   started if no daemon answers;
 #   Python:          a virtual environment in .venv with labkit and its dev tools.
+# Without root, when Docker already answers, the packages are optional: the sandbox then
+# runs its registry as a registry:2 container (see docs/desktop.md).
 # Sourced by scripts/lab.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
@@ -21,23 +23,37 @@ if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
   # Screenshots show the notebooks' ✅/❌ only with an emoji font.
   [ -d /usr/share/fonts/truetype/noto ] || need_packages+=(fonts-noto-color-emoji)
 fi
-if [ "${LABKIT_CLASSROOM_TESTS:-1}" = 1 ]; then
-  # `labkit classroom`: the hub's proxy, and each learner's own rootless Docker Engine.
+if [ "${LABKIT_CLASSROOM_TESTS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
+  # `labkit classroom` (root only): the hub's proxy, and each learner's rootless Docker.
   command -v configurable-http-proxy >/dev/null 2>&1 || need_packages+=(node-configurable-http-proxy)
   command -v rootlesskit >/dev/null 2>&1 || need_packages+=(rootlesskit)
   command -v newuidmap >/dev/null 2>&1 || need_packages+=(uidmap)
   command -v slirp4netns >/dev/null 2>&1 || need_packages+=(slirp4netns)
 fi
+container_path=0
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    say "missing Debian packages: ${need_packages[*]}"
-    say "run as root, or install them: sudo apt-get install -y ${need_packages[*]}"
-    exit 1
+    say "missing Debian packages: ${need_packages[*]} (installing them needs root)"
+    if docker info >/dev/null 2>&1; then
+      # No root, no apt, but Docker answers (the docker group, or Docker Desktop): the
+      # sandbox runs its registry as a registry:2 container and Task 2 pulls or builds the
+      # sample image in Docker, so nothing here needs the packages.
+      say "Docker is running: using the container path instead (registry:2 container);"
+      say "  for the faster host registry: sudo apt-get install -y ${need_packages[*]}"
+      container_path=1
+      command -v chromium >/dev/null 2>&1 || export LABKIT_BROWSER_TESTS=0
+    else
+      say "and Docker is not reachable: start it, or join the docker group"
+      say "  (sudo usermod -aG docker $USER, then log in again), or install as root:"
+      say "  sudo apt-get install -y ${need_packages[*]}"
+      exit 1
+    fi
+  else
+    say "installing ${need_packages[*]} (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${need_packages[@]}" >/dev/null
   fi
-  say "installing ${need_packages[*]} (apt)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${need_packages[@]}" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -71,3 +87,8 @@ if [ ! -f "$stamp" ] || [ "$KIT_ROOT/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
+if [ "$container_path" = 1 ]; then
+  # One screen of what is there and what is missing (a missing item is not fatal here:
+  # the sandbox says the same when it starts).
+  labkit doctor || true
+fi

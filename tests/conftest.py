@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,13 +24,23 @@ def require_data_plane() -> None:
     """Skip where Docker or the registry is missing, except in CI, where it must fail."""
     import docker
 
+    from labkit.sandbox.registry_runner import find_registry_binary, registry_image
+
     missing = []
-    if shutil.which("docker-registry") is None:
-        missing.append("docker-registry")
+    client = None
     try:
-        docker.from_env(timeout=5).ping()
+        client = docker.from_env(timeout=5)
+        client.ping()
     except Exception:
+        client = None
         missing.append("a running Docker Engine")
+    if find_registry_binary() is None:
+        # Without the host binary the registry runs as a container of registry:2.
+        try:
+            assert client is not None
+            client.images.get(registry_image())
+        except Exception:
+            missing.append(f"docker-registry or the {registry_image()} image")
     if missing:
         message = "needs " + " and ".join(missing) + " (bash .ci/run installs them)"
         if os.environ.get("CI"):

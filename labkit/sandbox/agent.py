@@ -6,15 +6,21 @@ process, so what the agent writes is what the API reports):
 * tasks created by RunTask/StartTask, or by the agent for a service, go PENDING -> RUNNING ->
   STOPPED as their containers really start and stop (moto's own auto-advance is switched off);
 * services keep ``desiredCount`` tasks, replace tasks whose essential container exits, roll to
-  a new task definition (start new before stopping old where placement allows), and write
-  service events the way ECS words them, newest first;
+  a new task definition within the service's ``deploymentConfiguration`` (minimum healthy and
+  maximum percent, ECS defaults 100/200; the circuit breaker fails, and may roll back, a
+  deployment whose tasks keep failing), and write service events the way ECS words them,
+  newest first;
 * placement uses moto's resource accounting per container instance (CPU, memory, host
-  ports), so two tasks that want host port 80 land on different container instances;
+  ports), so two tasks that want host port 80 land on different container instances; a
+  RunTask that cannot place answers with ECS's ``failures`` (``RESOURCE:PORTS`` ...);
 * images are pulled from the sandbox registry *as the container instance role*, so the
   repository policy decides whether a task can start;
 * running tasks are registered as targets of the service's target groups (the virtual
   ``instance-id:hostPort``, whose real loopback address the load balancer is told) and as
-  Cloud Map instances; they are deregistered when the task stops.
+  Cloud Map instances; they are deregistered when the task stops;
+* a task whose target stays ``unhealthy`` past the service's ``healthCheckGracePeriodSeconds``
+  (counted from the task's start) is stopped as ECS stops it, "Task failed ELB health checks
+  in (target-group ...)", and replaced.
 
 Container ports are published on 127.0.0.1 only, on an ephemeral host port: the container
 instance's "host port 80" is virtual, mapped to a real loopback port.
@@ -23,6 +29,7 @@ instance's "host port 80" is virtual, mapped to a real loopback port.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -48,6 +55,10 @@ MAX_BACKOFF_SECONDS = 30.0
 PLACEMENT_EVENT_SECONDS = 30.0
 #: Service events kept per service (ECS shows the latest 100).
 MAX_EVENTS = 100
+
+#: ECS's deploymentConfiguration defaults for a replica service.
+DEFAULT_MINIMUM_HEALTHY_PERCENT = 100
+DEFAULT_MAXIMUM_PERCENT = 200
 
 #: The role the container instances run as: their pulls are authorized as this principal.
 INSTANCE_ROLE = "Ec2instanceRole"
@@ -93,6 +104,8 @@ class _TaskRecord:
     registrations: list[tuple[str, str]] = field(default_factory=list)
     released: bool = False
     drain_until: float = 0.0
+    #: time.monotonic() when the task turned RUNNING: the health-check grace period starts here
+    running_since: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -117,6 +130,8 @@ class _ServiceState:
     failures: int = 0
     backoff_until: float = 0.0
     last_placement: tuple[str, float] = ("", 0.0)
+    #: (deployment id, task definition) of the last deployment that completed: a rollback's goal
+    last_completed: tuple[str, str] | None = None
 
 
 class EcsAgent:
@@ -142,6 +157,8 @@ class EcsAgent:
         # The agent sets task.last_status itself; moto must not advance it on Describe.
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
         self._patch_backend()
+        _ACTIVE["agent"] = self
+        _install_response_patches()
         self._thread = threading.Thread(target=self._run, name="labkit-agent", daemon=True)
         self._thread.start()
 
@@ -175,6 +192,8 @@ class EcsAgent:
                     rec.task.stopped_reason = rec.task.stopped_reason or "The sandbox stopped"
                     rec.phase = "stopped"
             self._unpatch_backend()
+        if _ACTIVE.get("agent") is self:
+            del _ACTIVE["agent"]
 
     def endpoints(self) -> dict[str, dict[str, str]]:
         """Task ARN -> {"containerName:containerPort": "127.0.0.1:realPort"} for running tasks."""
@@ -204,11 +223,15 @@ class EcsAgent:
             backend.update_service = self._update_service
             backend.delete_service = self._delete_service
             backend.list_services = self._list_services
+            discovery = self.ctx.servicediscovery()
+            self._originals["discovery_create_service"] = discovery.create_service
+            discovery.create_service = self._create_discovery_service
 
     def _unpatch_backend(self) -> None:
         backend = self.ctx.ecs()
         for name in self._originals:
             backend.__dict__.pop(name, None)
+        self.ctx.servicediscovery().__dict__.pop("create_service", None)
         self._originals.clear()
 
     def _new_tasks_pending(self, tasks: list[Any]) -> list[Any]:
@@ -220,9 +243,50 @@ class EcsAgent:
         self._wake.set()
         return tasks
 
-    def _run_task(self, *args: Any, **kwargs: Any) -> list[Any]:
+    def _run_task(self, cluster_str: str, *args: Any, **kwargs: Any) -> list[Any]:
+        from moto.ecs.exceptions import InvalidParameterException
+
         with self.ctx.lock:
-            return self._new_tasks_pending(self._originals["run_task"](*args, **kwargs))
+            backend = self.ctx.ecs()
+            cluster = backend._get_cluster(cluster_str)
+            fargate = "FARGATE" in (args[5:6] or [kwargs.get("launch_type")])
+            if not fargate and not self._active_instances(cluster.name):
+                # moto raises a bare Exception (HTTP 500); ECS answers with this.
+                raise InvalidParameterException(
+                    "No Container Instances were found in your cluster."
+                )
+            tasks = self._originals["run_task"](cluster_str, *args, **kwargs)
+            return self._new_tasks_pending(tasks)
+
+    def run_task_failures(self, cluster_str: str, task_definition: str) -> list[dict[str, str]]:
+        """What RunTask answers for tasks it could not place: per instance, ECS's reason."""
+        with self.ctx.lock:
+            backend = self.ctx.ecs()
+            cluster = backend._get_cluster(cluster_str)
+            needs = backend._calculate_task_resource_requirements(
+                backend.describe_task_definition(task_definition)
+            )
+            return [
+                {"arn": ci.container_instance_arn, "reason": f"RESOURCE:{shortfall}"}
+                for ci in self._active_instances(cluster.name)
+                if (shortfall := _shortfall(ci, needs))
+            ]
+
+    def set_deployment_configuration(self, service: Any, config: dict[str, Any] | None) -> None:
+        """Keep CreateService's deploymentConfiguration (moto drops it) with ECS's defaults."""
+        with self.ctx.lock:
+            merged = {
+                "maximumPercent": DEFAULT_MAXIMUM_PERCENT,
+                "minimumHealthyPercent": DEFAULT_MINIMUM_HEALTHY_PERCENT,
+            }
+            merged.update(getattr(service, "deployment_configuration", None) or {})
+            merged.update({k: v for k, v in (config or {}).items() if v is not None})
+            service.deployment_configuration = merged
+        self._wake.set()
+
+    def _active_instances(self, cluster_name: str) -> list[Any]:
+        instances = self.ctx.ecs().container_instances.get(cluster_name, {}).values()
+        return [ci for ci in instances if ci.status == "ACTIVE"]
 
     def _start_task(self, *args: Any, **kwargs: Any) -> list[Any]:
         with self.ctx.lock:
@@ -274,11 +338,38 @@ class EcsAgent:
         return [arn for arn in arns if arn not in inactive]
 
     def _create_service(self, *args: Any, **kwargs: Any) -> Any:
+        from moto.ecs.exceptions import InvalidParameterException
+
+        cluster_str = kwargs.get("cluster_str", args[0] if args else "default")
+        name = kwargs.get("service_name", args[1] if len(args) > 1 else "")
         with self.ctx.lock:
+            # ECS keeps one ACTIVE service per name in a cluster; moto would replace it.
+            backend = self.ctx.ecs()
+            cluster = backend._get_cluster(cluster_str)
+            existing = backend.services.get(f"{cluster.name}:{name}")
+            if existing is not None and existing.status != "INACTIVE":
+                raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
+            if service.role_arn and not service.role_arn.startswith("arn:"):
+                # ECS answers with the role's ARN, whichever way it was named.
+                service.role_arn = f"arn:aws:iam::{self.ctx.account_id}:role/{service.role_arn}"
+            self.set_deployment_configuration(service, None)
             self._service_state(service)
         self._wake.set()
         return service
+
+    def _create_discovery_service(self, name: str, namespace_id: str, *args: Any, **kwargs: Any):
+        from moto.core.exceptions import JsonRESTError
+
+        # Cloud Map refuses a second service of the same name in a namespace.
+        for existing in list(self.ctx.servicediscovery().services.values()):
+            if existing.name == name and existing.namespace_id == namespace_id:
+                raise JsonRESTError(
+                    "ServiceAlreadyExists",
+                    f"Service {name} already exists in namespace {namespace_id} "
+                    f"(service id {existing.id}).",
+                )
+        return self._originals["discovery_create_service"](name, namespace_id, *args, **kwargs)
 
     def _update_service(self, props: dict[str, Any]) -> Any:
         force = bool(props.get("force_new_deployment"))
@@ -286,7 +377,10 @@ class EcsAgent:
             backend = self.ctx.ecs()
             before = backend._get_service(props.get("cluster", "default"), props["service"])
             old_ids = [d.get("id") for d in before.deployments]
+            config = props.pop("deployment_configuration", None)
             service = self._originals["update_service"](props)
+            if config:
+                self.set_deployment_configuration(service, config)
             # moto rewrites the primary deployment's id on force: undo, we add a new one.
             if force and service.deployments and old_ids:
                 service.deployments[0]["id"] = old_ids[0]
@@ -382,6 +476,7 @@ class EcsAgent:
         service = state.service
         name = service.name
         self._refresh_deployments(state)
+        self._stop_unhealthy_targets(state, now)
         tasks = self._service_tasks(service)
         if service.status != "ACTIVE" or service.desired_count == 0:
             leaving = [r for r in tasks if r.live]
@@ -402,8 +497,41 @@ class EcsAgent:
             self._events_for_stops(service, stopped)
             primary = [r for r in primary if r not in stopped]
 
-        # Too few: place and start, or make room by stopping an old-deployment task.
-        if len(primary) < desired and now >= state.backoff_until:
+        # deploymentConfiguration bounds the rollout: at least `min_healthy` tasks stay
+        # healthy, at most `max_total` run or start at once (ECS rounds up and down).
+        config = getattr(service, "deployment_configuration", None) or {}
+        min_pct = config.get("minimumHealthyPercent", DEFAULT_MINIMUM_HEALTHY_PERCENT)
+        max_pct = config.get("maximumPercent", DEFAULT_MAXIMUM_PERCENT)
+        min_healthy = math.ceil(desired * min_pct / 100)
+        max_total = max(math.floor(desired * max_pct / 100), 1 if desired else 0)
+
+        # A failed deployment launches nothing more and keeps what still runs (ECS).
+        failed = service.deployments and service.deployments[0].get("rolloutState") == "FAILED"
+
+        # Old deployments: stop what minimumHealthyPercent allows; unhealthy ones first.
+        if old and not failed:
+            healthy = [r for r in primary + old if self._healthy(r)]
+            spare = max(len(healthy) - min_healthy, 0)
+            victims = [r for r in old if not self._healthy(r)]
+            victims += [r for r in old if self._healthy(r)][:spare]
+            for rec in victims:
+                self._begin_stop(rec, self._scaling_reason(state), "ServiceSchedulerInitiated")
+            self._events_for_stops(service, victims)
+            old = [r for r in old if r not in victims]
+
+        # Too few: place and start as many as maximumPercent leaves room for.
+        wanted = min(desired - len(primary), max_total - len(primary) - len(old))
+        stuck = old and wanted <= 0 < desired - len(primary) and not failed
+        if stuck and not any(r.phase in ("draining", "stopping") for r in tasks):
+            # Neither a stop (minimum) nor a start (maximum) is allowed: say so, as ECS does.
+            self._placement_event(
+                state,
+                f"(service {name}) was unable to stop or start tasks during a deployment "
+                "because of the service deployment configuration. Update the "
+                "minimumHealthyPercent or maximumPercent value and try again.",
+                now,
+            )
+        if wanted > 0 and now >= state.backoff_until and not failed:
             if self.ctx.docker is None:
                 self._placement_event(
                     state,
@@ -413,28 +541,12 @@ class EcsAgent:
                     now,
                 )
             else:
-                started = []
-                for _ in range(desired - len(primary)):
-                    rec, why = self._place_service_task(state)
-                    if rec is not None:
-                        started.append(rec)
-                        continue
-                    # The old deployment holds what we need: stop one, then start. One at a
-                    # time, and only once every new task serves, so the service never goes
-                    # dark mid-rollout (minimumHealthyPercent 50 for a service of two).
-                    leaving = any(r.phase in ("draining", "stopping") for r in tasks)
-                    settled = not leaving and all(
-                        r.phase == "running" and self._targets_healthy(r) for r in primary + started
-                    )
-                    if old and settled:
-                        victim = old.pop(0)
-                        self._begin_stop(
-                            victim, self._scaling_reason(state), "ServiceSchedulerInitiated"
-                        )
-                        self._events_for_stops(service, [victim])
-                    elif not old and not leaving:  # room is not on its way either
-                        self._placement_event(state, why, now)
-                    break
+                started, unplaced = [], ""
+                for _ in range(wanted):
+                    rec, unplaced = self._place_service_task(state)
+                    if rec is None:
+                        break
+                    started.append(rec)
                 if started:
                     ids = " ".join(f"(task {r.task_id})" for r in started)
                     self._event(
@@ -442,15 +554,10 @@ class EcsAgent:
                     )
                     state.steady = False
                     primary += started
+                if unplaced:  # ECS waits for room (an old task leaving, an instance joining)
+                    self._placement_event(state, unplaced, now)
 
-        # Old deployment: keep at least `desired` healthy tasks (minimumHealthyPercent 100).
-        healthy = [r for r in primary if r.phase == "running" and self._targets_healthy(r)]
-        surplus = len(healthy) + len(old) - desired
-        if old and surplus > 0:
-            victims = old[:surplus]
-            for rec in victims:
-                self._begin_stop(rec, self._scaling_reason(state), "ServiceSchedulerInitiated")
-            self._events_for_stops(service, victims)
+        self._check_circuit_breaker(state)
 
         # Drained deployments leave the list.
         live_ids = {r.deployment_id for r in self._service_tasks(service)}
@@ -470,12 +577,51 @@ class EcsAgent:
             state.steady = True
             state.last_placement = ("", 0.0)
             deployment = service.deployments[0]
-            if deployment.get("rolloutState") != "COMPLETED":
+            if deployment.get("rolloutState") == "IN_PROGRESS":
                 deployment["rolloutState"] = "COMPLETED"
                 deployment["rolloutStateReason"] = f"ECS deployment {deployment['id']} completed."
+                completed = f"(deployment {deployment['id']}) deployment completed."
+                self._event(service, f"(service {name}) {completed}")
+            if deployment.get("rolloutState") == "COMPLETED":
+                state.last_completed = (deployment["id"], deployment["taskDefinition"])
             self._event(service, f"(service {name}) has reached a steady state.")
         elif not steady and service.running_count != desired:
             state.steady = False
+
+    def _healthy(self, rec: _TaskRecord) -> bool:
+        """Counts toward minimumHealthyPercent: running, and healthy in its target groups."""
+        if not (rec.live and rec.phase == "running"):
+            return False
+        if rec.service is not None and rec.service.load_balancers and not rec.targets:
+            return False  # not registered (yet, or its port never came up): not serving
+        return self._targets_healthy(rec)
+
+    def _check_circuit_breaker(self, state: _ServiceState) -> None:
+        """Fail the deployment once enough of its tasks failed; roll back if asked to."""
+        service = state.service
+        config = getattr(service, "deployment_configuration", None) or {}
+        breaker = config.get("deploymentCircuitBreaker") or {}
+        if not breaker.get("enable") or not service.deployments:
+            return
+        deployment = service.deployments[0]
+        if deployment.get("rolloutState") != "IN_PROGRESS":
+            return
+        # ECS's threshold: half the desired count, at least 3 and at most 200 tasks.
+        threshold = min(max(math.ceil(service.desired_count * 0.5), 3), 200)
+        if deployment.get("failedTasks", 0) < threshold:
+            return
+        deployment["rolloutState"] = "FAILED"
+        deployment["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+        self._event(
+            service,
+            f"(service {service.name}) (deployment {deployment['id']}) deployment failed: "
+            "tasks failed to start.",
+        )
+        if breaker.get("rollback") and state.last_completed:
+            good_id, good_td = state.last_completed
+            self._event(service, f"(service {service.name}) rolling back to deployment {good_id}.")
+            service.task_definition = good_td
+            self._refresh_deployments(state, force=True)
 
     def _scaling_reason(self, state: _ServiceState) -> str:
         return f"Scaling activity initiated by (deployment {state.primary_id})"
@@ -499,6 +645,40 @@ class EcsAgent:
             return True
         return all(self.lbs.target_state(*t) == "healthy" for t in rec.targets)
 
+    def _stop_unhealthy_targets(self, state: _ServiceState, now: float) -> None:
+        """Stop each task whose target is unhealthy past the grace period, in ECS's words.
+
+        ECS ignores ELB health for ``healthCheckGracePeriodSeconds`` (default 0) after a task
+        starts, then stops a task whose target is ``unhealthy`` (never one still ``initial``);
+        the service then starts a replacement. ECS starts the replacement first where
+        ``maximumPercent`` leaves room; the sandbox stops first, then replaces.
+        """
+        if self.lbs is None:
+            return
+        service = state.service
+        grace = float(getattr(service, "health_check_grace_period_seconds", None) or 0)
+        for rec in self._service_tasks(service):
+            if rec.phase != "running" or rec.task.desired_status == "STOPPED":
+                continue
+            if now - rec.running_since < grace:
+                continue
+            unhealthy = [t for t in rec.targets if self.lbs.target_state(*t) == "unhealthy"]
+            if not unhealthy:
+                continue
+            tg_arn, target_id, port = unhealthy[0]
+            why = self.lbs.failure_description(tg_arn, target_id, port)
+            self._event(
+                service,
+                f"(service {service.name}) (task {rec.task_id}) (instance {target_id}) "
+                f"(port {port}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
+            )
+            self._begin_stop(
+                rec,
+                f"Task failed ELB health checks in (target-group {tg_arn})",
+                "ServiceSchedulerInitiated",
+            )
+            self._events_for_stops(service, [rec])
+
     # placement ----------------------------------------------------------------------------
     def _place_service_task(self, state: _ServiceState) -> tuple[_TaskRecord | None, str]:
         service = state.service
@@ -510,7 +690,8 @@ class EcsAgent:
             for ci in backend.container_instances.get(service.cluster_name, {}).values()
             if ci.status == "ACTIVE"
         ]
-        fits = [ci for ci in instances if backend._can_be_placed(ci, needs)]
+        # Not moto's _can_be_placed: it counts hostPort 0 (dynamic) as a port taken.
+        fits = [ci for ci in instances if _shortfall(ci, needs) is None]
         if not fits:
             return None, self._placement_failure(service.name, instances, needs)
         # Spread: the instance with the fewest tasks, as ECS's default spread strategy does.
@@ -541,14 +722,11 @@ class EcsAgent:
         if not instances:
             return f"{head} Reason: No Container Instances were found in your cluster.{tail}"
         closest = instances[0]
-        res = {r["name"]: r for r in closest.remaining_resources}
-        ports = set(res.get("PORTS", {}).get("stringSetValue", []))
-        if any(str(p) in ports for p in needs.get("PORTS", [])):
-            why = "is already using a port required by your task."
-        elif needs.get("MEMORY", 0) > res.get("MEMORY", {}).get("integerValue", 0):
-            why = "has insufficient memory available."
-        else:
-            why = "has insufficient CPU units available."
+        why = {
+            "PORTS": "is already using a port required by your task.",
+            "MEMORY": "has insufficient memory available.",
+            "CPU": "has insufficient CPU units available.",
+        }[_shortfall(closest, needs) or "CPU"]
         return f"{head} The closest matching (container-instance {closest.id}) {why}{tail}"
 
     # tasks --------------------------------------------------------------------------------
@@ -688,6 +866,7 @@ class EcsAgent:
     def _mark_running(self, rec: _TaskRecord) -> None:
         task = rec.task
         rec.phase = "running"
+        rec.running_since = time.monotonic()
         task.last_status = "RUNNING"
         task.started_at = _now()
         task.health_status = "UNKNOWN"
@@ -854,6 +1033,7 @@ class EcsAgent:
                 self._begin_stop(
                     rec, "Essential container in task exited", "EssentialContainerExited"
                 )
+                self._count_failed_task(rec)
                 return
 
     def _docker_states(self) -> dict[str, tuple[str, int | None]] | None:
@@ -894,9 +1074,16 @@ class EcsAgent:
             if state is not None:
                 state.failures += 1
                 state.backoff_until = now + min(2.0 ** (state.failures - 1), MAX_BACKOFF_SECONDS)
-                for deployment in rec.service.deployments:
-                    if deployment["id"] == rec.deployment_id:
-                        deployment["failedTasks"] = deployment.get("failedTasks", 0) + 1
+            self._count_failed_task(rec)
+
+    def _count_failed_task(self, rec: _TaskRecord) -> None:
+        """A task of a rolling deployment failed: the circuit breaker counts it."""
+        for deployment in rec.service.deployments if rec.service is not None else []:
+            if deployment["id"] == rec.deployment_id and deployment.get("rolloutState") in (
+                "IN_PROGRESS",
+                None,
+            ):
+                deployment["failedTasks"] = deployment.get("failedTasks", 0) + 1
 
     def _count_cluster_tasks(self, backend: Any) -> None:
         for name, cluster in backend.clusters.items():
@@ -1074,6 +1261,66 @@ class EcsAgent:
         finally:
             rec.busy = False
             self._wake.set()
+
+
+def _shortfall(instance: Any, needs: dict[str, Any]) -> str | None:
+    """Why a task does not fit on a container instance, in ECS's words, or None if it fits."""
+    remaining = {r["name"]: r for r in instance.remaining_resources}
+    used_ports = set(remaining.get("PORTS", {}).get("stringSetValue") or [])
+    if needs.get("MEMORY", 0) > remaining.get("MEMORY", {}).get("integerValue", 0):
+        return "MEMORY"
+    if needs.get("CPU", 0) > remaining.get("CPU", {}).get("integerValue", 0):
+        return "CPU"
+    if any(str(port) in used_ports for port in needs.get("PORTS", []) if port):
+        return "PORTS"
+    return None
+
+
+#: The agent that moto's patched ECS responses defer to (one sandbox per process).
+_ACTIVE: dict[str, Any] = {}
+
+
+def _install_response_patches() -> None:
+    """CreateService keeps deploymentConfiguration and healthCheckGracePeriodSeconds; RunTask
+    reports what it could not place.
+
+    Class-level patches on moto's ECS responses, active only for the sandbox agent's backend.
+    """
+    from moto.ecs.responses import EC2ContainerServiceResponse as Responses
+
+    if _ACTIVE.get("patched"):
+        return
+    _ACTIVE["patched"] = True
+    original_create_service, original_run_task = Responses.create_service, Responses.run_task
+
+    def ours(response: Any) -> EcsAgent | None:
+        agent = _ACTIVE.get("agent")
+        return agent if agent is not None and response.ecs_backend is agent.ctx.ecs() else None
+
+    def create_service(response: Any) -> Any:
+        result = original_create_service(response)
+        agent = ours(response)
+        if agent is not None:
+            service = result.result["service"]
+            config = response._get_param("deploymentConfiguration")
+            agent.set_deployment_configuration(service, config)
+            # moto drops it too (its UpdateService keeps it); DescribeServices reports it.
+            grace = response._get_param("healthCheckGracePeriodSeconds")
+            if grace is not None:
+                service.health_check_grace_period_seconds = int(grace)
+        return result
+
+    def run_task(response: Any) -> Any:
+        result = original_run_task(response)
+        agent = ours(response)
+        if agent is not None and len(result.result["tasks"]) < response._get_int_param("count", 1):
+            result.result["failures"] = agent.run_task_failures(
+                response._get_param("cluster", "default"), response._get_param("taskDefinition")
+            )
+        return result
+
+    Responses.create_service = create_service
+    Responses.run_task = run_task
 
 
 def _split_image(image: str) -> tuple[str, str, str]:

@@ -12,15 +12,10 @@ import json
 from typing import Any
 
 from labkit.config import LAB
+from labkit.config import role_trust_policy as _trust_policy
 
 #: Container instances in ECSCluster: two, so two tasks that each want host port 80 fit.
 CONTAINER_INSTANCE_COUNT = 2
-
-
-def _trust_policy(service: str) -> str:
-    """A role trust policy that lets ``service`` (e.g. ec2.amazonaws.com) assume it."""
-    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 # The instance role may log in to ECR but holds no permission on any repository: the

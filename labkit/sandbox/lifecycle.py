@@ -217,8 +217,9 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     # In a classroom: inside the learner's rootless Docker namespace (see sandbox.rootless).
     enter_namespace = rootless.prepare(settings)
     log = open_private_log(settings.log_file)
+    argv = [sys.executable, "-m", "labkit.sandbox"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "labkit.sandbox"],
+        argv,
         env=_child_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -229,7 +230,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     )
     log.close()
     # Read now, while the child cannot have been replaced: it is not reaped until we wait.
-    ProcessRecord.of(process.pid).save(settings.home / SANDBOX_RECORD)
+    ProcessRecord.of(process.pid, argv).save(settings.home / SANDBOX_RECORD)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -2,18 +2,27 @@
 
 Every listener in moto's elbv2 backend (the lab's NLB ``Myloadbalancer`` on TCP 80, and any
 created later) gets a real listening socket on the loopback interface: the first at
-``settings.lb_port``, the next at ``lb_port + 1``, and so on. A connection is forwarded, round
-robin, to a *healthy* registered target of the listener's target group.
+``settings.lb_port``, the next at ``lb_port + 1``, and so on.
 
 Targets are virtual (an EC2 instance id and a port, as ECS registers them); the agent tells us
 where each one really listens (:meth:`LoadBalancers.set_endpoint`). Targets whose id is a
-loopback IPv4 address are reachable as they are.
+loopback IPv4 address are reachable as they are. A target is its instance id *and* port, in
+our tables and in moto's registrations (moto keys them by id alone, so two tasks on one
+container instance with dynamic host ports would overwrite each other).
 
-Health checks are real TCP connects, **once a second** (sandbox speed; AWS checks every 10-30
-seconds). A target turns healthy after ``min(HealthyThresholdCount, 2)`` passing checks and
-unhealthy after ``min(UnhealthyThresholdCount, 2)`` failing ones. ``DescribeTargetHealth``
-reports these results (moto on its own reports every target healthy), and a deregistered
-target stays ``draining`` for a short sandbox drain time.
+Routing, as an NLB does it (AWS, "Health checks for Network Load Balancer target groups"):
+a new target gets traffic only once it has passed its initial health checks, so ``initial``
+targets get none; connections go, round robin, to ``healthy`` targets only; and only when
+*every* registered target has failed its checks does the load balancer fail open and spread
+connections over all of them. With no target to use, the client's connection is reset.
+
+Health checks probe the application, through the same published loopback port that traffic
+takes (see :func:`probe_target` for why that is the probe, and where it is an inference).
+They run **once a second** (sandbox speed; AWS uses ``HealthCheckIntervalSeconds``, 10 or 30
+s); a target turns healthy after ``HealthyThresholdCount`` passes in a row and unhealthy after
+``UnhealthyThresholdCount`` failures, as configured. ``DescribeTargetHealth`` reports these
+results (moto on its own reports every target healthy), and a deregistered target stays
+``draining`` for a short sandbox drain time (AWS: the deregistration delay, 300 s).
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ import itertools
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +43,14 @@ from labkit.sandbox.context import LOOPBACK, SandboxContext
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two health checks of one target (sandbox speed).
+#: Seconds between two health checks of one target (sandbox speed; AWS: 10 or 30).
 HEALTH_CHECK_INTERVAL = 1.0
-#: Seconds a health-check connect may take.
+#: Seconds a health check's connect, or its HTTP answer, may take.
 HEALTH_CHECK_TIMEOUT = 0.5
+#: Seconds a TCP check waits, after connecting, for the port's proxy to hang up (see
+#: :func:`probe_target`). Docker's proxy hangs up within a millisecond when nothing listens
+#: in the container; a forwarder that crosses into a VM (Docker Desktop) takes a little more.
+PROXY_HANGUP_WAIT = 0.25
 #: Seconds a deregistered target is reported as draining (AWS: deregistration delay, 300 s).
 DRAIN_SECONDS = 2.0
 #: How often the backend is polled for new or deleted listeners.
@@ -62,8 +77,154 @@ class _Health:
     passes: int = 0
     fails: int = 0
     next_check: float = 0.0
+    probing: bool = False
+    #: AWS's reason code and description of the last failure, and what the sandbox saw.
+    reason: str | None = None
     description: str | None = None
+    detail: str | None = None
     drain_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A target group's health check settings, as the probe needs them."""
+
+    protocol: str = "TCP"
+    port: str = "traffic-port"
+    path: str = "/"
+    matcher: str = "200-399"
+    healthy_threshold: int = 5
+    unhealthy_threshold: int = 2
+
+    @classmethod
+    def of(cls, tg: Any) -> HealthCheck:
+        matcher = getattr(tg, "matcher", None) or {}
+        return cls(
+            protocol=(tg.health_check_protocol or tg.protocol or "TCP").upper(),
+            port=str(tg.health_check_port or "traffic-port"),
+            path=tg.health_check_path or "/",
+            matcher=str(matcher.get("HttpCode") or "200-399"),
+            healthy_threshold=max(1, int(tg.healthy_threshold_count or 5)),
+            unhealthy_threshold=max(1, int(tg.unhealthy_threshold_count or 2)),
+        )
+
+    def accepts(self, status: int) -> bool:
+        """Whether ``status`` matches the matcher ("200", "200,202", "200-299")."""
+        for part in self.matcher.split(","):
+            low, _, high = part.strip().partition("-")
+            try:
+                if int(low) <= status <= int(high or low):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    reason: str | None = None
+    description: str | None = None
+    detail: str | None = None
+
+
+def _failed(reason: str, description: str, detail: str) -> ProbeResult:
+    return ProbeResult(False, reason, description, detail)
+
+
+def probe_target(address: tuple[str, int], check: HealthCheck) -> ProbeResult:
+    """One health check of the application behind ``address`` (a published loopback port).
+
+    Why this probe: a task's port is published on 127.0.0.1, and whatever forwards it (Docker's
+    userland proxy on Linux; the VM port forwarder of Docker Desktop on macOS and Windows)
+    *accepts* a connection before it knows whether anything listens in the container, so a bare
+    TCP connect always passes. When nothing listens, the forwarder hangs up at once (EOF or
+    reset). So a TCP check connects, then waits :data:`PROXY_HANGUP_WAIT`: a hang-up fails
+    the check; bytes from the app, or silence (a server waiting for its client), pass it. An
+    HTTP(S) check sends the real request and matches the status, which is exact anywhere.
+    With Docker's iptables-only publishing (``userland-proxy: false``) the connect itself is
+    refused, which fails too. We chose this over probing from inside the container's network
+    namespace (a probe sidecar per task, or ``setns`` into ``/proc/<pid>/ns/net``) and over
+    connecting to the container's IP: those need root, a Linux host, or an extra container per
+    task, while this runs unchanged wherever a published port works, and it checks the very
+    path the traffic takes, as an NLB checks the instance's host port.
+    Where it differs from an NLB: a TCP server that accepts and then closes at once, without
+    a byte, fails here but passes an NLB's TCP check.
+    """
+    try:
+        sock = socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT)
+    except TimeoutError:
+        return _failed("Target.Timeout", "Request timed out", "the TCP connect timed out")
+    except OSError as exc:
+        return _failed(
+            "Target.FailedHealthChecks",
+            "Health checks failed",
+            f"the TCP connect failed ({exc.strerror or exc})",
+        )
+    try:
+        if check.protocol in ("HTTP", "HTTPS"):
+            return _probe_http(sock, address, check)
+        sock.settimeout(PROXY_HANGUP_WAIT)
+        try:
+            data = sock.recv(1)
+        except TimeoutError:
+            return ProbeResult(True)  # silence: the app holds the connection, waiting for us
+        except OSError:
+            data = b""
+        if data:
+            return ProbeResult(True)
+        return _failed(
+            "Target.FailedHealthChecks",
+            "Health checks failed",
+            "the port's proxy accepted the connection and closed it at once: nothing in the "
+            "container listens on the container port",
+        )
+    finally:
+        sock.close()
+
+
+def _probe_http(sock: socket.socket, address: tuple[str, int], check: HealthCheck) -> ProbeResult:
+    try:
+        if check.protocol == "HTTPS":  # an NLB does not verify the target's certificate
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock)
+        sock.settimeout(HEALTH_CHECK_TIMEOUT)
+        host = f"{address[0]}:{address[1]}"
+        request = (
+            f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\n"
+            "User-Agent: ELB-HealthChecker/2.0\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        head = b""
+        while b"\r\n" not in head and len(head) < 1024:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        return _failed("Target.Timeout", "Request timed out", "no HTTP answer in time")
+    except OSError as exc:
+        head = b""
+        if not isinstance(exc, ConnectionError):
+            return _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return _failed(
+            "Target.FailedHealthChecks",
+            "Health checks failed",
+            "the connection closed without an HTTP answer: nothing in the container listens "
+            "on the container port, or it does not speak HTTP",
+        )
+    status = int(parts[1])
+    if check.accepts(status):
+        return ProbeResult(True)
+    return _failed(
+        "Target.ResponseCodeMismatch",
+        f"Health checks failed with these codes: [{status}]",
+        f"GET {check.path} answered {status}; the matcher wants {check.matcher}",
+    )
 
 
 @dataclass
@@ -98,6 +259,11 @@ def _is_loopback_ip(value: str) -> bool:
         return False
 
 
+def _target_port(target: dict[str, Any], tg: Any) -> int | None:
+    port = target.get("Port") or tg.port
+    return int(port) if port else None
+
+
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     """Copy bytes both ways until either side closes (one thread per connection)."""
     socks = [a, b]
@@ -125,6 +291,14 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
 class LoadBalancers:
     """The sandbox's data plane for ELBv2: listener sockets, target health, forwarding."""
 
+    #: moto backend methods replaced (on the sandbox's backend only) while running.
+    _PATCHED = (
+        "register_targets",
+        "deregister_targets",
+        "describe_target_health",
+        "notify_terminate_instances",
+    )
+
     def __init__(self, ctx: SandboxContext) -> None:
         self.ctx = ctx
         self._listeners: dict[str, _Listener] = {}
@@ -134,37 +308,42 @@ class LoadBalancers:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._original_describe_target_health: Any = None
+        self._probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-lb-probe")
+        self._originals: dict[str, Any] = {}
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Patch DescribeTargetHealth, open the existing listeners, start polling."""
+        """Patch target registration and health, open the existing listeners, start polling."""
         backend = self.ctx.elbv2()
         with self.ctx.lock:
-            if self._original_describe_target_health is None:
-                # Instance attribute: shadows the class method for this backend only.
-                self._original_describe_target_health = backend.describe_target_health
-                backend.describe_target_health = self._describe_target_health
+            if not self._originals:
+                for name in self._PATCHED:
+                    self._originals[name] = getattr(backend, name)
+                    # Instance attribute: shadows the class method for this backend only.
+                    setattr(backend, name, getattr(self, f"_{name}"))
+                for tg in list(backend.target_groups.values()):
+                    self._rekey(tg)
         self._sync_listeners()
         self._thread = threading.Thread(target=self._run, name="labkit-lb", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Close every listener and stop health checks; restore moto's DescribeTargetHealth."""
+        """Close every listener and stop health checks; restore moto's methods."""
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
+        self._probes.shutdown(wait=True, cancel_futures=True)
         with self._state_lock:
             for listener in list(self._listeners.values()):
                 self._close_listener(listener)
             self._listeners.clear()
         with self.ctx.lock:
-            if self._original_describe_target_health is not None:
-                backend = self.ctx.elbv2()
-                if backend.__dict__.get("describe_target_health") == self._describe_target_health:
-                    del backend.describe_target_health
-                self._original_describe_target_health = None
+            backend = self.ctx.elbv2()
+            for name in self._originals:
+                if backend.__dict__.get(name) == getattr(self, f"_{name}"):
+                    del backend.__dict__[name]
+            self._originals.clear()
 
     # public queries -----------------------------------------------------------------------
     def url_for(self, dns_name: str) -> str:
@@ -218,6 +397,12 @@ class LoadBalancers:
         with self._state_lock:
             health = self._health.get((tg_arn, target_id, int(port)))
             return health.state if health else "initial"
+
+    def failure_description(self, tg_arn: str, target_id: str, port: int) -> str:
+        """AWS's words for the target's last failed check ("Health checks failed", ...)."""
+        with self._state_lock:
+            health = self._health.get((tg_arn, target_id, int(port)))
+            return (health.description if health else None) or "Health checks failed"
 
     def resolve(self, target_id: str, port: int) -> tuple[str, int] | None:
         with self._state_lock:
@@ -307,7 +492,14 @@ class LoadBalancers:
             ).start()
 
     def _candidates(self, listener_arn: str) -> list[tuple[str, int]]:
-        """Healthy targets' real addresses; if none is healthy, fail open as NLBs do."""
+        """The real addresses a new connection may go to, chosen as an NLB chooses.
+
+        Healthy targets only. ``initial`` targets get nothing: an NLB routes to a new target
+        once it "passes the initial health checks". Only if every registered target has
+        failed its checks does the NLB fail open, to all of them ("If all targets fail health
+        checks at the same time in all enabled Availability Zones, the load balancer fails
+        open"; both from AWS's "Health checks for Network Load Balancer target groups").
+        """
         with self.ctx.lock:
             backend = self.ctx.elbv2()
             lb = backend.load_balancers.get(self._listeners[listener_arn].lb_arn)
@@ -316,18 +508,18 @@ class LoadBalancers:
             for tg_arn in _forward_target_groups(listener) if listener else []:
                 tg = backend.target_groups.get(tg_arn)
                 for t in list(tg.targets.values()) if tg else []:
-                    targets.append((tg_arn, t["Id"], int(t.get("Port") or tg.port)))
-        healthy, others = [], []
-        for tg_arn, target_id, port in targets:
-            address = self.resolve(target_id, port)
-            if address is None:
-                continue
-            state = self.target_state(tg_arn, target_id, port)
-            if state == "healthy":
-                healthy.append(address)
-            elif state != "draining":
-                others.append(address)
-        return healthy or others
+                    port = _target_port(t, tg)
+                    if port is not None:
+                        targets.append((tg_arn, t["Id"], port))
+        states = [self.target_state(*t) for t in targets]
+        if "healthy" in states:
+            chosen = [t for t, state in zip(targets, states, strict=True) if state == "healthy"]
+        elif states and all(state == "unhealthy" for state in states):
+            chosen = targets  # fail open
+        else:
+            chosen = []
+        addresses = [self.resolve(target_id, port) for _tg, target_id, port in chosen]
+        return [a for a in addresses if a is not None]
 
     def _handle(self, listener: _Listener, conn: socket.socket) -> None:
         try:
@@ -353,22 +545,22 @@ class LoadBalancers:
         now = time.monotonic()
         with self.ctx.lock:
             backend = self.ctx.elbv2()
-            registered: dict[TargetKey, tuple[int, int, bool]] = {}
+            registered: dict[TargetKey, tuple[HealthCheck, bool]] = {}
             for tg in list(backend.target_groups.values()):
-                healthy_n = max(1, min(int(tg.healthy_threshold_count or 2), 2))
-                unhealthy_n = max(1, min(int(tg.unhealthy_threshold_count or 2), 2))
+                check = HealthCheck.of(tg)
                 in_use = bool(tg.load_balancer_arns)
                 for t in list(tg.targets.values()):
-                    key = (tg.arn, t["Id"], int(t.get("Port") or tg.port))
-                    registered[key] = (healthy_n, unhealthy_n, in_use)
-        due: list[tuple[TargetKey, int, int]] = []
+                    port = _target_port(t, tg)
+                    if port is not None:
+                        registered[(tg.arn, t["Id"], port)] = (check, in_use)
+        due: list[tuple[TargetKey, HealthCheck]] = []
         with self._state_lock:
             for key in list(self._health):
                 health = self._health[key]
                 if key not in registered:
                     if health.state != "draining" or health.drain_until <= now:
                         del self._health[key]
-            for key, (healthy_n, unhealthy_n, in_use) in registered.items():
+            for key, (check, in_use) in registered.items():
                 health = self._health.get(key)
                 if health is None or health.state == "draining":
                     health = self._health[key] = _Health(next_check=now)
@@ -377,35 +569,101 @@ class LoadBalancers:
                     continue
                 if health.state == "unused":
                     health.state = "initial"
-                if health.next_check <= now:
+                if health.next_check <= now and not health.probing:
                     health.next_check = now + HEALTH_CHECK_INTERVAL
-                    due.append((key, healthy_n, unhealthy_n))
-        for key, healthy_n, unhealthy_n in due:
-            _, target_id, port = key
-            address = self.resolve(target_id, port)
-            ok, why = False, None
-            if address is None:
-                why = f"Health checks failed: no running task answers at {target_id}:{port}"
+                    health.probing = True
+                    due.append((key, check))
+        for key, check in due:
+            try:
+                self._probes.submit(self._check_one, key, check)
+            except RuntimeError:  # stopping: the pool takes no more work
+                return
+
+    def _check_one(self, key: TargetKey, check: HealthCheck) -> None:
+        _, target_id, port = key
+        if check.port != "traffic-port" and check.port.isdigit():
+            port = int(check.port)
+        address = self.resolve(target_id, port)
+        if address is None:
+            result = _failed(
+                "Target.FailedHealthChecks",
+                "Health checks failed",
+                f"no running task answers at {target_id}:{port}",
+            )
+        else:
+            try:
+                result = probe_target(address, check)
+            except Exception as exc:  # a probe must never kill the pool's thread
+                result = _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
+        with self._state_lock:
+            health = self._health.get(key)
+            if health is None:
+                return
+            health.probing = False
+            if health.state in ("draining", "unused"):
+                return
+            if result.ok:
+                health.passes, health.fails = health.passes + 1, 0
+                if health.passes >= check.healthy_threshold:
+                    health.state = "healthy"
+                    health.reason = health.description = health.detail = None
             else:
-                try:
-                    socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT).close()
-                    ok = True
-                except OSError as exc:
-                    why = f"Health checks failed: TCP connect to the target failed ({exc})"
-            with self._state_lock:
-                health = self._health.get(key)
-                if health is None or health.state == "draining":
-                    continue
-                if ok:
-                    health.passes, health.fails = health.passes + 1, 0
-                    if health.passes >= healthy_n:
-                        health.state, health.description = "healthy", None
-                else:
-                    health.passes, health.fails = 0, health.fails + 1
-                    health.description = why
-                    # An unknown target never turns healthy: say so at once.
-                    if health.fails >= unhealthy_n or address is None:
-                        health.state = "unhealthy"
+                health.passes, health.fails = 0, health.fails + 1
+                health.reason, health.description = result.reason, result.description
+                health.detail = result.detail
+                # An unknown target never turns healthy: say so at once.
+                if health.fails >= check.unhealthy_threshold or address is None:
+                    health.state = "unhealthy"
+
+    # moto: registrations keyed by (id, port) ----------------------------------------------
+    @staticmethod
+    def _rekey(tg: Any) -> None:
+        """moto keys a target group's targets by id; re-key them by (id, port)."""
+        if any(not isinstance(key, tuple) for key in tg.targets):
+            entries = list(tg.targets.values())
+            tg.targets.clear()
+            for t in entries:
+                port = _target_port(t, tg)
+                tg.targets[(t["Id"], port)] = {"Id": t["Id"], "Port": port}
+
+    def _target_group(self, arn: str) -> Any:
+        from moto.elbv2.exceptions import TargetGroupNotFoundError
+
+        tg = self.ctx.elbv2().target_groups.get(arn)
+        if tg is None:
+            raise TargetGroupNotFoundError()
+        return tg
+
+    def _register_targets(self, target_group_arn: str, instances: list[Any]) -> None:
+        from moto.elbv2.exceptions import TargetNotRunning
+
+        tg = self._target_group(target_group_arn)
+        self._rekey(tg)
+        for target in instances:
+            instance = tg.ec2_backend.get_instance_by_id(target["Id"])
+            if instance is not None and instance.state != "running":
+                raise TargetNotRunning(instance_id=target["Id"])
+            port = _target_port(target, tg)
+            tg.targets[(target["Id"], port)] = {"Id": target["Id"], "Port": port}
+            tg.deregistered_targets.pop(target["Id"], None)
+        self._wake.set()
+
+    def _deregister_targets(self, target_group_arn: str, instances: list[dict[str, Any]]) -> None:
+        from moto.elbv2.exceptions import InvalidTargetError
+
+        tg = self._target_group(target_group_arn)
+        self._rekey(tg)
+        for target in instances:
+            found = tg.targets.pop((target["Id"], _target_port(target, tg)), None)
+            if found is None:
+                raise InvalidTargetError()
+            tg.deregistered_targets[target["Id"]] = found
+
+    def _notify_terminate_instances(self, instance_ids: list[str]) -> None:
+        for tg in list(self.ctx.elbv2().target_groups.values()):
+            self._rekey(tg)
+            for key in [k for k in tg.targets if k[0] in instance_ids]:
+                tg.terminated_targets[key[0]] = tg.targets.pop(key)
 
     # DescribeTargetHealth -----------------------------------------------------------------
     def _describe_target_health(
@@ -413,32 +671,42 @@ class LoadBalancers:
     ) -> list[Any]:
         from moto.elbv2.models import FakeHealthStatus
 
-        backend = self.ctx.elbv2()
-        original = self._original_describe_target_health
-        tg = backend.target_groups.get(target_group_arn)
-        if tg is None:
-            return original(target_group_arn, targets)
-        if not targets:
-            targets = list(tg.targets.values())
+        tg = self._target_group(target_group_arn)
+        self._rekey(tg)
+        original = self._originals["describe_target_health"]
+        wanted: list[tuple[str, int | None]] = []
+        if targets:
+            for target in targets:
+                port = int(target["Port"]) if target.get("Port") else None
+                matches = [k for k in tg.targets if k[0] == target["Id"] and port in (None, k[1])]
+                wanted.extend(matches or [(target["Id"], port)])
+        else:
+            wanted = list(tg.targets)
             with self._state_lock:
                 for (arn, target_id, port), health in self._health.items():
                     if arn == target_group_arn and health.state == "draining":
-                        if target_id not in tg.targets:
-                            targets.append({"Id": target_id, "Port": port})
+                        if (target_id, port) not in tg.targets:
+                            wanted.append((target_id, port))
         result = []
-        for target in targets:
-            target_id = target["Id"]
-            registered = tg.targets.get(target_id)
-            port = int(target.get("Port") or (registered or {}).get("Port") or tg.port)
+        for target_id, port in wanted:
+            registered = (target_id, port) in tg.targets
             with self._state_lock:
-                health = self._health.get((target_group_arn, target_id, port))
-            if registered is None and (health is None or health.state != "draining"):
-                result.extend(original(target_group_arn, [target]))
+                health = self._health.get((target_group_arn, target_id, port)) if port else None
+            if not registered and (health is None or health.state != "draining"):
+                ask = {"Id": target_id} if port is None else {"Id": target_id, "Port": port}
+                result.extend(original(target_group_arn, [ask]))
                 continue
             state = health.state if health else ("initial" if tg.load_balancer_arns else "unused")
             reason, description = _STATE_TEXT.get(state, (None, None))
-            if state == "unhealthy" and health and health.description:
-                description = health.description
+            if state == "initial" and health and (health.passes or health.fails):
+                reason, description = (
+                    "Elb.InitialHealthChecking",
+                    "Initial health checks in progress",
+                )
+            if state == "unhealthy" and health and health.reason:
+                reason = health.reason
+                # AWS's words, then what the sandbox saw: the learner's best clue.
+                description = f"{health.description}: {health.detail}"
             result.append(
                 FakeHealthStatus(target_id, port, tg.health_check_port, state, reason, description)
             )

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import psutil
 
 from labkit.sandbox.context import write_private
 
+#: How long a record waits for a just-started child to exec its command line.
+EXEC_WAIT_SECONDS = 5.0
 #: Start times are read through the boot time, which the kernel reports to the second.
 START_TIME_TOLERANCE_SECONDS = 1.0
 
@@ -32,11 +35,20 @@ class ProcessRecord:
     cmdline: tuple[str, ...]
 
     @classmethod
-    def of(cls, pid: int) -> ProcessRecord:
-        """The record of a running process (call it right after starting the process)."""
+    def of(cls, pid: int, argv: Sequence[str] | None = None) -> ProcessRecord:
+        """The record of a running process (call it right after starting the process).
+
+        ``argv`` is what it was started with: between fork and exec a child shows no (or
+        its parent's) command line, so the record waits, briefly, until it runs ``argv``.
+        """
         process = psutil.Process(pid)
-        with process.oneshot():
-            return cls(pid, process.create_time(), tuple(process.cmdline()))
+        deadline = time.monotonic() + EXEC_WAIT_SECONDS
+        while True:
+            with process.oneshot():
+                record = cls(pid, process.create_time(), tuple(process.cmdline()))
+            if argv is None or record.cmdline == tuple(argv) or time.monotonic() > deadline:
+                return record
+            time.sleep(0.01)
 
     def save(self, path: Path) -> None:
         body = {"pid": self.pid, "started": self.started, "cmdline": list(self.cmdline)}

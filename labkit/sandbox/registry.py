@@ -1,8 +1,9 @@
 """The sandbox's image registry: a real CNCF distribution registry, with ECR's rules.
 
-- The registry process (Debian's ``docker-registry``) stores the layers and manifests and
-  speaks the OCI distribution API on ``127.0.0.1:<registry_port>``; Docker trusts a
-  loopback registry over plain HTTP, so stock ``docker tag``/``push`` reach it.
+- The registry (Debian's ``docker-registry`` as a host process, or the ``registry:2``
+  image as a container: see :mod:`labkit.sandbox.registry_runner`) stores the layers and
+  manifests and speaks the OCI distribution API on ``127.0.0.1:<registry_port>``; Docker
+  trusts a loopback registry over plain HTTP, so stock ``docker tag``/``push`` reach it.
 - Access goes through the registry's token auth, whose realm is a sandbox route
   (``/_labkit/registry/token``). That route plays ECR: it accepts the password from
   ``GetAuthorizationToken`` (HMAC-signed, expiring, tied to a principal), refuses
@@ -25,10 +26,7 @@ import functools
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import shutil
-import subprocess
 import threading
 import time
 import urllib.error
@@ -43,19 +41,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from werkzeug.wrappers import Request, Response
 
-from labkit.errors import BackendError
 from labkit.sandbox.api import json_response
 from labkit.sandbox.context import (
     SandboxContext,
-    no_proxy_value,
-    open_private_log,
-    private_dir,
     write_private,
 )
-from labkit.sandbox.processes import ProcessRecord
+from labkit.sandbox.registry_runner import (
+    REGISTRY_SERVICE,
+    TOKEN_ISSUER,
+    RegistryRunner,
+    make_runner,
+)
 
-REGISTRY_SERVICE = "labkit-sandbox-registry"
-TOKEN_ISSUER = "labkit-sandbox"
 #: Lifetime of the short bearer tokens the registry checks (Docker asks again as needed).
 BEARER_TTL_SECONDS = 300
 
@@ -95,11 +92,6 @@ def _b64url(data: bytes) -> str:
 
 def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def find_registry_binary() -> str | None:
-    """The CNCF registry binary: Debian names it ``docker-registry``."""
-    return shutil.which("docker-registry") or shutil.which("registry")
 
 
 # -- signing keys -----------------------------------------------------------------------
@@ -328,7 +320,7 @@ class Registry:
         self.signer = _BearerSigner(self.home)
         self.tokens = EcrTokens(self.home, settings.token_ttl_seconds)
         self.admin = _RegistryAdmin(f"http://{self.host}", self.signer)
-        self._process: subprocess.Popen[bytes] | None = None
+        self.runner: RegistryRunner | None = None
         self._state_path = self.home / "ecr.json"
         self._state_lock = threading.Lock()
         self.user_arn = f"arn:aws:iam::{ctx.account_id}:user/moto"
@@ -337,80 +329,20 @@ class Registry:
 
     # process ---------------------------------------------------------------------------
     def start(self) -> None:
-        binary = find_registry_binary()
-        if binary is None:
-            raise BackendError(
-                "The registry binary was not found.",
-                why="The sandbox runs the CNCF distribution registry as `docker-registry`.",
-                fix="Install it: `apt-get install -y docker-registry` (Debian/Ubuntu).",
-            )
-        storage = private_dir(self.home / "registry")
-        config = {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(storage)},
-                "delete": {"enabled": True},
-                "cache": {"blobdescriptor": "inmemory"},
-            },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-            "auth": {
-                "token": {
-                    "realm": f"{self.api_url}/_labkit/registry/token",
-                    "service": REGISTRY_SERVICE,
-                    "issuer": TOKEN_ISSUER,
-                    "rootcertbundle": str(self.signer.cert_path),
-                }
-            },
-        }
-        config_path = self.home / "registry.yml"
-        # JSON is valid YAML, and keeps us free of a YAML dependency. It holds a secret.
-        write_private(config_path, json.dumps(config, indent=2).encode())
-        env = dict(os.environ)
-        # Its own calls on loopback (notifications, if ever configured) go direct.
-        env["NO_PROXY"] = env["no_proxy"] = no_proxy_value(env)
-        with open_private_log(self.home / "registry.log") as log:
-            self._process = subprocess.Popen(
-                [binary, "serve", str(config_path)],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        # Read now, while the child cannot have been replaced: it is not reaped until we wait.
-        ProcessRecord.of(self._process.pid).save(self.home / "registry.pid")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BackendError(
-                    "The registry process exited at start.",
-                    why=(self.home / "registry.log").read_text(errors="replace")[-800:],
-                    fix=f"Check that port {self.ctx.settings.registry_port} is free "
-                    "(LABKIT_SANDBOX_REGISTRY_PORT picks another).",
-                )
-            try:
-                _LOOPBACK_OPENER.open(f"http://{self.host}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                return  # 401: it answers, and asks for a token as it should
-            except OSError:
-                time.sleep(0.05)
-        raise BackendError("The registry did not answer within 15 s.", fix="See registry.log.")
+        """Run the registry: the host binary, or a ``registry:2`` container (see
+        :mod:`labkit.sandbox.registry_runner` for which, and why)."""
+        self.runner = make_runner(self.ctx.settings, self.ctx.docker, self.signer.cert_path)
+        self.runner.start()
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-        (self.home / "registry.pid").unlink(missing_ok=True)
+        if self.runner is not None:
+            self.runner.stop()
         if _ACTIVE.get("registry") is self:
             _ACTIVE["registry"] = None  # moto's ECR behaves as plain moto again
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self.runner is not None and self.runner.running
 
     # token realm ----------------------------------------------------------------------
     def token_route(self, request: Request) -> Response:

@@ -30,6 +30,7 @@ from labkit.sandbox.context import (
     private_dir,
 )
 from labkit.sandbox.environment import provision
+from labkit.sandbox.persistence import SavedState, seed_for
 from labkit.sandbox.registry import Registry
 
 
@@ -70,6 +71,7 @@ class Sandbox:
         self.registry: Registry | None = None
         self.load_balancers: Any = None
         self.agent: Any = None
+        self.saved_state: SavedState | None = None
         self.environment: dict[str, str] = {}
         self.credentials: SandboxCredentials | None = None
         self.started_at: dt.datetime | None = None
@@ -96,11 +98,14 @@ class Sandbox:
 
     def _start(self) -> None:
         from moto.core.base_backend import BackendDict
+        from moto.moto_api._internal import mock_random
 
         t0 = time.monotonic()
         # A fresh AWS: moto's backends are process-wide, and an in-process sandbox must
         # not inherit what earlier code in this process created.
         BackendDict.reset()
+        # The same home gets the same environment ids at every start (see persistence).
+        mock_random.seed(seed_for(self.settings.home))
         self.started_at = dt.datetime.now(dt.UTC)
         private_dir(self.settings.home)
         # The API answers only calls signed with this home's keys (its learner's).
@@ -131,10 +136,17 @@ class Sandbox:
 
         clients = {name: self.client(name) for name in ("iam", "ec2", "ecs", "elbv2")}
         self.environment = provision(clients)
+        mock_random.seed()  # what the learner creates gets random ids again
+        self.saved_state = SavedState(self.ctx)
+        saved = self.saved_state.load()
         with self.ctx.lock:
             self.registry.restore_repositories()
+            self.saved_state.restore_definitions(saved)
 
         self._start_data_plane()
+        with self.ctx.lock:
+            self.saved_state.restore_services(saved)
+        self.saved_state.start()
         self.ready_seconds = round(time.monotonic() - t0, 3)
 
     def _start_data_plane(self) -> None:
@@ -147,7 +159,7 @@ class Sandbox:
         self.agent.start()
 
     def stop(self) -> None:
-        for component in (self.agent, self.load_balancers, self.registry):
+        for component in (self.saved_state, self.agent, self.load_balancers, self.registry):
             if component is not None:
                 try:
                     component.stop()

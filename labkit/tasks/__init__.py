@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from labkit.config import Backend
+from labkit import endpoint
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from labkit.tasks.exercise import (
@@ -38,19 +38,21 @@ def all_tasks() -> tuple[Task, ...]:
 
 
 def require(lab: Lab, task: int) -> None:
-    """Before task ``task``: every earlier task must be done, else name the notebook."""
+    """Before task ``task``: every earlier task must be done, else name the notebook.
+
+    On an endpoint that cannot serve task ``task`` (no registry, no containers) this says
+    so first, before anything runs; tasks the endpoint cannot serve are not required."""
     lab.identity  # noqa: B018 — raises a clear BackendError if the backend is unreachable
+    endpoint.require_served(lab, task)
+    unserved = endpoint.unserved_tasks(lab)
     for earlier in all_tasks():
         if earlier.number >= task:
             break
+        if earlier.number in unserved:
+            continue
         result = earlier.evaluate(lab)
         if not result.passed:
             why = result.message[:1].upper() + result.message[1:] + "."
-            if lab.backend is Backend.SANDBOX and earlier.number >= 3:
-                why += (
-                    " (If the sandbox was restarted: it keeps repositories and images, "
-                    "but ECS starts fresh.)"
-                )
             raise PrerequisiteError(
                 f"Task {earlier.number} ({earlier.title}) is not done yet.",
                 why=why,

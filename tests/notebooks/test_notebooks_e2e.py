@@ -128,6 +128,15 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     ][0]
     assert service["runningCount"] == service["desiredCount"] == 1
     assert any("has reached a steady state" in e["message"] for e in service["events"])
+    # Notebook 05: two of three tasks placed (the third waits for a host port 80), and a
+    # two-task rollout that waited for room at 100/200 and finished at 50/200.
+    messages = [e["message"] for e in service["events"]]
+    assert any("is already using a port required by your task" in m for m in messages)
+    config = service["deploymentConfiguration"]
+    assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (50, 200)
+    running = aws["ecs"].describe_task_definition(taskDefinition=service["taskDefinition"])
+    environment = running["taskDefinition"]["containerDefinitions"][0]["environment"]
+    assert {"name": "LABKIT_DEPLOYMENT", "value": "needs-room-demo"} in environment
 
     # The page, through the load balancer's URL.
     lb = aws["elbv2"].describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]

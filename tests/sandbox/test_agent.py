@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -246,22 +247,222 @@ def test_service_discovery_registers_the_task(lab: Lab) -> None:
             remove_service(lab, name)
 
 
-def test_rolling_update_without_room_stops_then_starts(lab: Lab) -> None:
-    """Two tasks on two instances, both on host port 80: no room to start first."""
+def _serving_during(lab: Lab, until: Any, timeout: float) -> tuple[float, int, int]:
+    """Poll the load balancer until ``until()``; (seconds, pages served, requests failed)."""
+    t0, served, failed = time.monotonic(), 0, 0
+    while not until():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not done after {timeout}s")
+        if serves_page(lab.lb_url):
+            served += 1
+        else:
+            failed += 1
+        time.sleep(0.1)
+    return time.monotonic() - t0, served, failed
+
+
+def test_deployment_configuration_defaults_and_updates(lab: Lab) -> None:
+    name = unique()
+    create_service(lab, name, register(lab))
+    try:
+        config = describe(lab, name)["deploymentConfiguration"]
+        assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (100, 200)
+        lab.client("ecs").update_service(
+            cluster=lab.cluster,
+            service=name,
+            deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 150},
+        )
+        config = describe(lab, name)["deploymentConfiguration"]
+        assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (50, 150)
+        # 100/100: no task may stop before a new one runs, none may start before one stops.
+        ecs = lab.client("ecs")
+        wait_steady_event(lab, name)
+        ecs.update_service(
+            cluster=lab.cluster,
+            service=name,
+            taskDefinition=register(lab, environment=[{"name": "REVISION", "value": "5"}]),
+            deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 100},
+        )
+        wait_for(lambda: any("unable to stop or start" in m for m in messages(lab, name)), 10)
+        assert messages(lab, name)[0] == (
+            f"(service {name}) was unable to stop or start tasks during a deployment because "
+            "of the service deployment configuration. Update the minimumHealthyPercent or "
+            "maximumPercent value and try again."
+        )
+    finally:
+        remove_service(lab, name)
+
+
+def test_rollout_with_defaults_and_no_room_waits_with_the_placement_event(lab: Lab) -> None:
+    """100/200, two tasks on two instances, both on host port 80: ECS cannot place, waits."""
     name = unique()
     create_service(lab, name, register(lab), count=2)
     try:
-        wait_stable(lab, name)
+        wait_steady_event(lab, name)  # both targets healthy: both count toward the minimum
         old = {t["taskArn"] for t in running_tasks(lab, name)}
         second = register(lab, environment=[{"name": "REVISION", "value": "3"}])
+        t0 = time.monotonic()
         lab.client("ecs").update_service(cluster=lab.cluster, service=name, taskDefinition=second)
+        wait_for(lambda: any("unable to place" in m for m in messages(lab, name)), 20)
+        print(f"\n100/200 rollout: placement event after {time.monotonic() - t0:.2f}s")
+        message = next(m for m in messages(lab, name) if "unable to place" in m)
+        assert message.startswith(
+            f"(service {name}) was unable to place a task because no container instance met "
+            "all of its requirements. The closest matching (container-instance "
+        )
+        assert "is already using a port required by your task." in message
+        time.sleep(5)  # and it keeps waiting: nothing old is stopped, nothing new runs
+        service = describe(lab, name)
+        primary, active = service["deployments"]
+        assert (primary["status"], primary["taskDefinition"]) == ("PRIMARY", second)
+        assert (primary["runningCount"], primary["rolloutState"]) == (0, "IN_PROGRESS")
+        assert (active["status"], active["runningCount"]) == ("ACTIVE", 2)
+        assert {t["taskArn"] for t in running_tasks(lab, name)} == old
+        assert serves_page(lab.lb_url)
+        # Lowering the minimum lets the same rollout finish.
+        lab.client("ecs").update_service(
+            cluster=lab.cluster,
+            service=name,
+            deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
+        )
         wait_stable(lab, name)
+        assert {t["taskDefinitionArn"] for t in running_tasks(lab, name)} == {second}
+    finally:
+        remove_service(lab, name)
+
+
+def test_rollout_with_minimum_healthy_50_replaces_one_task_at_a_time(lab: Lab) -> None:
+    name = unique()
+    create_service(
+        lab,
+        name,
+        register(lab),
+        count=2,
+        deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
+    )
+    try:
         wait_steady_event(lab, name)
+        old = {t["taskArn"] for t in running_tasks(lab, name)}
+        second = register(lab, environment=[{"name": "REVISION", "value": "4"}])
+        ecs = lab.client("ecs")
+        ecs.update_service(cluster=lab.cluster, service=name, taskDefinition=second)
+
+        def rolled_out() -> bool:
+            service = describe(lab, name)
+            return (
+                len(service["deployments"]) == 1
+                and service["deployments"][0]["rolloutState"] == "COMPLETED"
+            )
+
+        seconds, served, failed = _serving_during(lab, rolled_out, 120)
+        print(f"\n50/200 rollout of 2 tasks: {seconds:.2f}s; pages {served}, failed {failed}")
+        assert failed == 0, "the service must keep serving while it rolls"
         tasks = running_tasks(lab, name)
-        assert len(tasks) == 2
+        assert len(tasks) == 2 and not old & {t["taskArn"] for t in tasks}
         assert {t["taskDefinitionArn"] for t in tasks} == {second}
-        assert not old & {t["taskArn"] for t in tasks}
-        assert len(describe(lab, name)["deployments"]) == 1
+        assert len({t["containerInstanceArn"] for t in tasks}) == 2
+        events = messages(lab, name)
+        # One old task stopped, one new started, then the other: never both old at once.
+        stops = [m for m in reversed(events) if "has stopped 1 running tasks" in m]
+        starts = [m for m in reversed(events) if "has started 1 tasks" in m]
+        assert len(stops) >= 2 and len(starts) >= 2
+        order = [m for m in reversed(events) if m in stops[-2:] or m in starts[-2:]]
+        assert ["stopped" in m for m in order] == [True, False, True, False]
+    finally:
+        remove_service(lab, name)
+
+
+def test_circuit_breaker_fails_the_deployment_and_rolls_back(lab: Lab) -> None:
+    name = unique()
+    first = register(lab)
+    create_service(
+        lab,
+        name,
+        first,
+        deploymentConfiguration={
+            "minimumHealthyPercent": 100,
+            "maximumPercent": 200,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+        },
+    )
+    try:
+        wait_steady_event(lab, name)  # the deployment completed: one to roll back to
+        (good,) = running_tasks(lab, name)
+        # The new revision's app exits at once: every task of it fails.
+        broken = register(lab, entryPoint=["/bin/busybox", "false"])
+        ecs = lab.client("ecs")
+        ecs.update_service(cluster=lab.cluster, service=name, taskDefinition=broken)
+        failed_id = describe(lab, name)["deployments"][0]["id"]
+        wait_for(lambda: any("deployment failed" in m for m in messages(lab, name)), 60)
+        events = messages(lab, name)
+        assert (
+            f"(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."
+            in events
+        )
+        assert any(m.startswith(f"(service {name}) rolling back to deployment ") for m in events)
+        wait_steady_event(lab, name)
+        service = describe(lab, name)
+        assert service["taskDefinition"] == first
+        assert service["deployments"][0]["rolloutState"] == "COMPLETED"
+        (task,) = running_tasks(lab, name)
+        assert task["taskDefinitionArn"] == first
+        assert good["taskArn"] != task["taskArn"]  # a rollback is a new deployment
         assert serves_page(lab.lb_url)
     finally:
         remove_service(lab, name)
+
+
+def test_circuit_breaker_without_rollback_marks_the_deployment_failed(lab: Lab) -> None:
+    name = unique()
+    create_service(
+        lab,
+        name,
+        register(lab),
+        deploymentConfiguration={
+            "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+        },
+    )
+    try:
+        wait_steady_event(lab, name)  # the deployment completed: one to roll back to
+        (good,) = running_tasks(lab, name)
+        broken = register(lab, entryPoint=["/bin/busybox", "false"])
+        ecs = lab.client("ecs")
+        ecs.update_service(cluster=lab.cluster, service=name, taskDefinition=broken)
+        wait_for(lambda: describe(lab, name)["deployments"][0]["rolloutState"] == "FAILED", 60)
+        primary = describe(lab, name)["deployments"][0]
+        assert primary["rolloutStateReason"] == (
+            "ECS deployment circuit breaker: tasks failed to start."
+        )
+        assert primary["failedTasks"] >= 3
+        time.sleep(2)  # no more launches; the old task keeps serving
+        assert [t["taskArn"] for t in running_tasks(lab, name)] == [good["taskArn"]]
+        assert describe(lab, name)["deployments"][0]["failedTasks"] == primary["failedTasks"]
+        assert serves_page(lab.lb_url)
+    finally:
+        remove_service(lab, name)
+
+
+def test_run_task_that_cannot_place_reports_failures(lab: Lab) -> None:
+    ecs = lab.client("ecs")
+    instances = set(ecs.list_container_instances(cluster=lab.cluster)["containerInstanceArns"])
+    port80 = register(lab)
+    reply = ecs.run_task(cluster=lab.cluster, taskDefinition=port80, count=3, launchType="EC2")
+    arns = [t["taskArn"] for t in reply["tasks"]]
+    try:
+        assert len(arns) == 2  # one per instance: each has one port 80
+        assert {f["arn"] for f in reply["failures"]} == instances
+        assert {f["reason"] for f in reply["failures"]} == {"RESOURCE:PORTS"}
+        huge = register(lab, memory=10**6)
+        reply = ecs.run_task(cluster=lab.cluster, taskDefinition=huge, launchType="EC2")
+        assert reply["tasks"] == []
+        assert {(f["arn"], f["reason"]) for f in reply["failures"]} == {
+            (arn, "RESOURCE:MEMORY") for arn in instances
+        }
+        greedy = register(lab, host_port=0, cpu=10**6)
+        reply = ecs.run_task(cluster=lab.cluster, taskDefinition=greedy, launchType="EC2")
+        assert {f["reason"] for f in reply["failures"]} == {"RESOURCE:CPU"}
+    finally:
+        for arn in arns:
+            ecs.stop_task(cluster=lab.cluster, task=arn)
+        for arn in arns:
+            wait_for(lambda: not lab.containers(**{"com.amazonaws.ecs.task-arn": arn}), 30)  # noqa: B023

@@ -26,6 +26,7 @@ from tests.sandbox.helpers import (
     unique,
     wait_for,
     wait_stable,
+    wait_steady_event,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -58,10 +59,13 @@ def test_service_returns_to_steady_state_after_each_of_repeated_kills(lab: Lab) 
 def test_rolling_update_of_two_tasks_under_traffic_loses_at_most_in_flight(lab: Lab) -> None:
     name = unique()
     first = register(lab)
-    create_service(lab, name, first, count=2)
+    # Both tasks hold host port 80 of the two instances: at the ECS defaults (100/200) the
+    # rollout would wait for room; a minimum of 50 % lets it replace one task at a time.
+    config = {"minimumHealthyPercent": 50, "maximumPercent": 200}
+    create_service(lab, name, first, count=2, deploymentConfiguration=config)
     results: list[bool] = []
     try:
-        wait_stable(lab, name)
+        wait_steady_event(lab, name)  # both targets healthy
         second = register(lab, environment=[{"name": "REVISION", "value": "2"}])
         stop = threading.Event()
 

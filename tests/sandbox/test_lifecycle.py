@@ -224,3 +224,157 @@ def test_down_when_not_running_says_so(tmp_path: Path) -> None:
     assert "not running" in lifecycle.down(settings)
     st = lifecycle.status(settings)
     assert not st.running and "labkit sandbox up" in st.describe()
+
+
+def _push_sample(settings: Settings, docker_client: Any, sample_image: str, name: str) -> str:
+    """A repository the container instances may pull from, holding the sample image."""
+    import base64
+
+    ecr = client_factory(settings)("ecr")
+    uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
+    statement = {
+        "Sid": "instances",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:role/Ec2instanceRole"},
+        "Action": "ecr:*",
+    }
+    ecr.set_repository_policy(
+        repositoryName=name,
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    docker_client.images.get(sample_image).tag(uri, "latest")
+    docker_client.images.push(
+        uri, tag="latest", auth_config={"username": user, "password": password}
+    )
+    docker_client.images.remove(f"{uri}:latest")
+    return f"{uri}:latest"
+
+
+def test_service_survives_down_up_and_a_killed_sandbox(
+    tmp_path: Path, sample_image: str, docker_client: Any
+) -> None:
+    """ECS, target registrations and Cloud Map come back; old containers do not linger."""
+    from botocore.config import Config
+
+    from labkit.sandbox.context import CONTAINER_LABEL
+    from tests.sandbox.helpers import serves_page, wait_for
+
+    require_data_plane()
+    settings = Settings.on_free_ports(tmp_path / "home")
+    first = lifecycle.up(settings)
+    try:
+        image = _push_sample(settings, docker_client, sample_image, "survivor")
+        aws = client_factory(settings)
+        ecs, elbv2 = aws("ecs"), aws("elbv2")
+        sd = aws("servicediscovery", config=Config(inject_host_prefix=False))
+        td = ecs.register_task_definition(
+            family="survivor",
+            containerDefinitions=[
+                {
+                    "name": "web",
+                    "image": image,
+                    "memory": 128,
+                    "portMappings": [{"containerPort": 80, "hostPort": 80}],
+                }
+            ],
+        )["taskDefinition"]["taskDefinitionArn"]
+        retired = ecs.register_task_definition(
+            family="survivor", containerDefinitions=[{"name": "web", "image": image, "memory": 64}]
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.deregister_task_definition(taskDefinition=retired)
+        tg = elbv2.describe_target_groups(Names=["myTargetgroup"])["TargetGroups"][0]
+        vpc = tg["VpcId"]
+        sd.create_private_dns_namespace(Name="survivor.local", Vpc=vpc)
+        namespace = sd.list_namespaces()["Namespaces"][0]
+        discovery = sd.create_service(
+            Name="survivor",
+            NamespaceId=namespace["Id"],
+            DnsConfig={"DnsRecords": [{"Type": "SRV", "TTL": 10}]},
+            Tags=[{"Key": "labkit:created-by", "Value": "ecs-labkit"}],
+        )["Service"]
+        config = {"minimumHealthyPercent": 50, "maximumPercent": 200}
+        service = ecs.create_service(
+            cluster="ECSCluster",
+            serviceName="survivor",
+            taskDefinition=td,
+            desiredCount=1,
+            launchType="EC2",
+            role="ecsServiceRole",
+            deploymentConfiguration=config,
+            healthCheckGracePeriodSeconds=5,
+            loadBalancers=[
+                {
+                    "targetGroupArn": tg["TargetGroupArn"],
+                    "containerName": "web",
+                    "containerPort": 80,
+                }
+            ],
+            serviceRegistries=[{"registryArn": discovery["Arn"]}],
+        )["service"]
+        lb_url = next(iter(first.load_balancers.values()))
+        wait_for(lambda: serves_page(lb_url), 60, every=0.1)
+        before_events = ecs.describe_services(cluster="ECSCluster", services=["survivor"])[
+            "services"
+        ][0]["events"]
+
+        def restarted(how: str, pid: int) -> float:
+            mine = {"label": f"{CONTAINER_LABEL}={settings.home}"}
+            old = {c["Id"] for c in docker_client.api.containers(all=True, filters=mine)}
+            assert old, "the service's task runs in a container"
+            if how == "down":
+                lifecycle.down(settings)
+            else:
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda: not lifecycle.status(settings).running, 10)
+            t0 = time.monotonic()
+            status = lifecycle.up(settings)
+            url = next(iter(status.load_balancers.values()))
+            wait_for(lambda: serves_page(url), 90, every=0.1)
+            seconds = time.monotonic() - t0
+            aws = client_factory(settings)
+            ecs, elbv2 = aws("ecs"), aws("elbv2")
+            sd = aws("servicediscovery", config=Config(inject_host_prefix=False))
+            (after,) = ecs.describe_services(cluster="ECSCluster", services=["survivor"])[
+                "services"
+            ]
+            assert after["serviceArn"] == service["serviceArn"]
+            assert (after["status"], after["taskDefinition"]) == ("ACTIVE", td)
+            assert after["loadBalancers"][0]["targetGroupArn"] == tg["TargetGroupArn"]
+            assert after["serviceRegistries"] == [{"registryArn": discovery["Arn"]}]
+            kept = after["deploymentConfiguration"]
+            assert (kept["minimumHealthyPercent"], kept["maximumPercent"]) == (50, 200)
+            assert after["healthCheckGracePeriodSeconds"] == 5
+            kept_td = ecs.describe_task_definition(taskDefinition=retired)["taskDefinition"]
+            assert (kept_td["revision"], kept_td["status"]) == (2, "INACTIVE")
+            assert {e["id"] for e in before_events} <= {e["id"] for e in after["events"]}
+            # Tasks started afresh: the service's running task, its target, its instance.
+            arns = ecs.list_tasks(cluster="ECSCluster", serviceName="survivor")["taskArns"]
+            (task,) = ecs.describe_tasks(cluster="ECSCluster", tasks=arns)["tasks"]
+            targets = elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])
+            assert len(targets["TargetHealthDescriptions"]) == 1
+            instances = sd.list_instances(ServiceId=discovery["Id"])["Instances"]
+            assert [i["Id"] for i in instances] == [task["taskArn"].split("/")[-1]]
+            assert sd.get_namespace(Id=namespace["Id"])["Namespace"]["Name"] == "survivor.local"
+            tags = sd.list_tags_for_resource(ResourceARN=discovery["Arn"])["Tags"]
+            assert tags == [{"Key": "labkit:created-by", "Value": "ecs-labkit"}]
+            # No orphans: no container from before, only the running task's own.
+            ours = docker_client.containers.list(all=True, filters=mine)
+            assert not old & {c.id for c in ours}
+            assert [c.labels["com.amazonaws.ecs.task-arn"] for c in ours] == [task["taskArn"]]
+            state = settings.home / "services.json"
+            assert state.stat().st_mode & 0o777 == 0o600
+            return seconds
+
+        after_down = restarted("down", first.pid)
+        after_kill = restarted("kill", lifecycle.status(settings).pid)
+        print(f"\nup -> page again: after down {after_down:.2f}s, after SIGKILL {after_kill:.2f}s")
+    finally:
+        lifecycle.down(settings)
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": f"labkit.sandbox.home={settings.home}"}
+        )
+        == []
+    )

@@ -90,8 +90,12 @@ def provider_environment(session: boto3.Session) -> None:
 # --------------------------------------------------------------------------- cost
 def test_estimate_counts_instances_volumes_nlb_and_public_addresses() -> None:
     est = aa.estimate_cost("us-west-2")
-    expected = 0.0104 + 30 * 0.080 / 730 + 0.0225 + 3 * 0.005
+    # Two container instances by default (notebook 05 places tasks on both).
+    expected = 2 * 0.0104 + 2 * 30 * 0.080 / 730 + 0.0225 + 4 * 0.005
     assert est.hourly_usd == pytest.approx(expected)
+    assert est.instance_count == 2
+    one = aa.estimate_cost("us-west-2", instance_count=1).hourly_usd
+    assert one == pytest.approx(0.0104 + 30 * 0.080 / 730 + 0.0225 + 3 * 0.005)
     assert est.daily_usd == pytest.approx(expected * 24)
     assert est.region_in_table
     text = est.describe()

@@ -167,7 +167,7 @@ def test_notebooks_00_and_06_call_the_wiring():
         for c in nbformat.read(NOTEBOOKS / "00_start_here.ipynb", 4).cells
         if "parameters" in c.metadata.get("tags", [])
     )
-    assert "confirm_cost = False" in params  # never a silent yes
+    assert "confirm_cost: bool = False" in params  # never a silent yes
     nb06 = [c.source for c in nbformat.read(NOTEBOOKS / "06_cleanup.ipynb", 4).cells]
     cleanup_at = next(i for i, s in enumerate(nb06) if "cleanup.cleanup(lab)" in s)
     teardown_at = next(i for i, s in enumerate(nb06) if "environment.teardown(lab" in s)

@@ -348,10 +348,20 @@ def test_the_sandbox_not_running(monkeypatch, tmp_path):
         tasks.require(lab, 1)
 
 
-# -- cleanup touches only what the kit tagged, and twice is fine ----------------------
+# -- cleanup touches only what the lab made, and twice is fine --------------------------
 
 
-def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab):
+def _lab_begins_now(lab, monkeypatch):
+    """Restart the lab's clock: what exists already was made before this lab."""
+    import time
+
+    monkeypatch.setattr(cleanup, "CLOCK_SKEW", cleanup.timedelta(0))
+    lab.forget_lab_began()
+    time.sleep(0.01)
+    lab._remember_lab_began(lab.identity)
+
+
+def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab, monkeypatch):
     _ready_for_task4(lab)
     ecs.ensure_service(lab)
     sd = boto3.client("servicediscovery", region_name="us-west-2")
@@ -366,12 +376,13 @@ def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab):
         taskDefinition=taskdef.latest(lab)["taskDefinitionArn"],
         desiredCount=1,
     )["service"]
+    _lab_begins_now(lab, monkeypatch)  # the look-alikes above predate this lab
     first = cleanup.cleanup(lab)
     again = cleanup.cleanup(lab)
     assert any("repository myrepo" in d for d in first.deleted)
     assert again.deleted == []
-    assert any("MYSERVICE0001 (no kit tag)" in s for s in first.skipped)
-    assert any("(no kit tag)" in s and "task definition" in s for s in first.skipped)
+    assert any("MYSERVICE0001 (no kit tag" in s for s in first.skipped)
+    assert any("(no kit tag" in s and "task definition" in s for s in first.skipped)
     names = [r["repositoryName"] for r in lab.ecr.describe_repositories()["repositories"]]
     assert names == [other["repositoryName"]]
     still = lab.ecs.describe_services(cluster=LAB.cluster, services=[foreign["serviceArn"]])

@@ -123,6 +123,10 @@ def test_instance_types_match_the_price_table() -> None:
     for instance_type in allowed:
         assert aws_account.estimate_cost(REGION, instance_type).hourly_usd > 0
     assert template()["Parameters"]["InstanceType"]["Default"] == "t3.micro"
+    # As many container instances as the sandbox and the notebooks have, and the estimate
+    # prices the template's default count.
+    count = template()["Parameters"]["DesiredInstances"]["Default"]
+    assert count == 2 == aws_account.estimate_cost(REGION).instance_count
 
 
 def test_instance_role_has_no_repository_permissions() -> None:
@@ -217,12 +221,12 @@ def test_template_deploys_on_moto(session: boto3.Session) -> None:
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
     assert all(tag_value(s["Tags"]) == KIT_TAG_VALUE for s in subnets)
 
-    # The Auto Scaling group launched one container instance from the AMI that the public
-    # SSM parameter names (moto ships those parameters), with the kit tag on it.
+    # The Auto Scaling group launched two container instances (as notebook 05 says) from
+    # the AMI that the public SSM parameter names (moto ships those), with the kit tag.
     asg = session.client("autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[outputs["AutoScalingGroupName"]]
     )["AutoScalingGroups"][0]
-    assert asg["DesiredCapacity"] == 1 and len(asg["Instances"]) == 1
+    assert asg["DesiredCapacity"] == 2 and len(asg["Instances"]) == 2
     instance = ec2.describe_instances(InstanceIds=[asg["Instances"][0]["InstanceId"]])[
         "Reservations"
     ][0]["Instances"][0]

@@ -129,8 +129,19 @@ def test_cleanup_removes_only_what_the_kit_created(lab):
     assert again.deleted == []
 
 
-def test_cleanup_leaves_untagged_lookalikes(lab):
+def test_cleanup_leaves_untagged_lookalikes_from_before_the_lab(lab, monkeypatch):
+    monkeypatch.setattr(cleanup, "CLOCK_SKEW", cleanup.timedelta(0))
     lab.ecr.create_repository(repositoryName="myrepo")  # made by hand, no kit tag
+    lab.forget_lab_began()
+    lab._remember_lab_began(lab.identity)  # ... before this lab began
     report = cleanup.cleanup(lab, timeout=5)
     assert report.deleted == []
-    assert report.skipped == ["repository myrepo (no kit tag)"]
+    assert report.skipped == ["repository myrepo (no kit tag, created before this lab began)"]
+
+
+def test_cleanup_removes_what_the_learner_made_untagged_during_the_lab(lab):
+    lab.identity  # noqa: B018 — the lab begins when labkit first works in the account
+    lab.ecr.create_repository(repositoryName="myrepo")  # the learner's own call, no tags
+    report = cleanup.cleanup(lab, timeout=5)
+    assert report.deleted == ["repository myrepo and its images"]
+    assert lab.began_at is None  # the next lab begins when labkit next works here

@@ -175,3 +175,20 @@ def test_lab_environment_sends_loopback_calls_past_the_proxy(
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://ecs.example.com")
     assert "NO_PROXY" not in Lab.from_parameters(backend="endpoint").aws_environment()
+
+
+def test_record_of_a_just_started_child_holds_the_command_it_runs() -> None:
+    """Read right after Popen, a child may not have exec'd yet (no command line, or its
+    parent's): a record taken then would never match, and `up` would wait in vain."""
+    import sys
+
+    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+    for _ in range(20):
+        child = subprocess.Popen(argv)
+        try:
+            record = ProcessRecord.of(child.pid, argv)
+            assert record.cmdline == tuple(argv)
+            assert record.matches(psutil.Process(child.pid))
+        finally:
+            child.kill()
+            child.wait()

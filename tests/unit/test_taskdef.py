@@ -54,8 +54,8 @@ def test_describe_only_and_unknown_keys_are_dropped_with_reasons():
     reasons = {d.path: d.reason for d in prepared.dropped}
     assert reasons["revision"].startswith("describe-only")
     assert reasons["requiresAttributes"].startswith("describe-only")
-    assert "input shape" in reasons["containerDefinitions[0].madeUpKey"]
-    assert "input shape" in reasons["containerDefinitions[0].portMappings[0].alsoMadeUp"]
+    assert "not a RegisterTaskDefinition parameter" in reasons["containerDefinitions[0].madeUpKey"]
+    assert "botocore refuses" in reasons["containerDefinitions[0].portMappings[0].alsoMadeUp"]
     _validate(prepared.request)
 
 

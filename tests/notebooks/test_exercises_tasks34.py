@@ -1,0 +1,196 @@
+"""Notebooks 03 and 04 as exercises, end to end on a private sandbox.
+
+One lab, in the order a class would meet it: 00–02 solved; 03 as shipped (blanks
+untouched: runs to the end, ❌ with hints, no task definition); Task 3 done with the
+``aws`` CLI in a subprocess (its check passes); 03 solved; 04 as shipped (no service);
+04 solved (steady, the page through the load balancer); 03 and 04 solved again (each
+exercise explains what AWS answered). Every effect is read back with plain boto3 and HTTP.
+
+    pytest -m notebooks tests/notebooks/test_exercises_tasks34.py -v
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from botocore.config import Config
+
+from labkit.config import LAB
+from labkit.runner import NOTEBOOK_DIR, run_notebooks
+from tests.conftest import private_lab_env, require_data_plane, running_sandbox_clients
+
+pytestmark = pytest.mark.notebooks
+
+
+@pytest.fixture(scope="module")
+def lab_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private sandbox; strictness is chosen per run (as-shipped runs must not be)."""
+    require_data_plane()
+    with private_lab_env(tmp_path_factory, strict=False) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the notebooks, so the learner's files (my-task-definition.json) are ours."""
+    target = tmp_path_factory.mktemp("lab") / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, target, ignore=shutil.ignore_patterns("my-task-definition*"))
+    return target
+
+
+def _run(notebooks: Path, out: Path, number: str, *, solved: bool) -> Path:
+    started = time.monotonic()
+    runs = run_notebooks(
+        start=number,
+        until=number,
+        output_dir=out,
+        notebook_dir=notebooks,
+        cell_timeout=600,
+        log_output=False,
+        strict=solved,
+        solutions=solved,
+    )
+    print(f"{number} {'solved' if solved else 'as shipped'}: {time.monotonic() - started:.1f} s")
+    assert runs and all(r.ok for r in runs), [str(r) for r in runs]
+    return runs[-1].output
+
+
+def _text(path: Path) -> str:
+    """Every output of an executed notebook, as plain text."""
+    parts = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.append(output.get("data", {}).get("text/plain", ""))
+            if output.get("output_type") == "error":
+                parts.append(f"ERROR {output.get('ename')}: {output.get('evalue')}")
+    return "\n".join(parts)
+
+
+def _families(aws) -> list[str]:
+    return aws["ecs"].list_task_definition_families(status="ACTIVE")["families"]
+
+
+def _services(aws) -> list[dict]:
+    arns = aws["ecs"].list_services(cluster=LAB.cluster)["serviceArns"]
+    if not arns:
+        return []
+    return aws["ecs"].describe_services(cluster=LAB.cluster, services=arns)["services"]
+
+
+def test_tasks_3_and_4_shipped_cli_solved_and_rerun(
+    lab_env: dict[str, str], notebooks: Path, tmp_path: Path
+) -> None:
+    wall = time.monotonic()
+    out = tmp_path / "runs"
+    runs = run_notebooks(
+        start="00", until="02", output_dir=out / "first", notebook_dir=notebooks,
+        cell_timeout=600, log_output=False, strict=True, solutions=True,
+    )  # fmt: skip
+    assert all(r.ok for r in runs), [str(r) for r in runs]
+    aws = running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery")
+
+    # 03 as shipped: runs to the end, the checks say ❌ with a hint, nothing registered.
+    shipped3 = _text(_run(notebooks, out / "shipped3", "03", solved=False))
+    assert "Exercise 3.1 is not done yet" in shipped3 and "Exercise 3.2 is not done yet" in shipped3
+    assert "❌ Exercise 3.1" in shipped3 and "still the placeholder" in shipped3
+    assert "❌ Task 3" in shipped3 and "Hint:" in shipped3
+    assert "botocore refuses the lab's JSON as is" in shipped3
+    assert "ERROR" not in shipped3
+    assert LAB.task_family not in _families(aws)
+
+    # Task 3 with the aws CLI in a subprocess, as in a terminal: the check passes.
+    from labkit import taskdef
+    from labkit.lab import Lab
+    from labkit.tasks import task3
+
+    lab = Lab.from_parameters(backend="sandbox")
+    uri = aws["ecr"].describe_repositories(repositoryNames=[LAB.repository])["repositories"][0][
+        "repositoryUri"
+    ]
+    cli_dir = tmp_path / "terminal"
+    cli_dir.mkdir()
+    mine = taskdef.copy_lab_json(cli_dir / "my-task-definition.json")
+    mine.write_text(mine.read_text().replace("YOUR-REPOSITORY-URI", uri))
+    request_file = cli_dir / "request.json"
+    taskdef.request_from_file(mine, lab, request_file=request_file)
+    aws_cli = Path(sys.executable).parent / "aws"
+    reply = subprocess.run(
+        [
+            str(aws_cli), "ecs", "register-task-definition",
+            "--requires-compatibilities", "EC2",
+            "--cli-input-json", f"file://{request_file}",
+        ],
+        env={**os.environ, **lab.aws_environment()}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert reply.returncode == 0, reply.stderr
+    assert json.loads(reply.stdout)["taskDefinition"]["revision"] == 1
+    result = task3.TASK.evaluate(lab)
+    assert result.passed, result
+    assert "ecs-demo:1" in result.message
+
+    # 03 solved: a new revision, the highest, passes.
+    solved3 = _text(_run(notebooks, out / "solved3", "03", solved=True))
+    assert "✅ Exercise 3.1" in solved3 and "✅ Exercise 3.2" in solved3 and "✅ Task 3" in solved3
+    assert "Registered ecs-demo:2" in solved3
+    assert "dropped 16 key(s)" in solved3
+
+    # 04 as shipped: runs to the end, ❌ with hints, no service, no discovery service.
+    shipped4 = _text(_run(notebooks, out / "shipped4", "04", solved=False))
+    for number in (1, 2, 3):
+        assert f"Exercise 4.{number} is not done yet" in shipped4
+        assert f"❌ Exercise 4.{number}" in shipped4
+    assert "The waiter stopped" in shipped4 and "Nothing to open yet" in shipped4
+    assert "ERROR" not in shipped4
+    assert _services(aws) == []
+    namespaces = aws["servicediscovery"].list_namespaces()["Namespaces"]
+    assert [n["Name"] for n in namespaces] == [LAB.namespace]  # the visible helper made it
+    assert aws["servicediscovery"].list_services()["Services"] == []
+
+    # 04 solved: steady, one task, discovery answers, the page comes through the NLB.
+    solved4 = _text(_run(notebooks, out / "solved4", "04", solved=True))
+    for number in (1, 2, 3):
+        assert f"✅ Exercise 4.{number}" in solved4
+    assert "✅ Task 4" in solved4 and "has reached a steady state" in solved4
+    (service,) = _services(aws)
+    assert service["runningCount"] == service["desiredCount"] == 1
+    assert service["roleArn"].endswith(f":role/{LAB.service_role}")
+    discovery = lab.target.session.client(
+        "servicediscovery",
+        endpoint_url=aws["status"].api_url,
+        config=Config(inject_host_prefix=False),  # a local endpoint has no data- host
+    )
+    found = discovery.discover_instances(
+        NamespaceName=LAB.namespace, ServiceName=service["serviceName"]
+    )["Instances"]
+    assert found and "AWS_INSTANCE_PORT" in found[0]["Attributes"]
+    url = aws["status"].load_balancers[
+        aws["elbv2"].describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0][
+            "DNSName"
+        ]
+    ]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as page:
+        assert page.status == 200 and b"<html" in page.read().lower()
+
+    # 03 and 04 again, solved: short explanations, nothing doubled.
+    again3 = _text(_run(notebooks, out / "again3", "03", solved=True))
+    assert "exists already (your edits are kept)" in again3 and "✅ Task 3" in again3
+    again4 = _text(_run(notebooks, out / "again4", "04", solved=True))
+    assert "ServiceAlreadyExists" in again4
+    assert "Creation of service was not idempotent" in again4 and "already ACTIVE" in again4
+    assert "✅ Task 4" in again4
+    assert len(_services(aws)) == 1
+    assert len(aws["servicediscovery"].list_services()["Services"]) == 1
+    print(f"whole test: {time.monotonic() - wall:.1f} s")

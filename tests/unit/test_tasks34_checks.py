@@ -1,0 +1,251 @@
+"""Tasks 3 and 4 as exercises, on moto: each wrong answer gets the hint for its cause.
+
+The checks read the real state through the API (here moto's); these tests make that
+state the way a learner would (boto3 calls, a file they edited) and read the verdicts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labkit import ecr, ecs, taskdef
+from labkit.tasks import task3, task4
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The kernel's working directory (the notebooks' folder) where my-task-definition.json
+    lives."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _register(lab, image: str, family: str = "ecs-demo", compat=("EC2",), name="ecs-sample"):
+    request = taskdef.prepare(taskdef.load_lab_json(), compatibility=False).request
+    request["family"] = family
+    request["containerDefinitions"][0]["image"] = image
+    request["containerDefinitions"][0]["name"] = name
+    if compat:
+        request["requiresCompatibilities"] = list(compat)
+    return lab.ecs.register_task_definition(**request)["taskDefinition"]
+
+
+def _verdict(exercise, lab):
+    result = exercise.evaluate(lab)
+    return result.passed, result.message, result.hint
+
+
+# -- Task 3 -------------------------------------------------------------------------
+
+
+def test_task3_nothing_registered_then_each_wrong_image_has_its_hint(lab):
+    uri = ecr.ensure_repository(lab)["repositoryUri"]
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "no 'ecs-demo' task definition is registered yet" in message
+    assert "register_task_definition" in hint
+
+    _register(lab, "YOUR-REPOSITORY-URI:latest")
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "still the placeholder" in message and "ecs-demo:1" in message
+    assert "step 32" in hint and "register again" in hint
+
+    _register(lab, uri)  # no tag
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "has no tag" in message and ":latest" in hint
+
+    _register(lab, f"{uri}:v1")
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "tag 'v1'" in message
+
+    _register(lab, "123456789012.dkr.ecr.us-west-2.amazonaws.com/otherrepo:latest")
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "another repository's URI" in message and uri in hint
+
+    _register(lab, "127.0.0.1:4711/myrepo:latest")  # another registry, same repository name
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "not in your registry" in message and "127.0.0.1:PORT" in hint
+
+    _register(lab, f"{uri}:latest", compat=())
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "EC2 compatibility" in message and "Step 28" in hint
+
+    _register(lab, f"{uri}:latest", name="web")
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "no container named 'ecs-sample'" in message
+
+    definition = _register(lab, f"{uri}:latest")
+    passed, message, _ = _verdict(task3.q2, lab)
+    assert passed and f"ecs-demo:{definition['revision']}" in message
+    assert task3.TASK.evaluate(lab).passed
+    # The highest revision is the learner's: a later wrong one makes the check fail again.
+    _register(lab, "YOUR-REPOSITORY-URI:latest")
+    assert not task3.TASK.evaluate(lab).passed
+
+
+def test_task3_misnamed_family_is_named(lab):
+    uri = ecr.ensure_repository(lab)["repositoryUri"]
+    _register(lab, f"{uri}:latest", family="ecs_demo")
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "ecs_demo" in message and '"ecs-demo"' in hint
+
+
+def test_task3_file_exercise_reads_the_learners_file(lab, workdir, capsys):
+    uri = ecr.ensure_repository(lab)["repositoryUri"]
+    passed, message, hint = _verdict(task3.q1, lab)
+    assert not passed and "does not exist" in message and "copy_lab_json" in hint
+
+    path = taskdef.copy_lab_json()
+    passed, message, hint = _verdict(task3.q1, lab)
+    assert not passed and "placeholder" in message
+
+    text = path.read_text()
+    path.write_text(text.replace('"memory": 128,', '"memory": 128'))  # a missing comma
+    passed, message, hint = _verdict(task3.q1, lab)
+    assert not passed and "line 7, column 7" in message
+
+    path.write_text(text.replace("YOUR-REPOSITORY-URI", uri))
+    assert taskdef.copy_lab_json() == path  # an existing copy is kept
+    assert uri in path.read_text()
+    passed, message, _ = _verdict(task3.q1, lab)
+    assert passed and f"{uri}:latest" in message
+
+    capsys.readouterr()
+    request = taskdef.request_from_file(path, lab)
+    out = capsys.readouterr().out
+    assert "dropped 16 key(s)" in out and "botocore checks each parameter" in out
+    assert "notebook 06 deletes only what carries this tag" in out
+    assert "requiresCompatibilities" not in request  # step 28 is the learner's
+    written = json.loads(Path(taskdef.MY_REQUEST_FILE).read_text())
+    assert written == request
+
+
+def test_task3_catch_up_writes_the_file_and_registers(lab, workdir):
+    ecr.ensure_repository(lab)
+    lab.export_environment()  # the solutions use plain boto3 clients, as a learner would
+    task3.TASK.solve(lab)
+    assert task3.q1.evaluate(lab).passed and task3.TASK.evaluate(lab).passed
+    definition = taskdef.latest(lab)
+    assert taskdef.is_kit_tagged(definition) and definition["requiresCompatibilities"] == ["EC2"]
+
+
+# -- Task 4 -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def task3_done(lab):
+    ecr.ensure_repository(lab)
+    taskdef.register_lab_task_definition(lab)
+    return lab
+
+
+def _discovery(lab, record_type="SRV", ttl=10, name=None):
+    namespace_id = ecs.ensure_namespace(lab)
+    reply = lab.servicediscovery.create_service(
+        Name=name or lab.service_name,
+        NamespaceId=namespace_id,
+        DnsConfig={
+            "RoutingPolicy": "MULTIVALUE",
+            "DnsRecords": [{"Type": record_type, "TTL": ttl}],
+        },
+    )
+    return reply["Service"]
+
+
+def _create_service(lab, registry_arn, **overrides):
+    container = {"containerName": "ecs-sample", "containerPort": 80}
+    params = dict(
+        cluster="ECSCluster",
+        serviceName=lab.service_name,
+        taskDefinition="ecs-demo",
+        desiredCount=1,
+        launchType="EC2",
+        role="ecsServiceRole",
+        loadBalancers=[{"targetGroupArn": ecs.target_group_arn(lab), **container}],
+        serviceRegistries=[{"registryArn": registry_arn, **container}],
+    )
+    params.update(overrides)
+    params = {k: v for k, v in params.items() if v is not None}
+    return lab.ecs.create_service(**params)["service"]
+
+
+def test_task4_discovery_service_causes(task3_done):
+    lab = task3_done
+    passed, message, hint = _verdict(task4.q1, lab)
+    assert not passed and "namespace" in message and "ensure_namespace" in hint
+
+    other = _discovery(lab, name="somethingelse")
+    passed, message, hint = _verdict(task4.q1, lab)
+    assert not passed and "found: somethingelse" in message and lab.service_name in hint
+    lab.servicediscovery.delete_service(Id=other["Id"])
+
+    wrong = _discovery(lab, record_type="A")
+    passed, message, hint = _verdict(task4.q1, lab)
+    assert not passed and "not SRV" in message and "bridge" in hint
+    lab.servicediscovery.delete_service(Id=wrong["Id"])
+
+    wrong = _discovery(lab, ttl=60)
+    passed, message, hint = _verdict(task4.q1, lab)
+    assert not passed and "TTL 60 s, not 10 s" in message and "step 42" in hint.lower()
+    lab.servicediscovery.delete_service(Id=wrong["Id"])
+
+    _discovery(lab)
+    passed, message, _ = _verdict(task4.q1, lab)
+    assert passed and "SRV records, TTL 10 s" in message
+
+
+def test_task4_service_causes_each_with_its_hint(task3_done):
+    lab = task3_done
+    registry = _discovery(lab)["Arn"]
+    passed, message, hint = _verdict(task4.q2, lab)
+    assert not passed and "does not exist" in message and "q2.hint(2)" in hint
+    assert not task4.TASK.evaluate(lab).passed
+
+    group = lab.elbv2.describe_target_groups(Names=["myTargetgroup"])["TargetGroups"][0]
+    other_group = lab.elbv2.create_target_group(
+        Name="otherGroup", Protocol="TCP", Port=80, VpcId=group["VpcId"]
+    )["TargetGroups"][0]["TargetGroupArn"]
+    container = {"containerName": "ecs-sample", "containerPort": 80}
+    cases = [
+        (dict(loadBalancers=None), "has no load balancer", "Steps 39–40"),
+        (
+            dict(loadBalancers=[{"targetGroupArn": other_group, **container}]),
+            "target group otherGroup",
+            "describe_target_groups",
+        ),
+        (
+            dict(
+                loadBalancers=[
+                    {
+                        "targetGroupArn": group["TargetGroupArn"],
+                        "containerName": "ecs-sample",
+                        "containerPort": 8080,
+                    }
+                ]
+            ),
+            "port 8080",
+            "portMappings",
+        ),
+        (dict(serviceRegistries=None), "no service registry", "Step 41"),
+        (dict(desiredCount=2), "asks for 2 tasks, not 1", "desiredCount=1"),
+        (dict(role="someOtherRole"), "service role someOtherRole", "ecsServiceRole"),
+        (dict(launchType="FARGATE"), "not EC2", "Step 37"),
+    ]
+    for overrides, message_part, hint_part in cases:
+        _create_service(lab, registry, **overrides)  # moto replaces a same-named service
+        passed, message, hint = _verdict(task4.q2, lab)
+        assert not passed, overrides
+        assert message_part in message, (overrides, message)
+        assert hint_part in hint, (overrides, hint)
+
+    _create_service(lab, registry)
+    passed, message, hint = _verdict(task4.q2, lab)
+    # moto runs no containers: the configuration is right, nothing runs yet.
+    assert not passed and "runs no task yet" in message and "services_stable" in hint
+
+
+def test_task4_find_without_service_says_so(task3_done):
+    passed, message, hint = _verdict(task4.q3, task3_done)
+    assert not passed and "does not exist yet" in message and "4.2" in hint
