@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         strict=not (args.no_strict or args.as_shipped),
         log_output=not args.quiet,
         solutions=not args.as_shipped,
+        **({"notebook_dir": args.notebooks} if args.notebooks else {}),
     )
     print()
     for run in runs:
@@ -166,6 +167,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "filling in the reference solutions; implies --no-strict",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
+    p.add_argument(
+        "--notebooks",
+        type=Path,
+        metavar="DIR",
+        help="run this copy of the notebooks folder (a learner's own) instead of the kit's",
+    )
     _add_parameter_option(p)
     p.set_defaults(handler=_run)
 

@@ -147,7 +147,8 @@ def reset(room: Classroom, name: str) -> str:
 
 def bring_to(room: Classroom, name: str, task: int) -> str:
     """Run the solved notebooks up to task ``task`` for one learner (their lab, their runs)."""
-    return _as_learner(room, name, ["run", "--until", f"{task:02d}", "-q", "-o", "runs/catch-up"])
+    run = ["run", "--until", f"{task:02d}", "-q", "-o", "runs/catch-up", "--notebooks", "notebooks"]
+    return _as_learner(room, name, run)
 
 
 def _as_learner(room: Classroom, name: str, args: list[str]) -> str:

@@ -172,7 +172,8 @@ class LearnerSession:
 RUN_LAB = """
 import subprocess, sys
 done = subprocess.run([sys.executable, "-m", "labkit.cli", "run", "--until", "04", "-q",
-                       "-o", "runs/test"], capture_output=True, text=True)
+                       "-o", "runs/test", "--notebooks", "notebooks"],
+                      capture_output=True, text=True)
 print("EXIT", done.returncode)
 print(done.stdout[-3000:])
 print(done.stderr[-3000:])
