@@ -69,6 +69,10 @@ class LearnerSpawner(LocalProcessSpawner):
         self.log.info("classroom: starting %s's Docker Engine and sandbox", learner.name)
         await asyncio.to_thread(_start_backend, room, entry, env)
         self.cmd = [room.python, "-m", "jupyterhub.singleuser"]
+        # Kernels on Unix sockets in the learner's private runtime folder, not on TCP
+        # ports: no other user can knock, and no port can be taken between pick and bind.
+        self.args = [a for a in self.args if "transport" not in a]
+        self.args.append("--KernelManager.transport=ipc")
         try:
             return await super().start()
         except BaseException:
