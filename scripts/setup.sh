@@ -23,6 +23,13 @@ if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
   # Screenshots show the notebooks' ✅/❌ only with an emoji font.
   [ -d /usr/share/fonts/truetype/noto ] || need_packages+=(fonts-noto-color-emoji)
 fi
+if [ "${LABKIT_CLASSROOM_TESTS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
+  # `labkit classroom` (root only): the hub's proxy, and each learner's rootless Docker.
+  command -v configurable-http-proxy >/dev/null 2>&1 || need_packages+=(node-configurable-http-proxy)
+  command -v rootlesskit >/dev/null 2>&1 || need_packages+=(rootlesskit)
+  command -v newuidmap >/dev/null 2>&1 || need_packages+=(uidmap)
+  command -v slirp4netns >/dev/null 2>&1 || need_packages+=(slirp4netns)
+fi
 container_path=0
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -58,6 +65,14 @@ if ! docker info >/dev/null 2>&1; then
   nohup dockerd >/var/log/labkit-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { say "dockerd did not start; see /var/log/labkit-dockerd.log"; exit 1; }
+fi
+
+# Rootless Docker's slirp4netns opens /dev/net/tun as the learner; Debian makes it 0666,
+# some container images leave it root-only.
+if [ "${LABKIT_CLASSROOM_TESTS:-1}" = 1 ] && [ -c /dev/net/tun ] && [ "$(id -u)" = 0 ] \
+  && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  say "making /dev/net/tun usable by ordinary users (0666, Debian's default) for rootless Docker"
+  chmod 0666 /dev/net/tun
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
