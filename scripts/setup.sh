@@ -18,7 +18,9 @@ need_packages=()
 command -v dockerd >/dev/null 2>&1 || need_packages+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || need_packages+=(docker-registry)
 # The sample image is FROM scratch: its busybox must be the static build.
-ldd /bin/busybox 2>&1 | grep -q "not a dynamic executable" || need_packages+=(busybox-static)
+# (ldd fails on a static binary: with pipefail its status, not grep's, would decide.)
+{ ldd /bin/busybox 2>&1 || true; } | grep -q "not a dynamic executable" ||
+  need_packages+=(busybox-static)
 if [ "${LABKIT_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
   # Screenshots show the notebooks' ✅/❌ only with an emoji font.
