@@ -14,7 +14,7 @@ The public API is small; everything a notebook needs is reachable from here::
 
 Modules: config (backend selection, validation), aws (sessions and clients), ecr,
 images, shell (the lab's own commands), taskdef, ecs, network, tasks (the exercises), widgets,
-views, cleanup, runner, errors.
+views, teardown (notebook 06), runner, errors; backends (endpoint, aws).
 Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); in a
 Jupyter kernel it shows as a short box instead of a traceback.
 """
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 _SUBMODULES = {
     "aws",
-    "cleanup",
     "config",
     "ecr",
     "ecs",
@@ -53,6 +52,7 @@ _SUBMODULES = {
     "shell",
     "taskdef",
     "tasks",
+    "teardown",
     "views",
     "widgets",
 }
@@ -94,7 +94,6 @@ __all__ = [
     "PrerequisiteError",
     "SandboxNotRunning",
     "aws",
-    "cleanup",
     "config",
     "dashboard",
     "ecr",
@@ -108,6 +107,7 @@ __all__ = [
     "shell",
     "taskdef",
     "tasks",
+    "teardown",
     "views",
     "widgets",
 ]

@@ -148,7 +148,7 @@ def connect(config: LabConfig) -> AwsTarget:
                 f'in the parameters cell (the lab uses "{DEFAULT_REGION}").',
             ) from None
     if session.region_name != region:
-        # The session carries the region too, for code that takes a session (aws_account).
+        # The session carries the region too, for code that takes a session (labkit.backends.aws).
         session = boto3.session.Session(region_name=region)
     return AwsTarget(Backend.AWS, session, region, None)
 

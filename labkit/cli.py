@@ -1,8 +1,8 @@
 """The ``labkit`` command line.
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
-README: ``labkit sandbox up|down|status|env``, ``labkit run``, ``labkit report``,
-``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
+README: ``labkit lab``, ``labkit sandbox up|down|status|env``, ``labkit run``,
+``labkit report``, ``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
 
     parameters = dict(args.parameter or [])
     if _resets(args):
-        print(reset_lab(parameters))
+        reset_lab(parameters)
         print()
     runs = run_notebooks(
         start=args.start,
@@ -191,7 +191,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _reset(args: argparse.Namespace) -> int:
     from labkit.runner import reset_lab
 
-    print(reset_lab(dict(args.parameter or [])))
+    reset_lab(dict(args.parameter or []))
     print("The lab is clean; the sandbox (if any) keeps running.")
     return 0
 
@@ -235,13 +235,10 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from labkit import environment
-    from labkit.cleanup import cleanup
+    from labkit import teardown
 
-    lab = _lab_from_args(args)
-    print(cleanup(lab))
-    report = environment.teardown(lab)  # AWS mode: the kit's lab environment too
-    return 1 if report is not None and not report.ok else 0
+    report = teardown.teardown(_lab_from_args(args))  # the lab environment too
+    return 0 if report.ok else 1
 
 
 def _add_cleanup(sub: argparse._SubParsersAction) -> None:
@@ -272,6 +269,43 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_status)
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from labkit import launch
+
+    server = launch.plan(
+        args.notebooks or launch.default_notebooks(),
+        port=args.port,
+        browser=args.browser,
+        token=args.token,
+    )
+    lab = _lab_from_args(args)
+    lab.start()  # the sandbox, if it is the backend; else says where calls go
+    return launch.run(server, lab)
+
+
+def _add_lab(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="start the sandbox if needed and open JupyterLab on the notebooks (the way in)",
+        description="Start the sandbox (if it is the backend), then JupyterLab on the "
+        "notebooks folder, on 127.0.0.1 with a token, with the lab's AWS environment exported "
+        "so terminals and !aws cells reach it. Prints the URL. Works as root too.",
+    )
+    p.add_argument(
+        "--port", type=int, help="port on 127.0.0.1 (default: 8888 or the next free one)"
+    )
+    p.add_argument(
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="open a browser (default: only when there is a display)",
+    )
+    p.add_argument("--notebooks", type=Path, help="the notebooks folder (default: the kit's)")
+    p.add_argument("--token", help="the login token (default: a new random one)")
+    _add_parameter_option(p)
+    p.set_defaults(handler=_lab)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from labkit import doctor
 
@@ -300,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_lab(sub)
     _add_sandbox(sub)
     _add_run(sub)
     _add_report(sub)

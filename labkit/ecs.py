@@ -157,7 +157,7 @@ def target_group_arn(lab: Lab) -> str:
 def namespace_vpc_id(lab: Lab) -> str:
     """The lab's VPC: the one the target group (and so the tasks) is in.
 
-    That is ``aws_account.LabEnvironment.vpc_id``: in an account provisioned by the kit it
+    That is ``labkit.backends.aws.LabEnvironment.vpc_id``: in an account provisioned by the kit it
     is the stack's own VPC, not the default one, and a private DNS namespace only answers
     inside its VPC. The default VPC is the fallback for a target group without a VPC."""
     vpc_id = _target_group(lab).get("VpcId")

@@ -1,13 +1,13 @@
-"""The lab environment in each backend: notebook 00's AWS-mode cells, 06's teardown, status.
+"""The lab environment in each backend: notebook 00's AWS-mode cells and ``labkit status``.
 
 The lab assumes a pre-provisioned environment (``ECSCluster``, the two roles,
 ``Myloadbalancer``, ``myTargetgroup``). The sandbox builds it in; in your own AWS account
-:mod:`labkit.aws_account` finds it or, after an explicit cost confirmation, creates it
-from the kit's CloudFormation template, and removes it again at the end.
+:mod:`labkit.backends.aws` finds it or, after an explicit cost confirmation, creates it
+from the kit's CloudFormation template (:mod:`labkit.teardown` removes it at the end).
 
 With an AWS-compatible endpoint (``AWS_ENDPOINT_URL``, backend ``endpoint``)
-:mod:`labkit.endpoint` finds it or creates it with plain API calls (free, no
-confirmation), says which tasks that endpoint can serve, and removes it again.
+:mod:`labkit.backends.endpoint` finds it or creates it with plain API calls (free, no
+confirmation) and says which tasks that endpoint can serve.
 
 Each function here takes the :class:`~labkit.lab.Lab`, does its AWS-mode work through
 the Lab's own boto3 session (same credentials, same region), its endpoint work through
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit import aws_account, endpoint
+from labkit.backends import endpoint
+from labkit.backends.aws import pricing, provisioning
 from labkit.config import Backend
-from labkit.errors import BackendError, InputError
+from labkit.errors import InputError
 from labkit.lab import Lab
 
 
@@ -61,7 +62,7 @@ def show_capabilities(capabilities: endpoint.EndpointCapabilities) -> None:
 
 
 def session(lab: Lab) -> Any:
-    """The Lab's boto3 session (its region set), for :mod:`labkit.aws_account`."""
+    """The Lab's boto3 session (its region set), for :mod:`labkit.backends.aws`."""
     return lab.target.session
 
 
@@ -82,18 +83,18 @@ def coerce_confirm_cost(value: Any) -> bool:
     )
 
 
-def show_cost_estimate(lab: Lab) -> aws_account.CostEstimate | None:
+def show_cost_estimate(lab: Lab) -> pricing.CostEstimate | None:
     """AWS mode: what the lab environment roughly costs per hour and day."""
     if _not_needed(lab, "Cost estimate") or _free_on_endpoint(lab, "Cost estimate"):
         return None
-    estimate = aws_account.estimate_cost(lab.region)
+    estimate = pricing.estimate_cost(lab.region)
     print(estimate.describe())
     return estimate
 
 
 def ensure_environment(
     lab: Lab, confirm_cost: Any = False
-) -> aws_account.LabEnvironment | endpoint.EndpointEnvironment | None:
+) -> provisioning.LabEnvironment | endpoint.EndpointEnvironment | None:
     """AWS mode: find the lab environment; provision it only if missing and confirmed.
 
     Endpoint: find it or create what is missing (free), then show which tasks work there."""
@@ -107,51 +108,30 @@ def ensure_environment(
             show_capabilities(found.capabilities)
         return found
     confirm = coerce_confirm_cost(confirm_cost)
-    env = aws_account.find_environment(session(lab))
+    env = provisioning.find_environment(session(lab))
     if env is not None and env.complete:
         print("♻️  Found a complete lab environment; using it as it is.")
     else:
         if confirm:
             print("Provisioning the lab environment with CloudFormation (about 5 minutes)…")
-        env = aws_account.provision(session(lab), confirm_cost=confirm)
+        env = provisioning.provision(session(lab), confirm_cost=confirm)
     print(env.describe())
     return env
 
 
-def show_age_and_cost(lab: Lab) -> aws_account.EnvironmentAge | None:
+def show_age_and_cost(lab: Lab) -> pricing.EnvironmentAge | None:
     """AWS mode: how long the kit's stack has existed and roughly what it cost so far."""
     if _not_needed(lab, "Age and cost so far"):
         return None
     if lab.backend is Backend.ENDPOINT:
         print(f"☑️  Age and cost so far: nothing is billed at {lab.target.endpoint_url}.")
         return None
-    age = aws_account.environment_age_and_cost(session(lab))
+    age = provisioning.environment_age_and_cost(session(lab))
     if age is None:
         print("The kit did not create this lab environment, so it adds nothing to your bill.")
         return None
     print(age.describe())
     return age
-
-
-def teardown(lab: Lab, raise_on_failure: bool = False) -> aws_account.TeardownReport | None:
-    """After :func:`labkit.cleanup.cleanup`, AWS mode: remove everything tagged as the kit's,
-    the lab environment stack included (only if the kit created it). Endpoint: remove the
-    lab environment pieces notebook 00 created there (the kit-tagged ones)."""
-    if _not_needed(lab, "Lab environment teardown"):
-        return None
-    if lab.backend is Backend.ENDPOINT:
-        report = endpoint.teardown(lab)
-    else:
-        report = aws_account.teardown(session(lab))
-    print(report.describe())
-    if raise_on_failure and not report.ok:
-        raise BackendError(
-            "Teardown did not remove everything the kit created.",
-            why="; ".join(report.errors + report.leftovers) or "see the report above",
-            fix="Re-run this cell in a few minutes; anything still listed, delete by hand "
-            "(the report gives each ARN).",
-        )
-    return report
 
 
 def status_text(lab: Lab) -> str:
@@ -170,14 +150,14 @@ def status_text(lab: Lab) -> str:
     if lab.backend is Backend.SANDBOX:
         lines.append(status.describe())
     elif lab.backend is Backend.AWS:
-        env = aws_account.find_environment(session(lab))
+        env = provisioning.find_environment(session(lab))
         lines.append(
             env.describe()
             if env
             else "No lab environment in this region yet "
             "(notebook 00 provisions one after you confirm the cost)."
         )
-        age = aws_account.environment_age_and_cost(session(lab))
+        age = provisioning.environment_age_and_cost(session(lab))
         lines.append(
             age.describe()
             if age

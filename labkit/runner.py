@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from labkit.backends.report import TeardownReport
 from labkit.errors import InputError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -182,22 +183,20 @@ def _run_all(
     return runs
 
 
-def reset_lab(parameters: dict[str, Any] | None = None) -> str:
+def reset_lab(parameters: dict[str, Any] | None = None) -> TeardownReport:
     """A clean lab on the same backend: delete what the kit created, forget local state.
 
-    The sandbox keeps running (it is started if it is the backend and is down, since its
-    resources survive restarts). Returns the cleanup report as text.
+    The lab environment stays (the AWS stack, the endpoint's cluster), and so does the
+    sandbox (it is started if it is the backend and is down, since its resources survive
+    restarts). Prints and returns the teardown report.
     """
-    from labkit import ecs
-    from labkit.cleanup import cleanup
     from labkit.config import SETTING_NAMES, Backend, resolve_settings
     from labkit.lab import Lab
+    from labkit.teardown import teardown
 
     settings = {k: v for k, v in (parameters or {}).items() if k in SETTING_NAMES}
     lab = Lab(resolve_settings(**settings).config)
     if lab.backend is Backend.SANDBOX:
         lab.start()
     print(f"↺ Resetting the lab ({lab.backend.value}): deleting what the kit created.")
-    report = cleanup(lab)
-    ecs.forget_service_name(lab)  # cleanup does it too; a reset must, whatever it found
-    return str(report)
+    return teardown(lab, delete_environment=False, raise_on_failure=True)

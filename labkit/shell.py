@@ -32,17 +32,19 @@ def sh(
     timeout: float = 600,
 ) -> ExitCode:
     """Print ``$ command``, run it with bash, print its output; return the exit code."""
-    shown = command
-    print(f"$ {shown}", flush=True)
+    # f-strings, not str(): a blank (____) still in a variable says "not done yet" here,
+    # before anything runs (see labkit.tasks.exercise.Blank).
+    env = {name: f"{value}" for name, value in (env or {}).items()}
+    print(f"$ {command}", flush=True)
     proc = subprocess.run(
         ["bash", "-o", "pipefail", "-c", command],
         input=stdin,
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
         timeout=timeout,
     )
-    secrets = [stdin or ""] + [v for k, v in (env or {}).items() if _secret_name(k)]
+    secrets = [stdin or ""] + [v for k, v in env.items() if _secret_name(k)]
     output = mask(proc.stdout + proc.stderr, secrets).rstrip()
     if output:
         print(output)

@@ -110,8 +110,12 @@ class Form:
     def __getitem__(self, name: str) -> Any:
         return self.fields[name].value
 
+    #: A line under the plain-text twin (it is printed once, before any edit).
+    plain_note = ""
+
     def __str__(self) -> str:
-        return "\n".join([self.title, *(f"  {f.plain()}" for f in self.fields.values())])
+        lines = [self.title, *(f"  {f.plain()}" for f in self.fields.values())]
+        return "\n".join(lines + ([f"  {self.plain_note}"] if self.plain_note else []))
 
     def show(self) -> Form:
         if _in_kernel():
@@ -129,6 +133,8 @@ class SettingsForm(Form):
     (:meth:`save`), else the defaults; :meth:`save` remembers the form's current values
     for notebooks 01–06 (``labkit.open_lab()``).
     """
+
+    plain_note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
 
     def __init__(self, **parameters: Any) -> None:
         unknown = set(parameters) - set(PARAMETER_NAMES)

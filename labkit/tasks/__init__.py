@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from labkit import endpoint
+from labkit.backends import endpoint
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from labkit.tasks.exercise import (

@@ -207,8 +207,9 @@ class Exercise:
             if _is_blank_error(exc):
                 self._note(
                     "⏳",
-                    f"{self.label} is not done yet: replace each ____ in the cell with your "
-                    f"answer and run it again. Stuck? {self._var}.hint()",
+                    f"{self.label} is not done yet: replace each ____ with your answer (in "
+                    f"this cell, or the earlier one it uses) and run it again. Stuck? "
+                    f"{self._var}.hint()",
                 )
                 return
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -291,8 +292,9 @@ class Exercise:
         run_solution(self.solution_, lab, exercise=self)
 
 
-def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None) -> None:
-    """Execute a solution file as its exercise cell would run (with ``lab`` and ``q<n>``)."""
+def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None) -> dict[str, Any]:
+    """Execute a solution file as its exercise cell would run (with ``lab`` and ``q<n>``);
+    returns the names it set (Task 2's catch-up reads ``REPOSITORY`` from them)."""
     namespace: dict[str, Any] = {"lab": lab, "____": ____, "__name__": "__labkit_solution__"}
     if exercise is not None:
         namespace[exercise._var] = exercise
@@ -306,6 +308,7 @@ def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None)
     if shell is not None:
         code = shell.transform_cell(code)  # `!aws …` lines, as in a notebook cell
     exec(compile(code, str(solution.path), "exec"), namespace)
+    return namespace
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ q1 = Exercise(
     ),
     solution_=Solution(
         file="task1_q1_create_repository.py",
-        cli="aws ecr create-repository --repository-name myrepo",
+        cli="aws ecr create-repository --repository-name myrepo "
+        "--tags Key=labkit:created-by,Value=ecs-labkit",
         console="Amazon ECR → Repositories → Create repository → name myrepo → Create "
         "repository; copy the URI (steps 5–8).",
     ),
@@ -138,6 +139,8 @@ q2 = Exercise(
     ),
     expected_errors={
         "RepositoryNotFoundException": "The repository does not exist: do Exercise 1.1 first.",
+        "NoSuchEntity": "IAM has no role by that name: the lab's is Ec2instanceRole (step 13), "
+        "and role names are case-sensitive.",
         "InvalidParameterException": "ECR could not read the policy: is policyText the JSON "
         "text of a document with Version and Statement, and is the principal a real ARN?",
     },

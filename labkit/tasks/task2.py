@@ -1,40 +1,187 @@
-"""Task 2 of the lab guide: pull, tag, log in and push the sample image (steps 17–25)."""
+"""Task 2 of the lab guide: pull, tag, log in and push the sample image (steps 17–25).
+
+The learner runs the lab's own shell lines (``labkit.shell.sh``); the one blank is
+``REPOSITORY`` (steps 19–21), the URI they copied in Task 1, and every later line uses
+the value they paste. ``q1.check()`` reads the registry (ECR's DescribeImages and
+BatchGetImage) and the local Docker image: the image tagged ``latest`` must be in the
+repository AND be the sample image tagged in step 22.
+"""
 
 from __future__ import annotations
 
-from labkit import ecr
-from labkit.lab import Lab
-from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
+import json
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["TASK", "q1", "____"]
+from labkit import ecr
+from labkit.images import LAB_SAMPLE_IMAGE, docker_client
+from labkit.lab import Lab, current_lab
+from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____, run_solution
+
+__all__ = ["TASK", "q1", "____", "compare_digests", "push_with_lab_lines"]
+
+#: The tag the lab pushes: ``docker push $REPOSITORY`` without a tag pushes ``latest``.
+LAB_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class LocalSample:
+    """The local ``amazon/amazon-ecs-sample:latest`` (step 18), as Docker knows it."""
+
+    image_id: str
+    repo_digests: tuple[str, ...]
+
+    def matches(self, digest: str, config_digest: str) -> bool:
+        """Is the registry's image (manifest ``digest``, config ``config_digest``) this one?
+
+        Docker records ``<repository>@<digest>`` in RepoDigests when it pushes; the image
+        id is the config's digest (or, with the containerd image store, the manifest's)."""
+        return self.image_id in (config_digest, digest) or any(
+            entry.endswith(f"@{digest}") for entry in self.repo_digests
+        )
+
+
+def local_sample() -> LocalSample | None:
+    """The local sample image, or None when it is not here (or Docker is not reachable)."""
+    import docker.errors
+
+    from labkit.errors import DockerUnavailable
+
+    try:
+        image = docker_client().images.get(LAB_SAMPLE_IMAGE)
+    except (DockerUnavailable, docker.errors.ImageNotFound):
+        return None
+    return LocalSample(image.id, tuple(image.attrs.get("RepoDigests") or ()))
+
+
+def _config_digest(lab: Lab, digest: str) -> str:
+    """The image config's digest, from the manifest ECR serves (BatchGetImage)."""
+    reply = lab.ecr.batch_get_image(
+        repositoryName=lab.repository_name, imageIds=[{"imageDigest": digest}]
+    )
+    for image in reply.get("images", []):
+        try:
+            return json.loads(image["imageManifest"]).get("config", {}).get("digest", "")
+        except (KeyError, ValueError):
+            return ""
+    return ""
+
+
+def _images(lab: Lab) -> list[dict[str, Any]]:
+    pages = lab.ecr.get_paginator("describe_images").paginate(repositoryName=lab.repository_name)
+    return [image for page in pages for image in page["imageDetails"]]
 
 
 def _image_pushed(lab: Lab) -> Verdict:
+    name = lab.repository_name
     if ecr.find_repository(lab) is None:
-        return Verdict.wrong(f"repository {lab.repository_name!r} does not exist", "Do Task 1.")
-    image = ecr.find_image(lab, "latest")
-    if image is None:
         return Verdict.wrong(
-            f"no image tagged 'latest' in {lab.repository_name}",
-            "Tag the sample image as <repository URI>:latest, log in, then push.",
+            f"repository {name!r} does not exist", "Do Task 1 first (notebook 01): it creates it."
+        )
+    images = _images(lab)
+    if not images:
+        return Verdict.wrong(
+            f"nothing has been pushed to {name} yet",
+            "Paste your repository URI into REPOSITORY (step 20), then run the tag, login and "
+            "push cells in order (steps 22–25); each prints what Docker answered.",
+        )
+    latest = next((i for i in images if LAB_TAG in i.get("imageTags", [])), None)
+    sample = local_sample()
+    if latest is None:
+        tags = sorted({t for i in images for t in i.get("imageTags", [])})
+        shown = ", ".join(tags) if tags else "untagged images only"
+        return Verdict.wrong(
+            f"{name} has no image tagged {LAB_TAG!r} (found: {shown})",
+            f"The lab's tag is {LAB_TAG!r}: `docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY` "
+            "(no tag after the URI means latest), then `docker push $REPOSITORY`.",
+        )
+    digest = latest["imageDigest"]
+    if sample is None:
+        return Verdict.ok(
+            f"{name}:{LAB_TAG} is in the registry ({digest[:19]}…); not compared with the "
+            "sample image: it is not on this machine (or Docker is not reachable)"
+        )
+    if not sample.matches(digest, _config_digest(lab, digest)):
+        return Verdict.wrong(
+            f"{name}:{LAB_TAG} ({digest[:19]}…) is not the sample image {LAB_SAMPLE_IMAGE}",
+            f"Something else was pushed as {LAB_TAG}. Tag the sample again, "
+            f"`docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY` (step 22), and push again (step 25).",
         )
     return Verdict.ok(
-        f"{lab.repository_name}:latest is in the registry ({image['imageDigest'][:19]}…)"
+        f"{name}:{LAB_TAG} is the sample image you tagged ({digest[:19]}…, the digest Docker "
+        "recorded when it pushed)"
     )
 
 
-q1 = Exercise(
+# -- the lab's lines, for the catch-up and the digest cross-check ---------------------------
+
+
+def push_with_lab_lines(lab: Lab, repository: str) -> None:
+    """Steps 18–25 as the notebook's cells run them: the sample image, tag, login, push."""
+    from labkit.images import ensure_sample_image
+    from labkit.shell import docker_login, sh
+
+    print(ensure_sample_image())
+    env = {"REPOSITORY": repository}
+    sh(f"docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY", env=env, check=True)
+    docker_login(lab, registry=ecr.registry_host(repository))
+    sh("docker push $REPOSITORY", env=env, check=True)
+
+
+def compare_digests(lab: Lab | None = None) -> bool:
+    """Print the digest ECR reports for ``latest`` beside the one Docker recorded when it
+    pushed (RepoDigests of the local sample image); True when they are the same."""
+    lab = lab or current_lab()
+    image = ecr.find_image(lab, LAB_TAG) if ecr.find_repository(lab) else None
+    if image is None:
+        print(f"No image tagged {LAB_TAG} in {lab.repository_name} yet: nothing to compare.")
+        return False
+    uri = ecr.repository_uri(lab)
+    sample = local_sample()
+    recorded = [d for d in (sample.repo_digests if sample else ()) if d.startswith(f"{uri}@")]
+    pushed = recorded[0].split("@", 1)[1] if recorded else "(none: not pushed from here)"
+    same = image["imageDigest"] == pushed
+    print(f"digest from ECR (DescribeImages)      : {image['imageDigest']}")
+    print(f"digest Docker recorded at push        : {pushed}")
+    print(f"same image: {'yes' if same else 'no'}")
+    return same
+
+
+class _PushExercise(Exercise):
+    def solve(self, lab: Lab | None = None) -> None:
+        """Catch-up: look the URI up (the solution cell), then run steps 18–25."""
+        lab = lab or current_lab()
+        print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
+        namespace = run_solution(self.solution_, lab, exercise=self)
+        push_with_lab_lines(lab, namespace["REPOSITORY"])
+
+
+q1 = _PushExercise(
     task=2,
     number=1,
-    title="image pushed",
+    title="the sample image in your repository",
     evaluate_fn=_image_pushed,
-    hints=("Tag the sample image as <repository URI>:latest, log in with the token, push.",),
+    hints=(
+        "Paste the repository URI from Task 1 (notebook 01 printed it; step 8) between "
+        'quotes: REPOSITORY = "…/myrepo". Then run the tag, login and push cells in order.',
+        "The URI is <registry host>/myrepo, without https:// and without :latest. "
+        "`aws ecr describe-repositories --repository-names myrepo --query "
+        "'repositories[0].repositoryUri' --output text` prints it; so does "
+        "labkit.views.repository_view(lab).",
+        'REPOSITORY = boto3.client("ecr").describe_repositories(repositoryNames=["myrepo"])'
+        '["repositories"][0]["repositoryUri"]  — then docker tag, docker login, docker push.',
+    ),
     solution_=Solution(
-        file="task2_q1_push_image.py",
-        cli="docker tag amazon/amazon-ecs-sample:latest $REPOSITORY\n"
-        "aws ecr get-login-password | docker login --username AWS --password-stdin $REPOSITORY\n"
+        file="task2_q1_repository_uri.py",
+        cli="REPOSITORY=$(aws ecr describe-repositories --repository-names myrepo "
+        "--query 'repositories[0].repositoryUri' --output text)\n"
+        f"docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY\n"
+        "aws ecr get-login-password --region us-west-2 | docker login --username AWS "
+        '--password-stdin "${REPOSITORY%%/*}"\n'
         "docker push $REPOSITORY",
-        console="(a terminal on the instance, through Session Manager: steps 17–25)",
+        console="No console form: steps 17–25 are typed in a terminal on a container "
+        "instance (Session Manager). The console's Amazon ECR → myrepo → View push "
+        "commands lists the same login, tag and push lines.",
     ),
 )
 

@@ -1,10 +1,10 @@
 """The lab in a real browser: JupyterLab 4 + ipywidgets 8 in headless Chromium.
 
-Notebook 00 runs headless first (it starts the private sandbox); notebook 01 then runs
-in the browser, where the settings form's validation must react to typing, as a
-learner sees it; 02–04 run headless with the name chosen in the browser, and the load
-balancer's URL from notebook 04 is opened in the browser. Screenshots of every step go
-to artifacts/browser/.
+Notebook 00 runs in the browser, where the settings form's validation must react to
+typing, as a learner sees it, and saves the settings (it starts the private sandbox);
+01–04 run headless, solved, with no parameters: they use the name chosen in the
+browser. The load balancer's URL from notebook 04 is opened in the browser. Screenshots
+of every step go to artifacts/browser/.
 
     pytest -m browser tests/browser -v -s
 """
@@ -60,7 +60,10 @@ def _run_cell(page: Any, index: int, command: str = "notebook:run-cell") -> None
         }""",
         [index, command],
     )
-    assert ok is not False, f"{command} on cell {index} reported a failure"
+    if ok is False:  # say which output: the error text the learner would see
+        errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr']")
+        shown = [errors.nth(i).text_content()[-600:] for i in range(errors.count())]
+        raise AssertionError(f"{command} on cell {index} reported a failure: {shown}")
 
 
 def _cell(page: Any, index: int) -> Any:
@@ -114,15 +117,14 @@ def _headless(jupyterlab: JupyterLab, artifacts: Path, start: str, until: str, *
     return runs
 
 
-def test_task1_in_the_browser_then_the_page(
+def test_settings_in_the_browser_then_the_lab_and_the_page(
     jupyterlab: JupyterLab, page: Any, artifacts: Path
 ) -> None:
-    _headless(jupyterlab, artifacts, "00", "00")  # starts the sandbox, as a learner would
-
-    # Notebook 01 in JupyterLab: parameters, then the settings form (a real widget).
+    # Notebook 00 in JupyterLab: the settings form (a real widget), validated as one types.
     started = time.monotonic()
-    _open_notebook(page, jupyterlab, "01_task1_repository.ipynb")
-    for index in (0, 1, 2):
+    _open_notebook(page, jupyterlab, "00_start_here.ipynb")
+    form_index = _cell_index(jupyterlab.root / "00_start_here.ipynb", "settings_form(")
+    for index in range(form_index + 1):
         _run_cell(page, index)
     field, status = _repository_field(page)
     field.wait_for(state="visible")
@@ -131,7 +133,7 @@ def test_task1_in_the_browser_then_the_page(
         "() => [...document.querySelectorAll('.widget-html')]"
         ".some(e => e.textContent.includes('✅ myrepo'))"
     )
-    _shot(page, artifacts, "01-settings-form.png", _cell(page, 2))
+    _shot(page, artifacts, "01-settings-form.png", _cell(page, form_index))
 
     # A bad name: the kernel re-validates on every edit and the ❌ line says why.
     field.fill("My Repo")
@@ -140,7 +142,7 @@ def test_task1_in_the_browser_then_the_page(
         ".some(e => e.textContent.includes(\"❌ Repository name 'My Repo' is not valid.\"))"
     )
     assert "uppercase" in status.text_content()
-    _shot(page, artifacts, "02-bad-repository-name.png", _cell(page, 2))
+    _shot(page, artifacts, "02-bad-repository-name.png", _cell(page, form_index))
 
     # Fixed: ✅ again, with the new name.
     field.fill(NEW_NAME)
@@ -148,22 +150,23 @@ def test_task1_in_the_browser_then_the_page(
         f"() => [...document.querySelectorAll('.widget-html')]"
         f".some(e => e.textContent.trim() === '✅ {NEW_NAME}')"
     )
-    _shot(page, artifacts, "03-fixed-repository-name.png", _cell(page, 2))
+    _shot(page, artifacts, "03-fixed-repository-name.png", _cell(page, form_index))
 
-    # The rest of the notebook with the form's current value: create, statement, check.
-    _run_cell(page, 3, "notebook:run-all-below")
-    check = page.locator(".jp-OutputArea-output").filter(has_text="✅ Task 1")
-    check.wait_for(state="visible", timeout=120_000)
-    assert NEW_NAME in check.first.text_content()
-    _shot(page, artifacts, "04-task1-check.png", check.first)
+    # The rest of 00 with the form's current value: saved, and the sandbox started.
+    _run_cell(page, form_index + 1, "notebook:run-all-below")
+    saved = page.locator(".jp-OutputArea-output").filter(has_text="Saved for notebooks 01–06")
+    saved.wait_for(state="visible", timeout=120_000)
+    assert f"repository_name={NEW_NAME}" in saved.first.text_content()
+    page.locator(".jp-OutputArea-output").filter(has_text="Cluster").first.wait_for()
+    _shot(page, artifacts, "04-settings-saved.png", saved.first)
     errors = page.locator(".jp-OutputArea-output").filter(has_text="Traceback")
     assert errors.count() == 0, errors.first.text_content()
-    print(f"notebook 01 in the browser: {time.monotonic() - started:.1f} s")
+    print(f"notebook 00 in the browser: {time.monotonic() - started:.1f} s")
+
+    # 01-04 headless, solved, with no parameters: they use the name chosen in the browser.
+    runs = _headless(jupyterlab, artifacts, "01", "04")
     ecr = _clients()["ecr"]
     assert ecr.describe_repositories(repositoryNames=[NEW_NAME])["repositories"]
-
-    # 02-04 headless, with the repository made in the browser; then open the page.
-    runs = _headless(jupyterlab, artifacts, "02", "04", repository_name=NEW_NAME)
     executed = nbformat.read(runs[-1].output, as_version=4)
     printed = "".join(
         o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
@@ -194,16 +197,10 @@ def test_task1_in_the_browser_then_the_page(
     # Notebook 05's optional dashboard, live: the widget refreshes from the kernel's
     # background thread while the cell has long returned.
     _open_notebook(page, jupyterlab, "05_operating_the_service.ipynb")
-    for index in (0, 1, 2):
-        _run_cell(page, index)
-    field, _status = _repository_field(page)
-    field.fill(NEW_NAME)
-    page.wait_for_function(
-        f"() => [...document.querySelectorAll('.widget-html')]"
-        f".some(e => e.textContent.trim() === '✅ {NEW_NAME}')"
+    dashboard_index = _cell_index(
+        jupyterlab.root / "05_operating_the_service.ipynb", "labkit.dashboard("
     )
-    _run_cell(page, 3)  # lab = settings.lab(); lab.require(5)
-    dashboard_index = _dashboard_cell_index(jupyterlab.root / "05_operating_the_service.ipynb")
+    _run_cell(page, dashboard_index, "notebook:run-all-above")  # the lab, as chosen in 00
     started = time.monotonic()
     _run_cell(page, dashboard_index)
     assert time.monotonic() - started < 10, "the dashboard cell must return at once"
@@ -224,9 +221,9 @@ def test_task1_in_the_browser_then_the_page(
     _run_cell_code(page, "board.stop()")
 
 
-def _dashboard_cell_index(notebook: Path) -> int:
+def _cell_index(notebook: Path, text: str) -> int:
     nb = nbformat.read(notebook, as_version=4)
-    return next(i for i, c in enumerate(nb.cells) if "labkit.dashboard(" in c.source)
+    return next(i for i, c in enumerate(nb.cells) if text in c.source)
 
 
 def _stamp(text: str) -> str:

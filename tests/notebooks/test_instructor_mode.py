@@ -108,7 +108,7 @@ def test_run_until_then_reset(private_sandbox: dict[str, str], tmp_path: Path, c
         _assert_text_twins(notebook)
     nb01 = nbformat.read(first / "01_task1_repository.ipynb", as_version=4)
     form_text = "".join(o.get("text", "") for o in nb01.cells[2].outputs)
-    assert "Lab settings" in form_text and f"repository name: {LAB.repository}" in form_text
+    assert "Lab settings:" in form_text and f"repository_name={LAB.repository}" in form_text
 
     # The dashboard cell of 05: one text snapshot, well under a second or so.
     nb05 = nbformat.read(first / "05_operating_the_service.ipynb", as_version=4)

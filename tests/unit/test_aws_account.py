@@ -1,15 +1,17 @@
-"""labkit.aws_account against moto: find-or-provision, the cost guard, age, teardown, IAM.
+"""labkit.backends.aws against moto: find-or-provision, the cost guard, age, teardown, IAM.
 
 No test calls real AWS. Everything is read back through boto3 from moto's in-process
 backends, so a test fails when the state is wrong, not only when a call raises. moto
 cannot deploy the whole template (see MOTO_UNSUPPORTED in test_cfn_template.py), so
 provisioning here uses that file's moto variant through ``provision(template_body=...)``.
+The teardown is the one of notebook 06 (:mod:`labkit.teardown`), on a Lab in moto's account.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from labkit import aws_account as aa
+from labkit import teardown as lab_teardown
+from labkit.backends import aws as aa
+from labkit.backends.aws.access import RESOURCES, _policy_allows
+from labkit.backends.report import TeardownReport
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
 from labkit.errors import BackendError, InputError, PrerequisiteError
+from labkit.lab import Lab
 
 REGION = "us-west-2"
 TAG = {"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}
@@ -58,7 +64,16 @@ def stacks(session: boto3.Session) -> list[dict[str, Any]]:
 
 
 def provision(session: boto3.Session, **kwargs: Any) -> aa.LabEnvironment:
-    return aa.provision(session, template_body=MOTO_TEMPLATE, sleep=lambda _: None, **kwargs)
+    return aa.provision(session, template_body=MOTO_TEMPLATE, **kwargs)
+
+
+def aws_lab() -> Lab:
+    """The learner's Lab in moto's account (the ``session`` fixture's)."""
+    return Lab.from_parameters(backend="aws", region=REGION)
+
+
+def teardown(lab: Lab | None = None, **kwargs: Any) -> TeardownReport:
+    return lab_teardown.teardown(lab or aws_lab(), **kwargs)
 
 
 def provider_environment(session: boto3.Session) -> None:
@@ -180,7 +195,7 @@ def test_provider_environment_is_used_as_is_and_never_touched(session: boto3.Ses
     assert provision(session) == env  # complete already: no cost, no stack
     assert stacks(session) == []
 
-    report = aa.teardown(session, sleep=lambda _: None)
+    report = teardown()
     assert any("not created by the kit" in s for s in report.skipped)
     assert (
         session.client("ecs").describe_clusters(clusters=[LAB.cluster])["clusters"][0]["status"]
@@ -215,7 +230,7 @@ def test_existing_ecs_service_role_is_reused_not_replaced(session: boto3.Session
     assert env.complete
     stack = session.client("cloudformation").describe_stacks(StackName=aa.STACK_NAME)["Stacks"][0]
     assert {"ParameterKey": "CreateServiceRole", "ParameterValue": "false"} in stack["Parameters"]
-    aa.teardown(session, sleep=lambda _: None)
+    teardown()
     # The learner's own role survives teardown (get_role raises if it was deleted).
     assert TAG not in iam.get_role(RoleName=LAB.service_role)["Role"].get("Tags", [])
 
@@ -280,17 +295,18 @@ def test_teardown_deletes_in_dependency_order(session: boto3.Session) -> None:
     session.client("ecs").register_container_instance(
         cluster=LAB.cluster, instanceIdentityDocument=json.dumps({"instanceId": instance_id})
     )
-    log = CallLog(session)
-    report = aa.teardown(session, sleep=lambda _: None)
+    lab = aws_lab()
+    log = CallLog(lab.target.session)
+    report = teardown(lab)
 
     order = [
         ("ecs", "UpdateService"),
         ("ecs", "DeleteService"),
-        ("ecs", "DeregisterTaskDefinition"),
-        ("api.ecr", "DeleteRepository"),
         ("servicediscovery", "DeregisterInstance"),
         ("servicediscovery", "DeleteService"),
         ("servicediscovery", "DeleteNamespace"),
+        ("ecs", "DeregisterTaskDefinition"),
+        ("api.ecr", "DeleteRepository"),
         ("ecs", "DeregisterContainerInstance"),
         ("cloudformation", "DeleteStack"),
     ]
@@ -323,7 +339,9 @@ def test_teardown_deletes_in_dependency_order(session: boto3.Session) -> None:
     assert not report.ok and "Still tagged" in report.describe()
 
 
-def test_teardown_never_touches_untagged_learner_resources(session: boto3.Session) -> None:
+def test_teardown_never_touches_untagged_learner_resources(
+    session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provision(session, confirm_cost=True)
     made = learner_resources(session, tagged=False)
     # Same family, tagged: the kit's own revision goes, the untagged one stays.
@@ -340,7 +358,12 @@ def test_teardown_never_touches_untagged_learner_resources(session: boto3.Sessio
         tags=[ECS_TAG],
     )["taskDefinition"]["taskDefinitionArn"]
 
-    report = aa.teardown(session, delete_stack=False, sleep=lambda _: None)
+    # All of it predates the lab (untagged look-alikes made by hand before labkit ran).
+    monkeypatch.setattr(lab_teardown, "CLOCK_SKEW", timedelta(0))
+    lab = aws_lab()
+    time.sleep(0.01)
+    lab.identity  # noqa: B018 — the lab begins now
+    report = teardown(lab, delete_environment=False)
 
     def status(arn: str) -> str:
         try:
@@ -364,7 +387,7 @@ def test_teardown_never_touches_untagged_learner_resources(session: boto3.Sessio
 
 
 def test_teardown_on_an_empty_account_is_a_no_op(session: boto3.Session) -> None:
-    report = aa.teardown(session, sleep=lambda _: None)
+    report = teardown()
     assert report.ok and report.deleted == [] and report.leftovers == []
     assert "Nothing tagged as the kit's is left." in report.describe()
 
@@ -403,7 +426,7 @@ def test_other_errors_are_not_access_denied() -> None:
 
 
 def test_learner_policy_is_valid_small_enough_and_accepted_by_iam(session: boto3.Session) -> None:
-    text = (Path(aa.__file__).parent / "resources/iam/learner-policy.json").read_text()
+    text = (RESOURCES / "iam/learner-policy.json").read_text()
     # Managed policies are limited to 6,144 characters, whitespace excluded.
     assert len("".join(text.split())) <= 6144
     arn = session.client("iam").create_policy(PolicyName="labkit-learner", PolicyDocument=text)[
@@ -414,14 +437,17 @@ def test_learner_policy_is_valid_small_enough_and_accepted_by_iam(session: boto3
 
 def test_learner_policy_allows_every_call_the_kit_makes(session: boto3.Session) -> None:
     log = CallLog(session)
+    lab = aws_lab()
+    lab_log = CallLog(lab.target.session)
     provision(session, confirm_cost=True)
     learner_resources(session, tagged=True)
     aa.environment_age_and_cost(session)
-    aa.teardown(session, sleep=lambda _: None)
+    teardown(lab)
+    log.calls += lab_log.calls
     prefixes = {"api.ecr": "ecr", "tagging": "tag", "elasticloadbalancing": "elasticloadbalancing"}
     # RegisterInstance stands in for ECS, which registers tasks with its own role.
     calls = [c for c in log.calls if c != ("servicediscovery", "RegisterInstance")]
     actions = {f"{prefixes.get(svc, svc)}:{op}" for svc, op in calls}
-    missing = sorted(a for a in actions if not aa._policy_allows(a))
+    missing = sorted(a for a in actions if not _policy_allows(a))
     assert missing == []
     assert "cloudformation:CreateStack" in actions and "tag:GetResources" in actions

@@ -1,4 +1,4 @@
-"""aws_account wired into the product (notebook 00/06 helpers, ``labkit status``,
+"""labkit.backends.aws wired into the product (notebook 00/06 helpers, ``labkit status``,
 ``labkit cleanup``, the Cloud Map namespace's VPC), on moto in-process: never real AWS."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import nbformat
 import pytest
 from moto import mock_aws
 
-from labkit import aws_account, ecr, ecs, environment, taskdef
+from labkit import ecr, ecs, environment, taskdef, teardown
+from labkit.backends.aws import provisioning
 from labkit.cli import main
 from labkit.config import LAB
 from labkit.errors import InputError, PrerequisiteError
@@ -35,11 +36,9 @@ MOTO_TEMPLATE: str = _cfn_tests.moto_variant()
 def empty_account(monkeypatch):
     """An AWS account with nothing of the lab in it; provision() uses the moto template."""
     monkeypatch.setattr(
-        aws_account,
+        provisioning,
         "provision",
-        functools.partial(
-            aws_account.provision, template_body=MOTO_TEMPLATE, sleep=lambda _s: None
-        ),
+        functools.partial(provisioning.provision, template_body=MOTO_TEMPLATE),
     )
     with mock_aws():
         yield Lab.from_parameters(backend="aws", region=REGION)
@@ -55,9 +54,8 @@ def test_sandbox_mode_cells_say_not_needed_and_do_nothing(capsys):
     assert environment.show_cost_estimate(lab) is None
     assert environment.ensure_environment(lab, confirm_cost=True) is None
     assert environment.show_age_and_cost(lab) is None
-    assert environment.teardown(lab) is None
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and all("not needed in the sandbox" in line for line in lines)
+    assert len(lines) == 3 and all("not needed in the sandbox" in line for line in lines)
 
 
 def test_aws_mode_without_confirmation_shows_the_cost_and_creates_nothing(empty_account, capsys):
@@ -116,13 +114,18 @@ def test_cleanup_command_tears_down_and_fails_when_something_is_left(
     assert _stacks() == []
     assert lab.ecr.describe_repositories()["repositories"] == []
 
-    done = aws_account.TeardownReport(REGION, deleted=["CloudFormation stack labkit-ecs-lab"])
-    monkeypatch.setattr(aws_account, "teardown", lambda session: done)
-    assert main(["cleanup", "-p", "backend", "aws", "-p", "region", REGION]) == 0  # twice: fine
-    stuck = aws_account.TeardownReport(REGION, errors=["ECR repository: AccessDenied"])
-    monkeypatch.setattr(aws_account, "teardown", lambda session: stuck)
+    # Twice is fine: the stack is gone; what the tagging API still lists is reported again.
     assert main(["cleanup", "-p", "backend", "aws", "-p", "region", REGION]) == 1
-    assert "FAILED    ECR repository" in capsys.readouterr().out
+    assert "Nothing to delete" in capsys.readouterr().out
+
+    def denied(session, report, *_):
+        report.fail("lab environment stack: AccessDenied")
+
+    monkeypatch.setattr(provisioning, "kit_tagged_leftovers", lambda session: [])
+    assert main(["cleanup", "-p", "backend", "aws", "-p", "region", REGION]) == 0
+    monkeypatch.setattr(provisioning, "remove_stack", denied)
+    assert main(["cleanup", "-p", "backend", "aws", "-p", "region", REGION]) == 1
+    assert "FAILED    lab environment stack" in capsys.readouterr().out
 
 
 def test_status_command_in_aws_mode(empty_account, capsys):
@@ -148,7 +151,7 @@ def test_provider_environment_is_used_as_is(lab, capsys):
     env = environment.ensure_environment(lab, confirm_cost=False)
     assert env is not None and not env.created_by_kit and env.complete
     assert environment.show_age_and_cost(lab) is None
-    report = environment.teardown(lab)
+    report = teardown.teardown(lab)
     assert report.ok and any("not created by the kit" in s for s in report.skipped)
     assert lab.ecs.describe_clusters(clusters=[LAB.cluster])["clusters"][0]["status"] == "ACTIVE"
     assert "using it as it is" in capsys.readouterr().out
@@ -169,7 +172,6 @@ def test_notebooks_00_and_06_call_the_wiring():
     )
     assert "confirm_cost: bool = False" in params  # never a silent yes
     nb06 = [c.source for c in nbformat.read(NOTEBOOKS / "06_cleanup.ipynb", 4).cells]
-    cleanup_at = next(i for i, s in enumerate(nb06) if "cleanup.cleanup(lab)" in s)
-    teardown_at = next(i for i, s in enumerate(nb06) if "environment.teardown(lab" in s)
-    assert cleanup_at < teardown_at
+    calls = [s for s in nb06 if "labkit.teardown.teardown(lab" in s]
+    assert len(calls) == 1 and "raise_on_failure=True" in calls[0]  # one teardown, all of it
     json.dumps(nb06)

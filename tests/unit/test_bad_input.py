@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from labkit import cleanup, ecr, ecs, taskdef, tasks
+from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import LAB, LabConfig, coerce_account_id, coerce_region
 from labkit.errors import (
     CredentialsMissing,
@@ -355,7 +356,7 @@ def _lab_begins_now(lab, monkeypatch):
     """Restart the lab's clock: what exists already was made before this lab."""
     import time
 
-    monkeypatch.setattr(cleanup, "CLOCK_SKEW", cleanup.timedelta(0))
+    monkeypatch.setattr(teardown, "CLOCK_SKEW", timedelta(0))
     lab.forget_lab_began()
     time.sleep(0.01)
     lab._remember_lab_began(lab.identity)
@@ -377,8 +378,8 @@ def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab, monkeypat
         desiredCount=1,
     )["service"]
     _lab_begins_now(lab, monkeypatch)  # the look-alikes above predate this lab
-    first = cleanup.cleanup(lab)
-    again = cleanup.cleanup(lab)
+    first = teardown.teardown(lab)
+    again = teardown.teardown(lab)
     assert any("repository myrepo" in d for d in first.deleted)
     assert again.deleted == []
     assert any("MYSERVICE0001 (no kit tag" in s for s in first.skipped)
@@ -442,6 +443,6 @@ def test_cleanup_twice_after_the_environment_is_gone():
     with mock_aws():
         lab = Lab.from_parameters(backend="aws", region="us-west-2")
         for _ in range(2):
-            assert cleanup.cleanup(lab).deleted == []
-        assert cleanup.leftovers(lab) == {}
+            assert teardown.teardown(lab).deleted == []
+        assert teardown.leftovers(lab) == {}
         assert ecs.find_kit_services(lab) == [] and ecs.find_service(lab) is None

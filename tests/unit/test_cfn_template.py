@@ -14,7 +14,7 @@ import boto3
 from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 
-from labkit import aws_account
+from labkit.backends import aws as aws_account
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
 
 REGION = "us-west-2"

@@ -14,7 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from labkit import endpoint, environment, tasks
+from labkit import tasks, teardown
+from labkit.backends import endpoint
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
@@ -110,7 +111,7 @@ def test_capabilities_are_probed_once_and_kept_across_kernels(lab: Lab, endpoint
     endpoint._CACHE.clear()  # a new kernel: only the state file remembers
     cached = endpoint.capabilities(lab)
     assert cached.unserved == {2, 4, 5} and cached.container_instances == 2
-    endpoint.teardown(lab)
+    teardown.teardown(lab)
     assert endpoint._state_key(lab) not in endpoint.load_state().get(endpoint.STATE_KEY, {})
 
 
@@ -124,10 +125,10 @@ def test_teardown_removes_only_the_kits_and_is_safe_to_repeat(lab: Lab, endpoint
     vpc = lab.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
     elbv2.create_target_group(Name="someone-elses-tg", Protocol="TCP", Port=81, VpcId=vpc["VpcId"])
 
-    report = environment.teardown(lab)
+    report = teardown.teardown(lab)
     assert report is not None and report.ok, report.describe()
     assert {"IAM role Ec2instanceRole", "ECS cluster ECSCluster"} <= set(report.deleted)
-    again = environment.teardown(lab)
+    again = teardown.teardown(lab)
     assert again is not None and again.ok and again.deleted == []
 
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["someone-elses-role"]
@@ -163,7 +164,7 @@ def test_no_default_vpc_gets_a_tagged_vpc_that_teardown_removes(lab: Lab, endpoi
     zones = {s["AvailabilityZone"] for s in subnets["Subnets"]}
     assert len(zones) == 2 and all(has_kit_tag(s["Tags"]) for s in subnets["Subnets"])
 
-    report = endpoint.teardown(lab)
+    report = teardown.teardown(lab)
     assert report.ok, report.describe()
     assert ec2.describe_vpcs()["Vpcs"] == [] and ec2.describe_subnets()["Subnets"] == []
 
@@ -190,7 +191,7 @@ def test_someone_elses_environment_is_used_and_never_changed(lab: Lab, endpoint_
     reason = env.capabilities.support(4).reason
     assert "no container instances" in reason and "no TCP listener" in reason
 
-    report = endpoint.teardown(lab)
+    report = teardown.teardown(lab)
     assert report.ok, report.describe()
     assert elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"]
     assert ecs.describe_clusters(clusters=[LAB.cluster])["clusters"][0]["status"] == "ACTIVE"
@@ -211,7 +212,7 @@ def test_a_tcp_listener_refused_is_reported_not_raised(lab: Lab, endpoint_url: s
     assert not env.listener
     assert "refused TCP" in env.listener_detail and "application" in env.listener_detail
     assert "no TCP listener" in env.capabilities.support(4).reason
-    assert endpoint.teardown(lab).ok
+    assert teardown.teardown(lab).ok
 
 
 class _Registry(http.server.BaseHTTPRequestHandler):

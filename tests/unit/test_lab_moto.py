@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import boto3
 import pytest
 
-from labkit import cleanup, ecr, ecs, taskdef, tasks
+from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
 from labkit.tasks import task1, task2, task3
@@ -119,29 +120,32 @@ def test_cleanup_removes_only_what_the_kit_created(lab):
     _build_service(lab)
     # Something the kit did not create, with a name the kit would use.
     boto3.client("ecr", region_name="us-west-2").create_repository(repositoryName="otherrepo")
-    report = cleanup.cleanup(lab, timeout=5)
+    report = teardown.teardown(lab, timeout_s=5)
     assert any("repository myrepo" in d for d in report.deleted)
     assert any("namespace" in d for d in report.deleted)
-    assert cleanup.leftovers(lab) == {}
+    assert teardown.leftovers(lab) == {}
     repos = lab.ecr.describe_repositories()["repositories"]
     assert [r["repositoryName"] for r in repos] == ["otherrepo"]
-    again = cleanup.cleanup(lab, timeout=5)  # safe to re-run
+    again = teardown.teardown(lab, timeout_s=5)  # safe to re-run
     assert again.deleted == []
 
 
 def test_cleanup_leaves_untagged_lookalikes_from_before_the_lab(lab, monkeypatch):
-    monkeypatch.setattr(cleanup, "CLOCK_SKEW", cleanup.timedelta(0))
+    monkeypatch.setattr(teardown, "CLOCK_SKEW", timedelta(0))
     lab.ecr.create_repository(repositoryName="myrepo")  # made by hand, no kit tag
     lab.forget_lab_began()
     lab._remember_lab_began(lab.identity)  # ... before this lab began
-    report = cleanup.cleanup(lab, timeout=5)
+    report = teardown.teardown(lab, timeout_s=5)
     assert report.deleted == []
-    assert report.skipped == ["repository myrepo (no kit tag, created before this lab began)"]
+    assert report.skipped == [
+        "ECR repository myrepo (no kit tag, created before this lab began)",
+        "lab environment (not created by the kit, left as it is)",  # the provider's, in AWS
+    ]
 
 
 def test_cleanup_removes_what_the_learner_made_untagged_during_the_lab(lab):
     lab.identity  # noqa: B018 — the lab begins when labkit first works in the account
     lab.ecr.create_repository(repositoryName="myrepo")  # the learner's own call, no tags
-    report = cleanup.cleanup(lab, timeout=5)
-    assert report.deleted == ["repository myrepo and its images"]
+    report = teardown.teardown(lab, timeout_s=5)
+    assert report.deleted == ["ECR repository myrepo and its images"]
     assert lab.began_at is None  # the next lab begins when labkit next works here

@@ -16,7 +16,7 @@ import pytest
 from labkit.sandbox import processes
 from labkit.sandbox.context import no_proxy_value, private_dir, write_private
 from labkit.sandbox.processes import ProcessRecord
-from labkit.sandbox.registry import EcrTokens, _BearerSigner
+from labkit.sandbox.registry.tokens import BearerSigner, EcrTokens
 
 
 def mode(path: Path) -> int:
@@ -41,7 +41,7 @@ def no_umask_and_no_chmod(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_key_files_are_born_owner_only(tmp_path: Path, no_umask_and_no_chmod: None) -> None:
     home = private_dir(tmp_path / "home")
-    signer = _BearerSigner(home)
+    signer = BearerSigner(home)
     tokens = EcrTokens(home, ttl_seconds=60)
     assert mode(home) == 0o700
     assert mode(home / "token.key") == 0o600
@@ -49,7 +49,7 @@ def test_key_files_are_born_owner_only(tmp_path: Path, no_umask_and_no_chmod: No
     # The keys work: a token signed now is accepted, and a second start reuses the keys.
     user, password = tokens.credentials("arn:aws:iam::123456789012:user/moto")
     assert EcrTokens(home, 60).principal(user, password).endswith(":user/moto")
-    assert _BearerSigner(home).x5c == signer.x5c
+    assert BearerSigner(home).x5c == signer.x5c
     assert [p.name for p in home.iterdir() if p.name.endswith(".tmp")] == []
 
 

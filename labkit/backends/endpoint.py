@@ -24,14 +24,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from labkit.aws import AwsTarget, is_loopback
+from labkit.backends.report import TeardownReport
 from labkit.config import (
     KIT_TAG_KEY,
     KIT_TAG_VALUE,
@@ -735,7 +735,9 @@ def _build(lab: Lab, create: bool) -> EndpointEnvironment:
 
 def _require_endpoint(lab: Lab) -> None:
     if lab.backend is not Backend.ENDPOINT:
-        raise ValueError(f"labkit.endpoint serves the endpoint backend, not {lab.backend.value}")
+        raise ValueError(
+            f"labkit.backends.endpoint serves the endpoint backend, not {lab.backend.value}"
+        )
 
 
 def find_environment(lab: Lab) -> EndpointEnvironment:
@@ -793,27 +795,15 @@ def require_served(lab: Lab, task: int) -> None:
 
 
 # ------------------------------------------------------------------------ teardown
-def _poll(done: Callable[[], bool], timeout_s: float, sleep: Callable[[float], None]) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() >= deadline:
-            return False
-        sleep(1)
-    return True
-
-
-def teardown(lab: Lab, timeout_s: float = 120, sleep: Callable[[float], None] = time.sleep):
-    """Remove what :func:`ensure_environment` created (the kit-tagged pieces), and only that.
+def remove_environment(lab: Lab, report: TeardownReport, timeout_s: float = 180) -> None:
+    """The teardown's last endpoint step: remove what :func:`ensure_environment` created
+    (the kit-tagged pieces), and only that; then list what is still the kit's.
 
     Order: the load balancer (its listeners go with it) → target group → the kit's
     container instances and EC2 instances → cluster → roles → the kit's VPC. Anything
-    without the kit's tag is listed and left alone. Safe to re-run. Returns a
-    :class:`labkit.aws_account.TeardownReport`.
+    without the kit's tag is listed and left alone. Safe to re-run.
     """
-    from labkit.aws_account import TeardownReport
-
     _require_endpoint(lab)
-    report = TeardownReport(lab.region)
     steps = (
         _teardown_load_balancing,
         _teardown_instances,
@@ -823,18 +813,18 @@ def teardown(lab: Lab, timeout_s: float = 120, sleep: Callable[[float], None] = 
     )
     for step in steps:
         try:
-            step(lab, report, timeout_s, sleep)
+            step(lab, report, timeout_s)
         except (ClientError, BotoCoreError) as exc:
-            report.errors.append(f"{step.__name__.removeprefix('_teardown_')}: {_message(exc)}")
+            report.fail(f"{step.__name__.removeprefix('_teardown_')}: {_message(exc)}")
     try:
         report.leftovers = leftovers(lab)
+        report.leftovers_checked = True
     except (ClientError, BotoCoreError) as exc:
-        report.errors.append(f"listing leftovers: {_message(exc)}")
+        report.fail(f"listing leftovers: {_message(exc)}")
     _forget(lab)
-    return report
 
 
-def _teardown_load_balancing(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None:
+def _teardown_load_balancing(lab: Lab, report: TeardownReport, timeout_s: float) -> None:
     builder = _Environment(lab, create=False)
     elbv2, names = lab.elbv2, lab.names
     lb = builder._load_balancer()
@@ -844,31 +834,35 @@ def _teardown_load_balancing(lab: Lab, report: Any, timeout_s: float, sleep: Any
             for listener in elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]:
                 elbv2.delete_listener(ListenerArn=listener["ListenerArn"])
             elbv2.delete_load_balancer(LoadBalancerArn=arn)
-            if not _poll(lambda: builder._load_balancer() is None, timeout_s, sleep):
-                report.errors.append(f"load balancer {names.load_balancer} still there")
-            report.deleted.append(f"load balancer {names.load_balancer} (and its listeners)")
+            config = {"Delay": 1, "MaxAttempts": max(1, int(timeout_s))}
+            try:
+                elbv2.get_waiter("load_balancers_deleted").wait(
+                    LoadBalancerArns=[arn], WaiterConfig=config
+                )
+            except WaiterError:
+                report.fail(f"load balancer {names.load_balancer} still there")
+            report.done(f"load balancer {names.load_balancer} (and its listeners)")
         else:
-            report.skipped.append(f"load balancer {names.load_balancer}: not tagged by the kit")
+            report.leave(f"load balancer {names.load_balancer}", "not tagged by the kit")
     tg = builder._target_group()
     if tg is None:
         return
     if not builder._elb_owned(tg["TargetGroupArn"]):
-        report.skipped.append(f"target group {names.target_group}: not tagged by the kit")
+        report.leave(f"target group {names.target_group}", "not tagged by the kit")
         return
-
-    def deleted() -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:  # no waiter: a target group stays in use until its load balancer is gone
         try:
             elbv2.delete_target_group(TargetGroupArn=tg["TargetGroupArn"])
+            report.done(f"target group {names.target_group}")
+            return
         except ClientError as exc:
-            if _code(exc) == "ResourceInUse":  # its load balancer is still going away
-                return False
-            raise
-        return True
-
-    if _poll(deleted, timeout_s, sleep):
-        report.deleted.append(f"target group {names.target_group}")
-    else:
-        report.errors.append(f"target group {names.target_group} still in use")
+            if _code(exc) != "ResourceInUse":
+                raise
+        if time.monotonic() >= deadline:
+            report.fail(f"target group {names.target_group} still in use")
+            return
+        time.sleep(1)
 
 
 def _kit_instances(lab: Lab) -> dict[str, dict[str, Any]]:
@@ -885,7 +879,7 @@ def _kit_instances(lab: Lab) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _teardown_instances(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None:
+def _teardown_instances(lab: Lab, report: TeardownReport, timeout_s: float) -> None:
     ecs, cluster = lab.ecs, lab.names.cluster
     kit_instances = _kit_instances(lab)
     clusters = ecs.describe_clusters(clusters=[cluster])["clusters"]
@@ -901,35 +895,35 @@ def _teardown_instances(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> 
         for instance in described:
             short = instance["containerInstanceArn"].rsplit("/", 1)[-1]
             if instance.get("ec2InstanceId") not in kit_instances:
-                report.skipped.append(f"container instance {short}: not on a kit's EC2 instance")
+                report.leave(f"container instance {short}", "not on a kit's EC2 instance")
                 continue
             ecs.deregister_container_instance(
                 cluster=cluster, containerInstance=instance["containerInstanceArn"], force=True
             )
-            report.deleted.append(f"container instance {short}")
+            report.done(f"container instance {short}")
     if kit_instances:
         lab.ec2.terminate_instances(InstanceIds=sorted(kit_instances))
-        report.deleted.append(f"EC2 instances {', '.join(sorted(kit_instances))} (terminated)")
+        report.done(f"EC2 instances {', '.join(sorted(kit_instances))} (terminated)")
 
 
-def _teardown_cluster(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None:
+def _teardown_cluster(lab: Lab, report: TeardownReport, timeout_s: float) -> None:
     name = lab.names.cluster
     clusters = lab.ecs.describe_clusters(clusters=[name], include=["TAGS"])["clusters"]
     active = [c for c in clusters if c.get("status") == "ACTIVE"]
     if not active:
         return
     if not has_kit_tag(active[0].get("tags")):
-        report.skipped.append(f"ECS cluster {name}: not tagged by the kit")
+        report.leave(f"ECS cluster {name}", "not tagged by the kit")
         return
     try:
         lab.ecs.delete_cluster(cluster=name)
     except ClientError as exc:  # it still holds services or instances that are not the kit's
-        report.errors.append(f"ECS cluster {name} not deleted: {_message(exc)}")
+        report.fail(f"ECS cluster {name} not deleted: {_message(exc)}")
         return
-    report.deleted.append(f"ECS cluster {name}")
+    report.done(f"ECS cluster {name}")
 
 
-def _teardown_roles(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None:
+def _teardown_roles(lab: Lab, report: TeardownReport, timeout_s: float) -> None:
     iam = lab.iam
     for attribute in _ROLE_SERVICES:
         name = getattr(lab.names, attribute)
@@ -941,7 +935,7 @@ def _teardown_roles(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None
             raise
         tags = role.get("Tags") or iam.list_role_tags(RoleName=name).get("Tags", [])
         if not has_kit_tag(tags):
-            report.skipped.append(f"IAM role {name}: not tagged by the kit")
+            report.leave(f"IAM role {name}", "not tagged by the kit")
             continue
         # IAM deletes a role only once nothing hangs on it.
         for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
@@ -953,10 +947,10 @@ def _teardown_roles(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None
                 InstanceProfileName=profile["InstanceProfileName"], RoleName=name
             )
         iam.delete_role(RoleName=name)
-        report.deleted.append(f"IAM role {name}")
+        report.done(f"IAM role {name}")
 
 
-def _teardown_network(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> None:
+def _teardown_network(lab: Lab, report: TeardownReport, timeout_s: float) -> None:
     ec2 = lab.ec2
     vpc = _Environment(lab, create=False)._kit_vpc()
     if vpc is None:
@@ -965,16 +959,16 @@ def _teardown_network(lab: Lab, report: Any, timeout_s: float, sleep: Any) -> No
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
     for subnet in subnets:
         if not has_kit_tag(subnet.get("Tags")):
-            report.skipped.append(f"subnet {subnet['SubnetId']}: not tagged by the kit")
+            report.leave(f"subnet {subnet['SubnetId']}", "not tagged by the kit")
             continue
         ec2.delete_subnet(SubnetId=subnet["SubnetId"])
-        report.deleted.append(f"subnet {subnet['SubnetId']}")
+        report.done(f"subnet {subnet['SubnetId']}")
     try:
         ec2.delete_vpc(VpcId=vpc_id)
     except ClientError as exc:  # something that is not the kit's still lives in it
-        report.errors.append(f"VPC {vpc_id} not deleted: {_message(exc)}")
+        report.fail(f"VPC {vpc_id} not deleted: {_message(exc)}")
         return
-    report.deleted.append(f"VPC {VPC_NAME} ({vpc_id})")
+    report.done(f"VPC {VPC_NAME} ({vpc_id})")
 
 
 def leftovers(lab: Lab) -> list[str]:

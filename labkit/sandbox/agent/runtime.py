@@ -1,0 +1,258 @@
+"""The container runtime: a task's containers as real Docker containers.
+
+Images are pulled from the sandbox registry *as the container instance role*, so the
+repository policy decides whether a task can start. Container ports are published on
+127.0.0.1 only, on an ephemeral host port: the container instance's "host port 80" is
+virtual, mapped to a real loopback port. Everything here runs on the agent's pool threads,
+without the sandbox lock: it touches only the task's own record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from moto.core.utils import utcnow
+
+from labkit.sandbox.agent.table import LaunchError, TaskRecord
+from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, SandboxContext
+
+log = logging.getLogger(__name__)
+
+#: Seconds a stopping container gets between SIGTERM and SIGKILL (ECS: 30; sandbox speed).
+STOP_TIMEOUT_SECONDS = 1
+#: The role the container instances run as: their pulls are authorized as this principal.
+INSTANCE_ROLE = "Ec2instanceRole"
+#: The label ECS puts on a task's containers; the agent finds its own by it.
+TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
+
+_ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+@dataclass
+class DockerRuntime:
+    """Creates, watches, stops and removes the containers of the agent's tasks."""
+
+    ctx: SandboxContext
+
+    @property
+    def available(self) -> bool:
+        return self.ctx.docker is not None
+
+    def _own_containers(self) -> dict[str, Any]:
+        return {"label": f"{CONTAINER_LABEL}={self.ctx.settings.home}"}
+
+    def launch(self, rec: TaskRecord) -> None:
+        """Pull, create and start the task's containers; a failure lands in ``launch_error``."""
+        created: dict[str, str] = {}
+        try:
+            client = self.ctx.docker
+            if client is None:
+                raise LaunchError(
+                    "CannotStartContainerError: the sandbox runs without Docker Engine "
+                    "(API-only mode)"
+                )
+            rec.task.pull_started_at = utcnow()
+            images = {
+                c["name"]: self._pull(client, c["image"])
+                for c in rec.task_def.container_definitions
+            }
+            rec.task.pull_stopped_at = utcnow()
+            for cdef in rec.task_def.container_definitions:
+                container = client.containers.create(
+                    **self._container_args(rec, cdef, images[cdef["name"]])
+                )
+                created[cdef["name"]] = container.id
+            for name, cid in created.items():
+                container = client.containers.get(cid)
+                try:
+                    container.start()
+                except Exception as exc:
+                    raise LaunchError(f"CannotStartContainerError: {_docker_message(exc)}") from exc
+                container.reload()
+                self._collect_ports(rec, name, container.attrs)
+        except LaunchError as exc:
+            rec.launch_error = exc
+        except Exception as exc:
+            log.exception("launching %s failed", rec.arn)
+            rec.launch_error = LaunchError(f"CannotCreateContainerError: {_docker_message(exc)}")
+        rec.containers = created
+
+    def stop(self, rec: TaskRecord) -> None:
+        """Stop and remove the task's containers, keeping their exit codes."""
+        client = self.ctx.docker
+        for cid in rec.containers.values():
+            try:
+                container = client.containers.get(cid)
+                if container.status == "running":
+                    container.stop(timeout=STOP_TIMEOUT_SECONDS)
+                container.reload()
+                for c in rec.task.containers:
+                    if rec.containers.get(c.name) == cid and c.name not in rec.exit_codes:
+                        rec.exit_codes[c.name] = container.attrs["State"].get("ExitCode")
+                container.remove(force=True)
+            except Exception as exc:
+                if "No such container" not in str(exc) and "404" not in str(exc):
+                    log.warning("stopping container %s: %s", cid, exc)
+
+    def states(self) -> dict[str, tuple[str, int | None]] | None:
+        """Container id -> (state, exit code) of the sandbox's containers; None if Docker
+        did not answer."""
+        try:
+            found = self.ctx.docker.api.containers(all=True, filters=self._own_containers())
+        except Exception:
+            log.exception("listing containers failed")
+            return None
+        out: dict[str, tuple[str, int | None]] = {}
+        for c in found:
+            match = _EXIT_CODE.search(c.get("Status", ""))
+            out[c["Id"]] = (c.get("State", ""), int(match.group(1)) if match else None)
+        return out
+
+    def remove_all(self, known: set[str]) -> None:
+        """Remove the containers ``known`` and any task container a cut-short launch left."""
+        client = self.ctx.docker
+        if client is None:
+            return
+        ids = set(known)
+        try:
+            found = client.containers.list(all=True, filters=self._own_containers())
+            ids |= {c.id for c in found if TASK_ARN_LABEL in c.labels}
+        except Exception:
+            log.exception("listing containers at stop failed")
+        for cid in ids:
+            try:
+                client.containers.get(cid).remove(force=True)
+            except Exception:
+                pass
+
+    def _pull(self, client: Any, image: str) -> str:
+        """Pull ``image`` as the container instance role; return the reference to run."""
+        host, path, tag = split_image(image)
+        settings = self.ctx.settings
+        sandbox_hosts = {settings.registry_host, f"localhost:{settings.registry_port}"}
+        if host and (_ECR_HOST.match(host) or host in sandbox_hosts):
+            # ECR hostnames do not resolve offline: the sandbox registry serves them all.
+            repo = f"{settings.registry_host}/{path}"
+            principal = self.ctx.role_arn(INSTANCE_ROLE)
+            if self.ctx.pull_denial_reason is not None:
+                reason = self.ctx.pull_denial_reason(principal, path)
+                if reason:
+                    raise LaunchError(
+                        f"CannotPullContainerError: pull access denied for {image}: {reason}"
+                    )
+            auth = None
+            if self.ctx.registry_credentials is not None:
+                username, password = self.ctx.registry_credentials(principal)
+                auth = {"username": username, "password": password}
+            _pull_or_fail(client, repo, tag, auth)
+            return f"{repo}{'@' if tag.startswith('sha256:') else ':'}{tag}"
+        reference = (
+            image if (":" in image.rsplit("/", 1)[-1] or "@" in image) else f"{image}:latest"
+        )
+        try:
+            client.images.get(reference)
+            return reference  # a local image (no registry host): nothing to pull
+        except Exception:
+            pass
+        _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
+        return reference
+
+    def _container_args(self, rec: TaskRecord, cdef: dict[str, Any], image: str) -> dict[str, Any]:
+        td, task = rec.task_def, rec.task
+        overrides = {
+            o.get("name"): o for o in (task.overrides or {}).get("containerOverrides", []) or []
+        }.get(cdef["name"], {})
+        env = {e["name"]: e.get("value", "") for e in cdef.get("environment") or []}
+        env.update({e["name"]: e.get("value", "") for e in overrides.get("environment") or []})
+        labels = dict(self.ctx.container_labels)
+        labels.update(cdef.get("dockerLabels") or {})
+        labels.update(
+            {
+                TASK_ARN_LABEL: task.task_arn,
+                "com.amazonaws.ecs.container-name": cdef["name"],
+                "com.amazonaws.ecs.cluster": rec.cluster,
+                "com.amazonaws.ecs.task-definition-family": td.family,
+                "com.amazonaws.ecs.task-definition-version": str(td.revision),
+            }
+        )
+        # Only on loopback, on an ephemeral port: "host port 80" is the instance's, virtual.
+        ports = {
+            f"{int(pm['containerPort'])}/{pm.get('protocol') or 'tcp'}": (LOOPBACK, None)
+            for pm in cdef.get("portMappings") or []
+            if pm.get("containerPort")
+        }
+        name = _NAME_UNSAFE.sub("-", f"ecs-{td.family}-{td.revision}-{cdef['name']}-{task.id}")
+        args: dict[str, Any] = {
+            "image": image,
+            "name": name,
+            "detach": True,
+            "labels": labels,
+            "ports": ports,
+            "environment": env,
+            # ECS gives a container with cpu 0 the minimum of 2 shares, as Docker requires.
+            "cpu_shares": max(int(cdef.get("cpu") or 0), 2),
+        }
+        for key, arg in (("memory", "mem_limit"), ("memoryReservation", "mem_reservation")):
+            if cdef.get(key):
+                args[arg] = f"{int(cdef[key])}m"
+        command = overrides.get("command") or cdef.get("command")
+        if command:
+            args["command"] = command
+        for key, arg in (
+            ("entryPoint", "entrypoint"),
+            ("workingDirectory", "working_dir"),
+            ("user", "user"),
+            ("hostname", "hostname"),
+        ):
+            if cdef.get(key):
+                args[arg] = cdef[key]
+        if cdef.get("readonlyRootFilesystem"):
+            args["read_only"] = True
+        return args
+
+    @staticmethod
+    def _collect_ports(rec: TaskRecord, name: str, attrs: dict[str, Any]) -> None:
+        published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        cdef = next(c for c in rec.task_def.container_definitions if c["name"] == name)
+        for pm in cdef.get("portMappings") or []:
+            cport = int(pm.get("containerPort") or 0)
+            bindings = published.get(f"{cport}/{pm.get('protocol') or 'tcp'}") or []
+            real = next((int(b["HostPort"]) for b in bindings if b.get("HostIp") == LOOPBACK), None)
+            if real is None:
+                continue
+            if rec.task_def.network_mode == "host":
+                virtual = cport
+            else:  # bridge: a fixed hostPort is reserved on the instance; 0 means dynamic
+                virtual = int(pm.get("hostPort") or 0) or real
+            rec.ports[(name, cport)] = (virtual, real)
+
+
+def _pull_or_fail(client: Any, repository: str, tag: str, auth: dict[str, str] | None) -> None:
+    try:
+        client.images.pull(repository, tag=tag, auth_config=auth)
+    except Exception as exc:
+        raise LaunchError(f"CannotPullContainerError: {_docker_message(exc)}") from exc
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """``host/path:tag`` -> (host or "", path, tag or digest); tag defaults to latest."""
+    host, rest = "", image
+    first, _, remainder = image.partition("/")
+    if remainder and ("." in first or ":" in first or first == "localhost"):
+        host, rest = first, remainder
+    if "@" in rest:
+        path, digest = rest.split("@", 1)
+        return host, path, digest
+    path, sep, tag = rest.rpartition(":")
+    if not sep:
+        return host, rest, "latest"
+    return host, path, tag
+
+
+def _docker_message(exc: Exception) -> str:
+    return str(getattr(exc, "explanation", None) or exc)

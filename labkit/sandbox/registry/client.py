@@ -1,0 +1,78 @@
+"""The registry's HTTP API as the sandbox itself uses it, with a token that may do anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from labkit.sandbox.registry.tokens import BearerSigner
+
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+#: urllib without any proxy: the registry is on loopback, and its tokens stay there.
+_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class RegistryClient:
+    """Tags and manifests of the registry's repositories (the sandbox's own access)."""
+
+    base_url: str
+    signer: BearerSigner
+
+    def _request(
+        self,
+        method: str,
+        repo: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        token = self.signer.sign(
+            "labkit-sandbox", [{"type": "repository", "name": repo, "actions": ["*"]}]
+        )
+        request = urllib.request.Request(
+            f"{self.base_url}/v2/{repo}/{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
+        )
+        try:
+            with _LOOPBACK_OPENER.open(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def tags(self, repo: str) -> list[str]:
+        status, _, body = self._request("GET", repo, "tags/list")
+        if status == 404:
+            return []
+        return sorted(json.loads(body).get("tags") or [])
+
+    def manifest(self, repo: str, reference: str) -> tuple[str, str, bytes] | None:
+        """``(digest, media type, raw manifest)`` or None when it is not there."""
+        status, headers, body = self._request(
+            "GET", repo, f"manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        if status != 200:
+            return None
+        digest = headers.get("Docker-Content-Digest") or (
+            "sha256:" + hashlib.sha256(body).hexdigest()
+        )
+        return digest, headers.get("Content-Type", ""), body
+
+    def put_manifest(self, repo: str, tag: str, media_type: str, raw: bytes) -> None:
+        self._request(
+            "PUT", repo, f"manifests/{tag}", body=raw, headers={"Content-Type": media_type}
+        )
+
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        self._request("DELETE", repo, f"manifests/{digest}")

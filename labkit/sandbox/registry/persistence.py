@@ -1,0 +1,77 @@
+"""``ecr.json``: the ECR repositories a restarted sandbox lists again.
+
+Each repository's settings, policy and tags are kept, and the digests it holds (untagged
+images are only reachable by digest); the images themselves stay in the registry's storage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from labkit.sandbox.context import write_private
+
+
+class RepositoryStore:
+    """Reads and atomically rewrites ``ecr.json`` (owner-only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, Any]:
+        with self._lock:
+            return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def _write(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            write_private(self.path, json.dumps(state, indent=1, default=str).encode())
+
+    def digests(self, repository: str) -> list[str]:
+        return self.load().get(repository, {}).get("digests", [])
+
+    def remember_digests(self, repository: str, digests: set[str]) -> None:
+        state = self.load()
+        if repository in state:
+            state[repository]["digests"] = sorted(digests)
+            self._write(state)
+
+    def save(self, ecr: Any) -> None:
+        """Write every repository's settings and policy (not images: the registry has them)."""
+        old = self.load()
+        state = {}
+        for name, repo in ecr.repositories.items():
+            state[name] = {
+                "created_at": repo.created_at,
+                "policy": repo.policy,
+                "image_tag_mutability": repo.image_tag_mutability,
+                "scan_on_push": bool(repo.image_scanning_configuration.get("scanOnPush")),
+                # ECR's tagger keys its list "tags" (other services' say "Tags").
+                "tags": ecr.tagger.list_tags_for_resource(repo.arn).get("tags", []),
+                "digests": old.get(name, {}).get("digests", []),
+            }
+        self._write(state)
+
+    def restore(self, ecr: Any) -> list[str]:
+        """Re-create in moto the repositories saved by an earlier sandbox; their names."""
+        restored, state = [], self.load()
+        for name, saved in state.items():
+            if name in ecr.repositories:
+                continue
+            repo = ecr.create_repository(
+                repository_name=name,
+                registry_id=None,
+                encryption_config=None,
+                image_scan_config={"scanOnPush": saved.get("scan_on_push", False)},
+                image_tag_mutability=saved.get("image_tag_mutability") or "MUTABLE",
+                tags=saved.get("tags") or [],
+            )
+            repo.policy = saved.get("policy")
+            if saved.get("created_at"):
+                repo.created_at = dt.datetime.fromisoformat(str(saved["created_at"]))
+            restored.append(name)
+        self._write(state)  # each create_repository saved a file without those not yet back
+        return restored

@@ -1,4 +1,0 @@
-import labkit
-
-with q1.attempt():
-    labkit.images.push_image(lab)

@@ -1,0 +1,11 @@
+import boto3
+
+import labkit
+
+# Step 8's URI, looked up instead of pasted (the aws CLI: describe-repositories).
+ecr = boto3.client("ecr")
+found = ecr.describe_repositories(repositoryNames=[lab.repository_name])  # "myrepo"
+REPOSITORY = found["repositories"][0]["repositoryUri"]  # step 20
+with q1.attempt():
+    REPOSITORY = labkit.ecr.check_repository_uri(lab, REPOSITORY)  # yours? says what differs
+    print(f"REPOSITORY={REPOSITORY}")

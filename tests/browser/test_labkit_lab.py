@@ -1,0 +1,209 @@
+"""The learner's way in, in a real browser: ``labkit lab`` starts the sandbox and
+JupyterLab (as root here: it must pass --allow-root itself), the learner opens notebook 01,
+types the Task 1 answer into the blank exercise cell, runs it and the check, and sees ✅.
+
+    pytest -m browser tests/browser/test_labkit_lab.py -v -s
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from labkit.runner import NOTEBOOK_DIR
+from labkit.sandbox import lifecycle
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+from tests.browser.test_jupyterlab import _cell, _open_notebook, _run_cell, _shot
+from tests.conftest import free_port, private_lab_env, require_data_plane, running_sandbox_clients
+
+pytestmark = pytest.mark.browser
+
+_loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+NOTEBOOK = "01_task1_repository.ipynb"
+
+
+class Server:
+    def __init__(self, url: str, token: str, root: Path) -> None:
+        self.url, self.token, self.root = url, token, root
+
+    def lab_url(self, path: str = "") -> str:
+        return f"{self.url}/lab/tree/{path}?token={self.token}"
+
+
+@pytest.fixture(scope="module")
+def labkit_lab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[Server]:
+    """``labkit lab`` on a free port, on a copy of the notebooks, with a private sandbox
+    that it has to start itself."""
+    require_browser()
+    require_data_plane()
+    with private_lab_env(tmp_path_factory, strict=False):
+        assert not lifecycle.status().running
+        root = tmp_path_factory.mktemp("lab") / "notebooks"
+        shutil.copytree(NOTEBOOK_DIR, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        home = tmp_path_factory.mktemp("jupyter")
+        # The test's own needs, in the test's own config dir: window.jupyterapp to drive
+        # JupyterLab, and no update checks (offline).
+        (home / "config").mkdir()
+        (home / "config" / "jupyter_lab_config.json").write_text(
+            json.dumps(
+                {
+                    "LabApp": {
+                        "expose_app_in_browser": True,
+                        "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+                    }
+                }
+            )
+        )
+        port, token = free_port(), secrets.token_hex(16)
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        }
+        env.pop("DISPLAY", None)  # headless: it must not try to open a browser
+        log_path = artifacts / "labkit-lab.log"
+        log = log_path.open("w")
+        command = [sys.executable, "-m", "labkit.cli", "lab", "--port", str(port)]
+        command += ["--notebooks", str(root), "--token", token]
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        try:
+            deadline = started + 180
+            while f"{url}/lab/tree/00_start_here.ipynb?token={token}" not in log_path.read_text():
+                assert process.poll() is None, f"labkit lab stopped; see {log_path}"
+                assert time.monotonic() < deadline, f"no URL printed; see {log_path}"
+                time.sleep(0.5)
+            _loopback.open(f"{url}/api/status?token={token}", timeout=5).read()
+            print(f"labkit lab: URL printed after {time.monotonic() - started:.1f} s")
+            yield Server(url, token, root)
+        finally:
+            process.terminate()  # labkit lab stops the JupyterLab it started
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+            log.close()
+        try:
+            _loopback.open(f"{url}/api/status?token={token}", timeout=2)
+            stopped = False
+        except (urllib.error.URLError, OSError):
+            stopped = True
+        assert stopped, "JupyterLab kept running after labkit lab stopped"
+
+
+@pytest.fixture(scope="module")
+def chromium(labkit_lab: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            context.set_default_timeout(60_000)
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def _kernel_output(page: Any, code: str) -> str:
+    """Run ``code`` in the open notebook's kernel; return what it printed."""
+    return page.evaluate(
+        """async (code) => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            const future = kernel.requestExecute({ code });
+            let out = '';
+            future.onIOPub = (msg) => {
+                if (msg.header.msg_type === 'stream') out += msg.content.text;
+                if (msg.header.msg_type === 'error') out += msg.content.ename + ': '
+                    + msg.content.evalue;
+            };
+            await future.done;
+            return out;
+        }""",
+        code,
+    )
+
+
+def _index_of(root: Path, tag: str) -> int:
+    cells = nbformat.read(root / NOTEBOOK, as_version=4).cells
+    return next(i for i, c in enumerate(cells) if tag in c.metadata.get("tags", []))
+
+
+def test_labkit_lab_then_task1_typed_in_the_browser(
+    labkit_lab: Server, chromium: Any, artifacts: Path
+) -> None:
+    page = chromium
+    assert lifecycle.status().running, "labkit lab starts the sandbox"
+    _open_notebook(page, labkit_lab, NOTEBOOK)
+
+    # The server's environment reaches the sandbox: the aws CLI, as in a terminal or an
+    # `!aws` cell, before the notebook exported anything itself.
+    listed = _kernel_output(
+        page,
+        "import subprocess\n"
+        "done = subprocess.run(['aws', 'ecr', 'describe-repositories', '--output', 'json'],"
+        " capture_output=True, text=True)\n"
+        "print(done.returncode, done.stdout, done.stderr)",
+    )
+    assert listed.startswith("0 ") and '"repositories": []' in listed, listed
+
+    exercise = _index_of(labkit_lab.root, "solution:task1_q1_create_repository.py")
+    for index in range(exercise):
+        _run_cell(page, index)
+    settings = page.locator(".jp-OutputArea-output").filter(has_text="Lab settings:")
+    assert "backend=sandbox" in settings.first.text_content()
+
+    # Type the answer into the code editor: the blank becomes "myrepo".
+    cell = _cell(page, exercise)
+    cell.scroll_into_view_if_needed()
+    source = page.evaluate(
+        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel"
+        ".getSource()",
+        exercise,
+    )
+    assert "repositoryName=____" in source
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(source.replace("repositoryName=____", 'repositoryName="myrepo"'))
+    typed = page.evaluate(
+        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel"
+        ".getSource()",
+        exercise,
+    )
+    assert 'repositoryName="myrepo"' in typed and "____" not in typed
+    _shot(page, artifacts, "labkit-lab-01-answer-typed.png", cell)
+
+    _run_cell(page, exercise)
+    _run_cell(page, exercise + 1)  # q1.check()
+    check = page.locator(".jp-OutputArea-output").filter(has_text="✅ Exercise 1.1")
+    check.wait_for(state="visible", timeout=60_000)
+    assert "myrepo" in check.first.text_content()
+    _shot(page, artifacts, "labkit-lab-02-check.png", check.first)
+    errors = page.locator(".jp-OutputArea-output").filter(has_text="Traceback")
+    assert errors.count() == 0, errors.first.text_content()
+
+    ecr = running_sandbox_clients("ecr")["ecr"]
+    assert ecr.describe_repositories(repositoryNames=["myrepo"])["repositories"]
