@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.polling import wait_for
 from labkit.runner import NOTEBOOK_DIR
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import CONTAINER_LABEL, Settings
@@ -144,14 +145,9 @@ def test_sample_stand_in_builds_from_a_busybox_image(
     try:
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                status, body = http_get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        status, body = wait_for(
+            lambda: http_get(f"http://127.0.0.1:{port}/", timeout=1), 10, ignoring=(OSError,)
+        )
         assert status == 200 and "<html" in body.lower()
     finally:
         container.remove(force=True)
