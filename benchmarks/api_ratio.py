@@ -17,14 +17,15 @@ from typing import Any
 
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
 from benchmarks.harness import (
+    POLL_EVERY,
     client_for,
     http_status,
     proc_memory_mb,
     repository_policy,
     running_sandbox,
     task_definition,
-    wait_for,
 )
+from benchmarks.polling import wait_for
 from labkit.config import DEFAULT_REGION, LAB
 from labkit.sandbox.context import free_port_block
 
@@ -54,9 +55,10 @@ def bare_moto() -> Iterator[tuple[str, int]]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            "the bare moto server",
             lambda: process.poll() is not None or http_status(url + "/moto-api/") is not None,
             timeout=30,
+            every=POLL_EVERY,
+            what="the bare moto server",
         )
         if process.poll() is not None:
             raise RuntimeError(f"moto server exited: {process.stderr.read().decode()[-500:]}")

@@ -14,12 +14,13 @@ import socket
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.polling import wait_for
 from labkit.config import LAB
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import CONTAINER_LABEL, Settings
@@ -123,15 +124,8 @@ def client_for(endpoint: str, region: str, service: str) -> Any:
 
 
 # probes -----------------------------------------------------------------------------------
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+#: The benchmarks' polling interval: timings are only as fine as this (20 Hz).
+POLL_EVERY = 0.05
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -318,27 +312,41 @@ class LabService:
             ecs.update_service(cluster=LAB.cluster, service=name, desiredCount=0)
         finally:
             ecs.delete_service(cluster=LAB.cluster, service=name, force=True)
-        wait_for("the service's containers to go", lambda: not self.box.containers(self.docker))
+        wait_for(
+            lambda: not self.box.containers(self.docker),
+            every=POLL_EVERY,
+            what="the service's containers to go",
+        )
         elbv2 = self.box.client("elbv2")
         wait_for(
-            "its targets to be deregistered",
             lambda: (
                 not elbv2.describe_target_health(TargetGroupArn=self.target_group_arn)[
                     "TargetHealthDescriptions"
                 ]
             ),
+            every=POLL_EVERY,
+            what="its targets to be deregistered",
         )
-        wait_for("the load balancer to stop serving", lambda: not self.serving())
+        wait_for(
+            lambda: not self.serving(), every=POLL_EVERY, what="the load balancer to stop serving"
+        )
 
     def time_to_serving(self, timeout: float = 60) -> float:
         """Seconds until the page answers 200 through the load balancer (polled at 20 Hz)."""
         started = time.perf_counter()
-        wait_for("HTTP 200 through the load balancer", self.serving, timeout=timeout)
+        wait_for(
+            self.serving,
+            timeout=timeout,
+            every=POLL_EVERY,
+            what="HTTP 200 through the load balancer",
+        )
         return time.perf_counter() - started
 
     def kill_and_time_recovery(self, timeout: float = 60) -> float:
         """docker kill the service's container; seconds until 200 again after an outage."""
-        victims = wait_for("the task's container", lambda: self.box.containers(self.docker))
+        victims = wait_for(
+            lambda: self.box.containers(self.docker), every=POLL_EVERY, what="the task's container"
+        )
         victims[0].kill()
         killed = time.perf_counter()
         seen_down = False
@@ -362,7 +370,9 @@ class LabService:
         failing its ELB health checks, and until the page answers 200 again.
         """
         ecs = self.box.client("ecs")
-        victim = wait_for("the task's container", lambda: self.box.containers(self.docker))[0]
+        victim = wait_for(
+            lambda: self.box.containers(self.docker), every=POLL_EVERY, what="the task's container"
+        )[0]
         task_arn = victim.labels["com.amazonaws.ecs.task-arn"]
         task_id = task_arn.split("/")[-1]
         killed_wall = time.time()

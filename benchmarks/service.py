@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
-from benchmarks.harness import LabService, docker_client, running_sandbox, wait_for
+from benchmarks.harness import POLL_EVERY, LabService, docker_client, running_sandbox
+from benchmarks.polling import wait_for
 
 ROWS = (
     RowSpec("service_first_200", "CreateService → first HTTP 200 through the NLB", "s", 3.0),
@@ -30,7 +31,9 @@ def run(rec: Recorder, options: Options) -> None:
 
         def once(warmup: bool) -> None:
             name = f"MYSERVICE{next(counter):04d}"
-            wait_for("the load balancer to be idle", lambda: not lab.serving())
+            wait_for(
+                lambda: not lab.serving(), every=POLL_EVERY, what="the load balancer to be idle"
+            )
             lab.create_service(name)
             try:
                 first = lab.time_to_serving()
@@ -42,7 +45,9 @@ def run(rec: Recorder, options: Options) -> None:
             finally:
                 lab.delete_service(name)
             name = f"MYSERVICE{next(counter):04d}"
-            wait_for("the load balancer to be idle", lambda: not lab.serving())
+            wait_for(
+                lambda: not lab.serving(), every=POLL_EVERY, what="the load balancer to be idle"
+            )
             lab.create_service(name, lab.deaf_later_arn)
             try:
                 lab.time_to_serving()

@@ -6,7 +6,8 @@ import time
 from urllib.parse import urlsplit
 
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
-from benchmarks.harness import http_status, sandbox_home, tcp_answers, wait_for
+from benchmarks.harness import POLL_EVERY, http_status, sandbox_home, tcp_answers
+from benchmarks.polling import wait_for
 from labkit.sandbox import lifecycle
 
 ROWS = (
@@ -34,7 +35,12 @@ def run(rec: Recorder, options: Options) -> None:
         with sandbox_home() as settings:
             started = time.perf_counter()
             status = lifecycle.up(settings)
-            wait_for("every sandbox part to answer", lambda: _all_answer(status), timeout=30)
+            wait_for(
+                lambda: _all_answer(status),
+                timeout=30,
+                every=POLL_EVERY,
+                what="every sandbox part to answer",
+            )
             up = time.perf_counter() - started
             started = time.perf_counter()
             lifecycle.down(settings)

@@ -91,9 +91,15 @@ def connect(config: LabConfig) -> AwsTarget:
                 why="The offline sandbox provisions the lab's environment in one region only.",
                 fix=f'Set region = "" (or "{status.region}") in the parameters cell.',
             )
+        from pathlib import Path
+
+        from labkit.sandbox.auth import read_credentials
+
+        # The sandbox answers only its own generated keys (kept in its home, owner-only).
+        keys = read_credentials(Path(status.home))
         session = boto3.session.Session(
-            aws_access_key_id=DUMMY_ACCESS_KEY,
-            aws_secret_access_key=DUMMY_SECRET_KEY,
+            aws_access_key_id=keys.access_key_id if keys else DUMMY_ACCESS_KEY,
+            aws_secret_access_key=keys.secret_access_key if keys else DUMMY_SECRET_KEY,
             region_name=status.region,
         )
         return AwsTarget(Backend.SANDBOX, session, status.region, status.api_url)

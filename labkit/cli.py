@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         strict=not (args.no_strict or args.as_shipped),
         log_output=not args.quiet,
         solutions=not args.as_shipped,
+        **({"notebook_dir": args.notebooks} if args.notebooks else {}),
     )
     print()
     for run in runs:
@@ -166,6 +167,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "filling in the reference solutions; implies --no-strict",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="do not echo cell output")
+    p.add_argument(
+        "--notebooks",
+        type=Path,
+        metavar="DIR",
+        help="run this copy of the notebooks folder (a learner's own) instead of the kit's",
+    )
     _add_parameter_option(p)
     p.set_defaults(handler=_run)
 
@@ -306,6 +313,61 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_lab)
 
 
+def _classroom(args: argparse.Namespace) -> int:
+    from labkit.classroom import board, hub
+    from labkit.classroom.state import Classroom
+
+    if args.classroom_command == "up":
+        hub.up(args.roster, args.state, args.ip, args.port, args.password)
+        return 0
+    if args.classroom_command == "down":
+        hub.down(args.state, delete_accounts=args.delete_accounts)
+        return 0
+    room = Classroom.load(args.state)
+    if args.classroom_command == "status":
+        rows = board.board(room)
+        if args.html:
+            args.html.write_text(board.as_html(rows))
+        if args.json:
+            print(json.dumps([row.__dict__ for row in rows], indent=1))
+        else:
+            print(board.as_text(rows))
+        return 0
+    if args.classroom_command == "reset":
+        print(board.reset(room, args.learner))
+        return 0
+    print(board.bring_to(room, args.learner, args.task))
+    return 0
+
+
+def _add_classroom(sub: argparse._SubParsersAction) -> None:
+    from labkit.classroom.state import DEFAULT_STATE_DIR
+
+    p = sub.add_parser(
+        "classroom", help="JupyterHub with a private lab per learner, and the board (root)"
+    )
+    p.add_argument(
+        "--state", type=Path, default=DEFAULT_STATE_DIR, help="the classroom's state folder"
+    )
+    csub = p.add_subparsers(dest="classroom_command", required=True)
+    up = csub.add_parser("up", help="accounts from the roster, then JupyterHub")
+    up.add_argument("--roster", type=Path, required=True, help="learner names, one a line")
+    up.add_argument("--ip", default="127.0.0.1", help="the hub's listening address")
+    up.add_argument("--port", type=int, default=8000, help="the hub's port")
+    up.add_argument("--password", help="one workshop password for all (default: generated)")
+    down = csub.add_parser("down", help="stop the hub and everything it started")
+    down.add_argument("--delete-accounts", action="store_true", help="also remove accounts")
+    st = csub.add_parser("status", help="the board: each learner's tasks, sandbox, where stuck")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--html", type=Path, help="also write the board as an HTML page")
+    reset = csub.add_parser("reset", help="back to a clean lab for one learner")
+    reset.add_argument("learner")
+    goto = csub.add_parser("goto", help="bring one learner to the end of task N (solved)")
+    goto.add_argument("learner")
+    goto.add_argument("task", type=int)
+    p.set_defaults(handler=_classroom)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from labkit import doctor
 
@@ -342,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_cleanup(sub)
     _add_status(sub)
+    _add_classroom(sub)
     _add_doctor(sub)
     return parser
 

@@ -102,7 +102,7 @@ class Lab:
 
     def aws_environment(self) -> dict[str, str]:
         """Variables that point the ``aws`` CLI and a plain ``boto3.client()`` where labkit's
-        clients go (the sandbox's endpoint and dummy keys; on real AWS only the region)."""
+        clients go (the sandbox's endpoint and its own keys; on real AWS only the region)."""
         env = {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
         if self.target.endpoint_url:
             env["AWS_ENDPOINT_URL"] = self.target.endpoint_url
@@ -111,7 +111,7 @@ class Lab:
         if self.backend is Backend.SANDBOX:
             credentials = self.target.session.get_credentials()
             env["AWS_ACCESS_KEY_ID"] = credentials.access_key
-            env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # the sandbox's dummy
+            env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key  # generated per sandbox
         if is_loopback(self.target.endpoint_url):
             from labkit.sandbox.context import no_proxy_value
 

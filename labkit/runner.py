@@ -74,7 +74,7 @@ def with_solutions(notebook: Path) -> Any:
     ``notebooks/solutions/`` is a complete cell (what ``%load`` would put there)."""
     import nbformat
 
-    from labkit.tasks.exercise import EXERCISE_TAG, SOLUTION_TAG_PREFIX, SOLUTIONS_DIR
+    from labkit.tasks.exercise import EXERCISE_TAG, SOLUTION_TAG_PREFIX
 
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
@@ -88,7 +88,8 @@ def with_solutions(notebook: Path) -> Any:
                 why=f"Exercise cells carry exactly one '{SOLUTION_TAG_PREFIX}<file>' tag.",
                 fix="Fix the cell's tags in JupyterLab (Property Inspector → Tags).",
             )
-        cell.source = (SOLUTIONS_DIR / files[0]).read_text().rstrip("\n")
+        # The solutions beside the notebook: a copied notebooks folder brings its own.
+        cell.source = (notebook.parent / "solutions" / files[0]).read_text().rstrip("\n")
     return nb
 
 

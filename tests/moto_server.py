@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from benchmarks.polling import wait_for
 from tests.conftest import free_port
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -33,15 +33,14 @@ def moto_server_process(timeout_s: float = 30) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                _NO_PROXY.open(f"{url}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {url}") from None
-                time.sleep(0.2)
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto_server exited ({process.returncode}) on {url}")
+            _NO_PROXY.open(f"{url}/moto-api/", timeout=2).close()
+            return True
+
+        wait_for(answers, timeout_s, 0.2, what=f"moto_server on {url}", ignoring=(OSError,))
         yield url
     finally:
         process.terminate()

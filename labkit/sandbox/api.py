@@ -55,6 +55,8 @@ class ApiServer:
         self.host = host
         self.port = port
         self.routes: dict[str, Route] = {}
+        #: When set, AWS calls must be SigV4-signed by a key it knows (see sandbox.auth).
+        self.secret_of: Callable[[str], str | None] | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -62,7 +64,12 @@ class ApiServer:
         self.routes[name] = route
 
     def start(self) -> None:
-        app = _AdminMiddleware(DomainDispatcherApplication(create_backend_app), self.routes)
+        moto_app: Any = DomainDispatcherApplication(create_backend_app)
+        if self.secret_of is not None:
+            from labkit.sandbox.auth import SignatureRequired
+
+            moto_app = SignatureRequired(moto_app, self.secret_of)
+        app = _AdminMiddleware(moto_app, self.routes)
         self._server = make_server(
             self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
         )

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labkit.errors import BackendError
-from labkit.sandbox import processes
+from labkit.sandbox import processes, rootless
+from labkit.sandbox.auth import ensure_credentials
 from labkit.sandbox.context import (
     LOOPBACK,
     Settings,
@@ -198,7 +199,8 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         ("registry", settings.registry_port),
         ("load balancer", settings.lb_port),
     ):
-        if _port_taken(port):
+        # In a classroom the ports are forwarded ones, held by RootlessKit between runs.
+        if rootless.state_dir() is None and _port_taken(port):
             variable = {
                 "API": "LABKIT_SANDBOX_API_PORT",
                 "registry": "LABKIT_SANDBOX_REGISTRY_PORT",
@@ -210,7 +212,10 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
                 fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
             )
     private_dir(settings.home)
+    ensure_credentials(settings.home)  # before the child: clients read them as it starts
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
+    # In a classroom: inside the learner's rootless Docker namespace (see sandbox.rootless).
+    enter_namespace = rootless.prepare(settings)
     log = open_private_log(settings.log_file)
     argv = [sys.executable, "-m", "labkit.sandbox"]
     process = subprocess.Popen(
@@ -221,6 +226,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=str(settings.home),
+        preexec_fn=enter_namespace,
     )
     log.close()
     # Read now, while the child cannot have been replaced: it is not reaped until we wait.
@@ -272,9 +278,8 @@ def down(settings: Settings | None = None) -> str:
 
 def env(settings: Settings | None = None) -> dict[str, str]:
     """Environment variables that point the aws CLI, boto3 and labkit at the sandbox."""
-    from labkit.sandbox.server import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-
     settings = settings or Settings()
+    credentials = ensure_credentials(settings.home)
     # Both spellings: tools differ in which one they read, and Python's urllib (so botocore
     # and the aws CLI) prefers the lowercase one when both are set.
     no_proxy = no_proxy_value()
@@ -283,8 +288,8 @@ def env(settings: Settings | None = None) -> dict[str, str]:
         "AWS_ENDPOINT_URL": settings.api_url,
         "AWS_DEFAULT_REGION": settings.region,
         "AWS_REGION": settings.region,
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
         "NO_PROXY": no_proxy,
         "no_proxy": no_proxy,
     }

@@ -21,6 +21,7 @@ from botocore.config import Config
 
 from labkit.errors import BackendError
 from labkit.sandbox.api import ApiServer, json_response
+from labkit.sandbox.auth import SandboxCredentials, ensure_credentials, sandbox_secret_lookup
 from labkit.sandbox.context import (
     CONTAINER_LABEL,
     LOOPBACK,
@@ -31,10 +32,6 @@ from labkit.sandbox.context import (
 from labkit.sandbox.environment import provision
 from labkit.sandbox.persistence import SavedState, seed_for
 from labkit.sandbox.registry import Registry
-
-#: Dummy credentials: moto accepts any, and real ones must never reach the sandbox.
-SANDBOX_ACCESS_KEY = "labkit-sandbox"
-SANDBOX_SECRET_KEY = "labkit-sandbox-secret"
 
 
 def docker_or_none() -> Any | None:
@@ -76,6 +73,7 @@ class Sandbox:
         self.agent: Any = None
         self.saved_state: SavedState | None = None
         self.environment: dict[str, str] = {}
+        self.credentials: SandboxCredentials | None = None
         self.started_at: dt.datetime | None = None
         self.ready_seconds: float | None = None
 
@@ -84,8 +82,8 @@ class Sandbox:
             service,
             endpoint_url=self.settings.api_url,
             region_name=self.settings.region,
-            aws_access_key_id=SANDBOX_ACCESS_KEY,
-            aws_secret_access_key=SANDBOX_SECRET_KEY,
+            aws_access_key_id=self.credentials.access_key_id,
+            aws_secret_access_key=self.credentials.secret_access_key,
             # An HTTP_PROXY in the environment must not see the sandbox's own calls.
             config=Config(retries={"max_attempts": 2}, proxies={}),
         )
@@ -110,6 +108,11 @@ class Sandbox:
         mock_random.seed(seed_for(self.settings.home))
         self.started_at = dt.datetime.now(dt.UTC)
         private_dir(self.settings.home)
+        # The API answers only calls signed with this home's keys (its learner's).
+        self.credentials = ensure_credentials(self.settings.home)
+        self.api.secret_of = sandbox_secret_lookup(
+            self.credentials, self.settings.account_id, self.settings.region
+        )
         self.ctx.docker = docker_or_none()
         # Containers left by a sandbox that was killed: ECS would not know them either.
         remove_sandbox_containers(self.ctx.docker, str(self.settings.home))

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.polling import wait_for
 from labkit.runner import NOTEBOOK_DIR
 from tests.conftest import free_port, private_lab_env, require_data_plane
 
@@ -135,17 +135,15 @@ def jupyterlab(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                _loopback.open(f"{url}/api/status?token={token}", timeout=2).read()
-                break
-            except (urllib.error.URLError, OSError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"JupyterLab did not start; see {artifacts / 'jupyterlab.log'}"
-                    ) from None
-                time.sleep(0.5)
+
+        def answers() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited; see {artifacts / 'jupyterlab.log'}")
+            _loopback.open(f"{url}/api/status?token={token}", timeout=2).read()
+            return True
+
+        what = f"JupyterLab to answer (see {artifacts / 'jupyterlab.log'})"
+        wait_for(answers, 90, 0.5, what=what, ignoring=(OSError,))
         yield JupyterLab(url, token, root)
     finally:
         # /api/shutdown stops the kernels too; terminate() is the fallback.

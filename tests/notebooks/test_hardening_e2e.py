@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.polling import wait_for
 from labkit.config import LAB
 from labkit.runner import run_notebooks
 from tests.conftest import remove_aws_credentials, running_sandbox_clients
@@ -233,10 +234,7 @@ def test_sandbox_killed_after_03_recovers(sandbox_env: dict[str, str], runs_dir:
     sandbox_process, _ = processes.find_own(home / "sandbox.pid", "sandbox")
     assert sandbox_process is not None
     sandbox_process.kill()
-    deadline = time.monotonic() + 10
-    while processes.find_own(home / "sandbox.pid", "sandbox")[0] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes.find_own(home / "sandbox.pid", "sandbox")[0] is None
+    wait_for(lambda: processes.find_own(home / "sandbox.pid", "sandbox")[0] is None, 10, 0.2)
 
     # Without the sandbox, a notebook says how to start it.
     down = _run(runs_dir, "04", "04", "while-down")

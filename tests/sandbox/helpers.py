@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from typing import Any
+
+from benchmarks import polling
 
 INSTANCE_ROLE_ARN = "arn:aws:iam::123456789012:role/Ec2instanceRole"
 
@@ -64,18 +65,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return exc.code, ""
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # not yet reachable
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s; last result: {last!r}")
+#: Until the deadline, an exception from the check means "not yet" (an endpoint still starting).
+wait_for = functools.partial(polling.wait_for, ignoring=(Exception,))
 
 
 def serves_page(url: str) -> bool:

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.polling import wait_for
+from labkit.runner import NOTEBOOK_DIR
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import CONTAINER_LABEL, Settings
 from labkit.sandbox.registry_runner import ROLE_LABEL
@@ -143,14 +145,9 @@ def test_sample_stand_in_builds_from_a_busybox_image(
     try:
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                status, body = http_get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        status, body = wait_for(
+            lambda: http_get(f"http://127.0.0.1:{port}/", timeout=1), 10, ignoring=(OSError,)
+        )
         assert status == 200 and "<html" in body.lower()
     finally:
         container.remove(force=True)
@@ -213,6 +210,11 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
     for folder in (work, work / "state", work / "runs"):
         folder.mkdir(exist_ok=True)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
+    # The learner's own copy of the notebooks: Task 3 writes my-task-definition.json there.
+    notebooks = work / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, notebooks, ignore=shutil.ignore_patterns("my-task-*"))
+    for path in [notebooks, *notebooks.rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
     python, pythonpath = _python_for(user)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -240,6 +242,8 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
                 "run",
                 "--until",
                 "04",
+                "--notebooks",
+                str(notebooks),
                 "-q",
                 "-o",
                 str(work / "runs"),

@@ -9,11 +9,11 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from benchmarks.polling import wait_for
 from labkit.sandbox import lifecycle
 
 pytestmark = pytest.mark.sandbox
@@ -21,17 +21,6 @@ pytestmark = pytest.mark.sandbox
 REPO = "e2e-webapp"
 INSTANCE_ROLE = "arn:aws:iam::123456789012:role/Ec2instanceRole"
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
 def fetch(url: str) -> tuple[int, str] | None:
@@ -135,7 +124,9 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
             tasks = ecs.describe_tasks(cluster="ECSCluster", tasks=arns)["tasks"]
             return [t for t in tasks if "CannotPullContainerError" in t.get("stoppedReason", "")]
 
-        refused = wait_for("a task stopped by CannotPullContainerError", stopped_with_pull_error)
+        refused = wait_for(
+            stopped_with_pull_error, what="a task stopped by CannotPullContainerError"
+        )
         assert "ecr:BatchGetImage" in refused[0]["stoppedReason"]
         assert fetch(url) is None or fetch(url)[0] != 200
 
@@ -143,9 +134,9 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
         ecr.set_repository_policy(repositoryName=REPO, policyText=policy_for_instance_role())
         started = time.monotonic()
         page = wait_for(
-            "the page through the load balancer",
             lambda: (fetch(url) or (0, ""))[0] == 200 and fetch(url),
             timeout=90,
+            what="the page through the load balancer",
         )
         print(f"\npolicy set -> first HTTP 200 through the NLB: {time.monotonic() - started:.2f} s")
         assert "Your application is now running on a container in Amazon ECS" in page[1]
@@ -153,11 +144,11 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
             cluster="ECSCluster", services=[name], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
         )
         wait_for(
-            "the steady-state event",
             lambda: any(
                 f"(service {name}) has reached a steady state." in m
                 for m in service_events(ecs, name)
             ),
+            what="the steady-state event",
         )
         health = aws("elbv2").describe_target_health(TargetGroupArn=tg_arn)
         states = [d["TargetHealth"]["State"] for d in health["TargetHealthDescriptions"]]
@@ -175,13 +166,12 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
         victims[0].kill()
         killed = time.monotonic()
         wait_for(
-            "the page to stop",
             lambda: fetch(url) is None or fetch(url)[0] != 200,
             timeout=15,
             every=0.05,
+            what="the page to stop",
         )
         wait_for(
-            "the replacement task",
             lambda: [
                 a
                 for a in ecs.list_tasks(
@@ -189,8 +179,9 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
                 )["taskArns"]
                 if a not in running
             ],
+            what="the replacement task",
         )
-        wait_for("the page again", lambda: (fetch(url) or (0, ""))[0] == 200, timeout=60)
+        wait_for(lambda: (fetch(url) or (0, ""))[0] == 200, timeout=60, what="the page again")
         print(f"container killed -> serving again: {time.monotonic() - killed:.2f} s")
 
         # Deleting the statement makes new pulls fail again.
@@ -203,28 +194,28 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
         }
         ecs.update_service(cluster="ECSCluster", service=name, desiredCount=2)
         wait_for(
-            "a new pull refused",
             lambda: [t for t in stopped_with_pull_error() if t["taskArn"] not in before],
+            what="a new pull refused",
         )
     finally:
         ecs.update_service(cluster="ECSCluster", service=name, desiredCount=0)
         ecs.delete_service(cluster="ECSCluster", service=name, force=True)
 
     wait_for(
-        "the service's containers to go",
         lambda: (
             not docker_client.containers.list(
                 filters={"label": f"labkit.sandbox.home={sandbox.home}"}
             )
         ),
         timeout=30,
+        what="the service's containers to go",
     )
     wait_for(
-        "its targets to be deregistered",
         lambda: (
             not aws("elbv2").describe_target_health(TargetGroupArn=tg_arn)[
                 "TargetHealthDescriptions"
             ]
         ),
         timeout=30,
+        what="its targets to be deregistered",
     )

@@ -1,0 +1,417 @@
+"""One learner on the host: a Unix account, a rootless Docker Engine, a sandbox.
+
+Everything here runs as root (the instructor's ``labkit classroom up``, or the hub's
+spawner) and starts the learner's processes as the learner. What belongs to a learner is
+provable: the account carries the classroom's comment, and every process it runs was
+started by the classroom, so ``down`` may stop all of them.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from labkit.errors import BackendError, InputError
+
+#: The comment (GECOS) on every account the classroom creates; nothing else is touched.
+ACCOUNT_COMMENT = "labkit classroom learner"
+USER_PREFIX = "lk-"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,24}$")
+ROOTLESS_SCRIPT_DIRS = ("/usr/share/docker.io/contrib", "/usr/bin", "/usr/local/bin")
+KIT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Learner:
+    """A learner's name on the hub, their Unix account, and their sandbox's ports."""
+
+    name: str
+    api_port: int = 0
+    lb_port: int = 0
+
+    @property
+    def unix_user(self) -> str:
+        return USER_PREFIX + self.name
+
+    @property
+    def registry_port(self) -> int:
+        return self.api_port + 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_roster(path: Path) -> list[str]:
+    """Learner names, one a line (``#`` comments, blank lines ignored)."""
+    names: list[str] = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        name = line.split("#", 1)[0].strip().lower()
+        if not name:
+            continue
+        if not NAME_PATTERN.match(name):
+            raise InputError(
+                f"Roster line {number}: {name!r} is not a usable learner name.",
+                why="Names become Unix accounts (lk-<name>): a letter, then letters, digits "
+                "or '-', at most 25 characters.",
+                fix="Edit the roster, e.g. 'ada' or 'ada-lovelace'.",
+            )
+        if name in names:
+            raise InputError(
+                f"Roster line {number}: {name!r} appears twice.", fix="Remove the duplicate."
+            )
+        names.append(name)
+    if not names:
+        raise InputError(f"The roster {path} names no learner.", fix="One name a line.")
+    return names
+
+
+# -- accounts -------------------------------------------------------------------------
+
+
+def account(learner: Learner) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(learner.unix_user)
+    except KeyError:
+        return None
+
+
+def is_classroom_account(entry: pwd.struct_passwd) -> bool:
+    return entry.pw_gecos.split(",")[0] == ACCOUNT_COMMENT
+
+
+def ensure_account(learner: Learner) -> pwd.struct_passwd:
+    """The learner's Unix account with a private home (0700), created if missing."""
+    entry = account(learner)
+    if entry is None:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", "--comment", ACCOUNT_COMMENT]
+            + [learner.unix_user],
+            check=True,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(learner.unix_user)
+    elif not is_classroom_account(entry):
+        raise InputError(
+            f"The account {learner.unix_user} exists and is not a classroom account.",
+            why="The classroom only uses accounts it created (comment "
+            f"{ACCOUNT_COMMENT!r}); it will not take over someone's account.",
+            fix="Rename the learner in the roster.",
+        )
+    home = Path(entry.pw_dir)
+    home.chmod(0o700)
+    _ensure_subordinate_ids(learner.unix_user)
+    return entry
+
+
+def _ensure_subordinate_ids(user: str) -> None:
+    """Rootless Docker maps the containers' users onto the learner's /etc/subuid range."""
+    for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+        text = path.read_text() if path.exists() else ""
+        if any(line.split(":")[0] == user for line in text.splitlines()):
+            continue
+        starts = [int(line.split(":")[1]) + int(line.split(":")[2]) for line in text.splitlines()]
+        start = max([100000, *starts])
+        with path.open("a") as handle:
+            handle.write(f"{user}:{start}:65536\n")
+
+
+def delete_account(learner: Learner) -> bool:
+    entry = account(learner)
+    if entry is None or not is_classroom_account(entry):
+        return False
+    subprocess.run(["userdel", "--remove", learner.unix_user], check=False, capture_output=True)
+    return True
+
+
+def install_notebooks(entry: pwd.struct_passwd, notebooks: Path) -> Path:
+    """A copy of the lab's notebooks in the learner's home (kept if already there)."""
+    target = Path(entry.pw_dir) / "notebooks"
+    if not target.exists():
+        shutil.copytree(notebooks, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        for path in [target, *target.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    return target
+
+
+# -- running things as the learner ------------------------------------------------------
+
+
+def as_user(entry: pwd.struct_passwd) -> Callable[[], None]:
+    def demote() -> None:
+        os.setsid()
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        os.chdir(entry.pw_dir)
+
+    return demote
+
+
+def runtime_dir(entry: pwd.struct_passwd) -> Path:
+    return Path("/run/user") / str(entry.pw_uid)
+
+
+def rootlesskit_dir(entry: pwd.struct_passwd) -> Path:
+    return runtime_dir(entry) / "labkit-rootlesskit"
+
+
+def docker_socket(entry: pwd.struct_passwd) -> Path:
+    return runtime_dir(entry) / "docker.sock"
+
+
+def learner_env(
+    entry: pwd.struct_passwd, learner: Learner, python: str, *, rootless: bool = True
+) -> dict[str, str]:
+    """What the learner's server, kernels, sandbox and the board's probe run with."""
+    home = Path(entry.pw_dir)
+    bin_dirs = [str(Path(python).parent), *ROOTLESS_SCRIPT_DIRS, "/usr/sbin", "/usr/bin", "/bin"]
+    env = {
+        "HOME": str(home),
+        "USER": entry.pw_name,
+        "LOGNAME": entry.pw_name,
+        "SHELL": entry.pw_shell,
+        "PATH": ":".join(bin_dirs),
+        "LANG": "C.UTF-8",
+        "XDG_RUNTIME_DIR": str(runtime_dir(entry)),
+        "LABKIT_BACKEND": "sandbox",
+        "LABKIT_SANDBOX_HOME": str(home / ".labkit" / "sandbox"),
+        "LABKIT_STATE_DIR": str(home / ".labkit"),
+        "LABKIT_SANDBOX_API_PORT": str(learner.api_port),
+        "LABKIT_SANDBOX_REGISTRY_PORT": str(learner.registry_port),
+        "LABKIT_SANDBOX_LB_PORT": str(learner.lb_port),
+        "PYTHONPATH": str(KIT_ROOT),
+    }
+    if rootless:
+        env["DOCKER_HOST"] = f"unix://{docker_socket(entry)}"
+        env["LABKIT_SANDBOX_ROOTLESSKIT"] = str(rootlesskit_dir(entry))
+    return env
+
+
+def run_as(
+    entry: pwd.struct_passwd, env: dict[str, str], argv: list[str], timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv,
+        env=env,
+        preexec_fn=as_user(entry),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- what the host offers ---------------------------------------------------------------
+
+
+def isolation_problems() -> list[str]:
+    """Why learners' containers cannot be isolated here (empty: rootless Docker works)."""
+    problems = []
+    if not any(Path(d, "dockerd-rootless.sh").exists() for d in ROOTLESS_SCRIPT_DIRS):
+        problems.append("dockerd-rootless.sh is missing (Debian package docker.io)")
+    for tool, package in (
+        ("rootlesskit", "rootlesskit"),
+        ("newuidmap", "uidmap"),
+        ("slirp4netns", "slirp4netns"),
+    ):
+        if shutil.which(tool) is None:
+            problems.append(f"{tool} is missing (Debian package {package})")
+    tun = Path("/dev/net/tun")
+    if not tun.exists():
+        problems.append("/dev/net/tun does not exist (slirp4netns needs it)")
+    elif tun.stat().st_mode & 0o006 != 0o006:
+        problems.append(
+            "/dev/net/tun is not usable by ordinary users (mode "
+            f"{oct(tun.stat().st_mode & 0o777)}; Debian's default is 0666): "
+            "chmod 0666 /dev/net/tun"
+        )
+    return problems
+
+
+#: Where a learners' Python is made when the kit's is out of their reach (root-owned, 0755).
+SHARED_DIR = Path("/opt/labkit-classroom")
+
+
+def learner_python(shared: Path = SHARED_DIR) -> str:
+    """A Python that learners may run, with the kit's packages.
+
+    The kit's interpreter may sit where other users cannot enter (a pyenv under /root);
+    then a virtual environment of the system's Python of the same version is made, and
+    it imports the kit's packages through a ``.pth`` file.
+    """
+    if _others_can_run(Path(sys.executable)):
+        return sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system_python = shutil.which(version, path="/usr/bin:/usr/local/bin")
+    if system_python is None:
+        raise BackendError(
+            f"Learners cannot run this Python ({sys.executable}).",
+            why=f"Other users cannot enter its folder, and there is no system {version}.",
+            fix="Install the kit in a virtual environment all users can read "
+            "(scripts/setup.sh makes one in the kit's folder).",
+        )
+    import hashlib
+
+    tag = hashlib.sha256(sys.executable.encode()).hexdigest()[:10]
+    venv = shared / f"python-{tag}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    target = next((venv / "lib").glob("python*/site-packages"))
+    (target / "labkit-kit.pth").write_text(f"import site; site.addsitedir({site!r})\n")
+    for path in [shared, venv, *venv.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o004 | (0o001 if path.is_dir() else 0))
+    return str(python)
+
+
+def _others_can_run(path: Path) -> bool:
+    real = path.resolve()
+    for parent in [*reversed(real.parents)]:
+        if not parent.stat().st_mode & 0o001:
+            return False
+    return bool(real.stat().st_mode & 0o001)
+
+
+# -- the learner's Docker Engine --------------------------------------------------------
+
+
+def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60) -> None:
+    """The learner's own rootless dockerd (idempotent): it sees only their containers."""
+    run_dir = runtime_dir(entry)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chown(run_dir, entry.pw_uid, entry.pw_gid)
+    run_dir.chmod(0o700)
+    if docker_pid(entry) is not None and _docker_answers(entry, env):
+        return
+    script = next(
+        str(Path(d, "dockerd-rootless.sh"))
+        for d in ROOTLESS_SCRIPT_DIRS
+        if Path(d, "dockerd-rootless.sh").exists()
+    )
+    state = rootlesskit_dir(entry)
+    shutil.rmtree(state, ignore_errors=True)
+    child_env = dict(env, DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=f"--state-dir={state}")
+    log_path = Path(entry.pw_dir) / ".labkit-dockerd.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    os.chown(log_path, entry.pw_uid, entry.pw_gid)
+    subprocess.Popen(
+        [script, "--data-root", str(Path(entry.pw_dir) / ".local/share/docker")],
+        env=child_env,
+        preexec_fn=as_user(entry),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (state / "child_pid").exists() and _docker_answers(entry, env):
+            return
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace")[-1500:]
+    raise BackendError(
+        f"{entry.pw_name}'s rootless Docker Engine did not start.",
+        why=tail.strip(),
+        fix=f"Read {log_path}.",
+    )
+
+
+def _docker_answers(entry: pwd.struct_passwd, env: dict[str, str]) -> bool:
+    done = run_as(entry, env, ["docker", "version", "--format", "{{.Server.Version}}"], 15)
+    return done.returncode == 0
+
+
+def docker_pid(entry: pwd.struct_passwd) -> int | None:
+    """RootlessKit's parent process (the learner's Docker Engine), if it runs."""
+    try:
+        child = int((rootlesskit_dir(entry) / "child_pid").read_text())
+        parent = psutil.Process(child).parent()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if parent is None or parent.uids().real != entry.pw_uid:
+        return None
+    return parent.pid if "rootlesskit" in " ".join(parent.cmdline()) else None
+
+
+def learner_processes(entry: pwd.struct_passwd) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["uids"]):
+        uids = process.info.get("uids")
+        if uids is not None and entry.pw_uid in (uids.real, uids.effective):
+            found.append(process)
+    return found
+
+
+def stop_everything(entry: pwd.struct_passwd, env: dict[str, str], python: str) -> list[str]:
+    """Stop the learner's sandbox, containers, Docker Engine and every process left.
+
+    Only for classroom accounts: every process such an account runs, the classroom
+    started (learners have no other way in).
+    """
+    if not is_classroom_account(entry):
+        return []
+    stopped = []
+
+    def as_learner(argv: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+        try:
+            return run_as(entry, env, argv, timeout)
+        except (OSError, subprocess.SubprocessError):
+            return None  # what it would have stopped is stopped below, by process
+
+    as_learner([python, "-m", "labkit.cli", "sandbox", "down"], 60)
+    if docker_pid(entry) is not None:
+        listed = as_learner(["docker", "ps", "-aq"], 30)
+        left = listed.stdout.split() if listed is not None else []
+        if left:
+            as_learner(["docker", "rm", "-f", *left], 60)
+            stopped.append(f"{len(left)} container(s)")
+        pid = docker_pid(entry)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                psutil.Process(pid).wait(30)
+            except psutil.Error:
+                pass
+            stopped.append("Docker Engine")
+    remaining = learner_processes(entry)
+    for process in remaining:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(remaining, timeout=10)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    if remaining:
+        stopped.append(f"{len(remaining)} process(es)")
+    return stopped
+
+
+def group_name(entry: pwd.struct_passwd) -> str:
+    return grp.getgrgid(entry.pw_gid).gr_name
+
+
+def write_json(path: Path, payload: object, mode: int = 0o600) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=1)
+    os.replace(tmp, path)

@@ -1,0 +1,238 @@
+"""``labkit classroom up`` / ``down``: JupyterHub, the learners' accounts, and cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from labkit.classroom import host
+from labkit.classroom.state import Classroom, hash_password
+from labkit.errors import BackendError, InputError
+from labkit.sandbox.context import free_port_block
+from labkit.sandbox.processes import ProcessRecord, find_own
+
+HUB_RECORD = "hub.pid"
+SERVICE_NAME = "labkit-classroom"
+_loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+CONFIG_TEMPLATE = """\
+# Written by `labkit classroom up`; rewritten at every `up`.
+c = get_config()  # noqa: F821
+c.JupyterHub.ip = {ip!r}
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = {proxy_pid!r}
+c.JupyterHub.db_url = "sqlite:///" + {db!r}
+c.JupyterHub.cookie_secret_file = {cookie!r}
+c.JupyterHub.pid_file = {hub_pid!r}
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.authenticator_class = "labkit.classroom.spawn.RosterAuthenticator"
+c.RosterAuthenticator.state_dir = {state!r}
+c.Authenticator.allowed_users = set({names!r})
+c.JupyterHub.spawner_class = "labkit.classroom.spawn.LearnerSpawner"
+c.LearnerSpawner.state_dir = {state!r}
+c.Spawner.default_url = "/lab/tree/notebooks"
+c.Spawner.notebook_dir = "~"
+c.Spawner.start_timeout = 240
+c.Spawner.http_timeout = 120
+c.JupyterHub.services = [{{"name": {service!r}, "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [
+    {{
+        "name": "labkit-classroom-board",
+        "scopes": ["list:users", "read:users", "admin:servers", "read:servers"],
+        "services": [{service!r}],
+    }}
+]
+"""
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise InputError(
+            "The classroom needs root.",
+            why="It creates one Unix account per learner and starts their servers as them.",
+            fix="Run it as root (sudo labkit classroom …).",
+        )
+
+
+def up(
+    roster: Path,
+    state_dir: Path,
+    ip: str = "127.0.0.1",
+    port: int = 8000,
+    shared_password: str | None = None,
+    say: Any = print,
+) -> Classroom:
+    """Accounts from the roster, then the hub; prints generated passwords once."""
+    _require_root()
+    names = host.read_roster(roster)
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        room = Classroom.load(state_dir)
+    except InputError:
+        room = Classroom(state_dir=state_dir)
+    room.ip, room.port = ip, port
+    problems = host.isolation_problems()
+    room.rootless = not problems
+    room.problems = problems
+    if problems:
+        bar = "!" * 78
+        say(bar)
+        say("!! CONTAINERS CANNOT BE ISOLATED ON THIS MACHINE: learners get no Docker.")
+        for problem in problems:
+            say(f"!!   - {problem}")
+        say("!! Their sandboxes run API-only: tasks 2-4 (push, run, serve) cannot pass.")
+        say("!! Fix the above and run `labkit classroom up` again.")
+        say(bar)
+    room.python = host.learner_python()
+    known = {learner.name: learner for learner in room.learners}
+    room.learners = []
+    new_passwords: dict[str, str] = {}
+    for name in names:
+        learner = known.get(name) or host.Learner(name)
+        if not learner.api_port:
+            learner.api_port = free_port_block(2)
+            learner.lb_port = free_port_block(4)
+        entry = host.ensure_account(learner)
+        host.install_notebooks(entry, host.KIT_ROOT / "notebooks")
+        if shared_password is not None:
+            room.passwords[name] = hash_password(shared_password)
+        elif name not in room.passwords:
+            new_passwords[name] = secrets.token_urlsafe(9)
+            room.passwords[name] = hash_password(new_passwords[name])
+        room.learners.append(learner)
+    if not room.service_token:
+        room.service_token = secrets.token_hex(32)
+    room.save()
+    # Before the hub starts: if it fails, the passwords are still known.
+    if shared_password is not None:
+        say("Every learner logs in with the workshop password you gave.")
+    if new_passwords:
+        say("Passwords (shown once; they are stored hashed):")
+        for name, password in new_passwords.items():
+            say(f"  {name:<24} {password}")
+    _start_hub(room)
+    say(f"JupyterHub: {room.url}/  ({len(room.learners)} learners)")
+    return room
+
+
+def _start_hub(room: Classroom) -> None:
+    state = room.state_dir
+    record = state / HUB_RECORD
+    running, _ = find_own(record, "hub")
+    if running is not None:
+        return
+    config = CONFIG_TEMPLATE.format(
+        ip=room.ip,
+        port=room.port,
+        hub_port=free_port_block(1),
+        proxy_api_port=free_port_block(1),
+        proxy_pid=str(state / "proxy.pid"),
+        db=str(state / "jupyterhub.sqlite"),
+        cookie=str(state / "cookie_secret"),
+        hub_pid=str(state / "jupyterhub.pid"),
+        state=str(state),
+        names=sorted(learner.name for learner in room.learners),
+        service=SERVICE_NAME,
+        token=room.service_token,
+    )
+    (state / "jupyterhub_config.py").write_text(config)
+    os.chmod(state / "jupyterhub_config.py", 0o600)
+    log = open(state / "hub.log", "ab")  # noqa: SIM115 - handed to the child
+    env = dict(os.environ, PYTHONPATH=str(host.KIT_ROOT))
+    # Debian's configurable-http-proxy finds its modules there; a Node.js from elsewhere
+    # (nodesource) does not look in Debian's folder by itself.
+    node_path = [p for p in (env.get("NODE_PATH", ""), "/usr/share/nodejs") if p]
+    env["NODE_PATH"] = ":".join(node_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")],
+        cwd=state,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    ProcessRecord.of(process.pid).save(record)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (state / "hub.log").read_text(errors="replace")[-2000:]
+            raise BackendError("JupyterHub stopped while starting.", why=tail.strip())
+        try:
+            api(room, "GET", "/hub/api/")
+            return
+        except (OSError, urllib.error.HTTPError):
+            time.sleep(0.5)
+    raise BackendError("JupyterHub did not answer within 90 s.", why=f"See {state}/hub.log")
+
+
+def api(room: Classroom, method: str, path: str, body: Any = None, token: str = "") -> Any:
+    """The hub's REST API, as the classroom's service (or with ``token``)."""
+    request = urllib.request.Request(
+        room.url + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {token or room.service_token}"},
+    )
+    with _loopback.open(request, timeout=30) as reply:
+        text = reply.read()
+    return json.loads(text) if text else None
+
+
+def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> list[str]:
+    """Stop the hub, every learner's server, sandbox, containers and Docker Engine."""
+    _require_root()
+    room = Classroom.load(Path(state_dir))
+    stopped: list[str] = []
+    hub, note = find_own(room.state_dir / HUB_RECORD, "hub")
+    if note:
+        say(f"Note: {note}")
+    if hub is not None:
+        hub.send_signal(signal.SIGTERM)  # the hub stops the servers and its proxy
+        try:
+            hub.wait(120)
+        except psutil.TimeoutExpired:
+            hub.kill()
+        stopped.append("JupyterHub")
+    (room.state_dir / HUB_RECORD).unlink(missing_ok=True)
+    proxy = _proxy_process(room)
+    if proxy is not None:
+        proxy.terminate()
+        stopped.append("its proxy")
+    for learner in room.learners:
+        entry = host.account(learner)
+        if entry is None:
+            continue
+        env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
+        left = host.stop_everything(entry, env, room.python)
+        if left:
+            stopped.append(f"{learner.name}: " + ", ".join(left))
+        if delete_accounts and host.delete_account(learner):
+            stopped.append(f"account {learner.unix_user}")
+    say("Stopped: " + ("; ".join(stopped) if stopped else "nothing was running"))
+    return stopped
+
+
+def _proxy_process(room: Classroom) -> psutil.Process | None:
+    try:
+        pid = int((room.state_dir / "proxy.pid").read_text())
+        process = psutil.Process(pid)
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return process if "configurable-http-proxy" in " ".join(process.cmdline()) else None
