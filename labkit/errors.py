@@ -7,7 +7,7 @@ Each error carries three parts a learner can act on:
 - ``fix``: what to do next.
 
 ``str(error)`` joins them, so a plain traceback still reads well, and notebooks show
-them as a short box instead of a traceback wall (see ``labkit.views``).
+them as a short box instead of a traceback wall (see ``labkit.display``).
 
     LabkitError
     ├── InputError          a value the learner typed is not valid (name, URI, JSON…)
