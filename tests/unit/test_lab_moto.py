@@ -148,3 +148,32 @@ def test_cleanup_removes_what_the_learner_made_untagged_during_the_lab(lab):
     report = teardown.teardown(lab, timeout_s=5)
     assert report.deleted == ["ECR repository myrepo and its images"]
     assert lab.began_at is None  # the next lab begins when labkit next works here
+
+
+def test_console_views_show_what_exists(lab, capsys):
+    """Every view the notebooks call, as plain text (what papermill's logs show)."""
+    from labkit import views
+
+    views.tasks_view(lab)
+    assert f"Service {lab.service_name} does not exist yet" in capsys.readouterr().out
+    _build_service(lab)
+    for view in (
+        views.identity_view,
+        views.environment_tour,
+        views.repository_view,
+        views.policy_view,
+        views.images_view,
+        views.task_definition_view,
+        views.target_group_view,
+        views.details_view,
+        views.tasks_view,
+        views.events_view,
+        views.targets_view,
+    ):
+        view(lab)
+    views.lab_diagram()
+    views.load_balancer_diagram()
+    out = capsys.readouterr().out
+    assert f"Details of {lab.service_name}" in out and "ecs-demo:1" in out
+    assert "Target group myTargetgroup" in out and "TCP : 80" in out
+    assert "ECR repository (Task 1) → image (Task 2)" in out
