@@ -259,10 +259,10 @@ class Lab:
 
     # -- guard rails -------------------------------------------------------------------
 
-    def cost_notice(self, what: str) -> str:
-        """In AWS mode, what ``what`` roughly costs and that notebook 06 removes it."""
+    def cost_notice(self, what: str) -> None:
+        """In AWS mode, print what ``what`` roughly costs and that notebook 06 removes it."""
         if self.backend is not Backend.AWS:
-            return ""
+            return
         costs = {
             "repository": "ECR storage: about $0.10 per GB-month (the sample image is "
             "well under 1 GB, so cents)",
@@ -275,7 +275,6 @@ class Lab:
             f"Run {NOTEBOOKS[6]} when you are done; it removes everything the kit created."
         )
         print(text)
-        return text
 
 
 # -- the kit's services in the cluster (the service name depends on them) --------------
