@@ -119,9 +119,8 @@ def run_notebooks(
     # Kernels inherit this process's environment; set strictness for the run only.
     # LABKIT_HEADLESS tells live displays (labkit.dashboard) that no one is watching:
     # show one snapshot and return instead of refreshing.
-    run_env = {"LABKIT_HEADLESS": "1"}
-    if strict:
-        run_env["LABKIT_STRICT"] = "1"
+    # LABKIT_STRICT is set either way: without it, CI=true alone would make checks strict.
+    run_env = {"LABKIT_HEADLESS": "1", "LABKIT_STRICT": "1" if strict else "0"}
     saved = {key: os.environ.get(key) for key in run_env}
     for key, value in run_env.items():
         if saved[key] is None:
