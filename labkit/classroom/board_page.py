@@ -36,6 +36,7 @@ class LiveBoard:
         self.state_dir, self.every = Path(state_dir), every
         self.rows: list[board.LearnerRow] | None = None
         self.taken_at = 0.0
+        self.error = ""  # why the last reading failed, shown on the page
         self._refreshing = threading.Lock()
         self._first = threading.Event()
 
@@ -44,6 +45,9 @@ class LiveBoard:
             # Loaded each time: a learner's sandbox gets fresh ports at each server start.
             room = Classroom.load(self.state_dir)
             self.rows, self.taken_at = board.board(room), time.time()
+            self.error = ""
+        except Exception as exc:  # noqa: BLE001 — shown on the page; the next view retries
+            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self._first.set()
             self._refreshing.release()
@@ -59,8 +63,11 @@ class LiveBoard:
 
 def _page(live: LiveBoard) -> str:
     rows = live.current()
+    error = f"<p>The last reading failed: {html.escape(live.error)}</p>" if live.error else ""
     if rows is None:
-        return "<!doctype html><meta http-equiv='refresh' content='2'><p>Reading the lab…</p>"
+        return (
+            "<!doctype html><meta http-equiv='refresh' content='2'><p>No reading yet.</p>" + error
+        )
     page = board.as_html(rows, refresh_seconds=PAGE_RELOAD_SECONDS)
     taken = time.strftime("%H:%M:%S", time.localtime(live.taken_at))
     note = (
@@ -69,7 +76,7 @@ def _page(live: LiveBoard) -> str:
         "classroom reset NAME</code>; bring to task N: <code>labkit classroom goto NAME "
         "N</code>.</p>"
     )
-    return page + note
+    return page + note + error
 
 
 def make_server(
