@@ -16,12 +16,16 @@ import argparse
 import hmac
 import html
 import json
+import os
+import signal
 import threading
 import time
 import urllib.parse
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import psutil
 
 from labkit.classroom import board
 from labkit.classroom.state import Classroom
@@ -125,7 +129,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between readings")
     args = parser.parse_args(argv)
     token = Classroom.load(args.state).board_token
+    signal.signal(signal.SIGTERM, _stop_with_probes)
     make_server(args.state, args.ip, args.port, token, args.every).serve_forever()
+
+
+def _stop_with_probes(*_: object) -> None:
+    """Stop the probes still running (they run as learners) and reap them, then exit:
+    orphaned, they would outlive `classroom down`, or linger as zombies where PID 1 does
+    not reap (a container)."""
+    probes = psutil.Process().children(recursive=True)
+    for probe in probes:
+        try:
+            probe.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(probes, timeout=5)
+    for probe in alive:
+        try:
+            probe.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    os._exit(0)
 
 
 if __name__ == "__main__":
