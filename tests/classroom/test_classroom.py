@@ -446,10 +446,13 @@ def test_down_leaves_nothing_behind(classroom: Any, lab_done: Any) -> None:
         ports += [learner.api_port, learner.registry_port, learner.lb_port]
     hub.down(room.state_dir, say=lambda *_: None)
     uids = {session.entry.pw_uid for session in sessions.values()}
+    # Deleted accounts' uids are reused: a process older than this classroom (another
+    # run's leftover on a shared machine) is not one of its learners'.
+    created = (room.state_dir.parent / "roster.txt").stat().st_mtime
     left = [
         p.info
-        for p in psutil.process_iter(["pid", "uids", "cmdline"])
-        if p.info["uids"] and p.info["uids"].real in uids
+        for p in psutil.process_iter(["pid", "uids", "cmdline", "create_time"])
+        if p.info["uids"] and p.info["uids"].real in uids and p.info["create_time"] >= created
     ]
     assert left == []
     state = str(room.state_dir)
