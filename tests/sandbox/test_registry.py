@@ -17,6 +17,8 @@ import jwt
 import pytest
 from cryptography import x509
 
+from labkit.sandbox import lifecycle
+
 pytestmark = pytest.mark.sandbox
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -149,10 +151,17 @@ def test_wrong_and_expired_tokens_are_refused(aws: Any, sandbox: Any, docker_con
     ttl_url = f"{sandbox.api_url}/_labkit/registry/token-ttl"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def set_ttl(seconds: int) -> None:
-        body = json.dumps({"seconds": seconds}).encode()
-        opener.open(urllib.request.Request(ttl_url, data=body, method="POST"), timeout=5)
+    secret = lifecycle.env(sandbox.settings)["AWS_SECRET_ACCESS_KEY"]
 
+    def set_ttl(seconds: int, key: str = secret) -> None:
+        body = json.dumps({"seconds": seconds}).encode()
+        headers = {"X-Labkit-Secret": key}
+        opener.open(urllib.request.Request(ttl_url, body, headers, method="POST"), timeout=5)
+
+    # Only the sandbox's own key holder may change it (another user on the host may not).
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        set_ttl(1, key="someone-elses")
+    assert refused.value.code == 403
     set_ttl(1)
     try:
         _, short_lived = login_password(aws)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import hmac
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from moto.utilities.utils import get_partition
 from werkzeug.wrappers import Request, Response
 
 from labkit.sandbox.api import json_response
+from labkit.sandbox.auth import read_credentials
 from labkit.sandbox.context import SandboxContext
 from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner, EcrTokens
 
@@ -79,8 +81,15 @@ class RegistryAccess:
         )
 
     def token_ttl_route(self, request: Request) -> Response:
-        """Change the lifetime of tokens issued from now on (lets tests see one expire)."""
+        """Change the lifetime of tokens issued from now on (lets tests see one expire).
+
+        Only for whoever holds this sandbox's secret key (header ``X-Labkit-Secret``):
+        on a shared host another user must not shorten this learner's tokens."""
         if request.method == "POST":
+            own = read_credentials(self.ctx.settings.home)
+            given = request.headers.get("X-Labkit-Secret", "")
+            if own is None or not hmac.compare_digest(given, own.secret_access_key):
+                return json_response({"message": "X-Labkit-Secret does not match"}, status=403)
             self.tokens.ttl_seconds = int(request.get_json(force=True)["seconds"])
         return json_response({"seconds": self.tokens.ttl_seconds})
 
