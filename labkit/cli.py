@@ -318,7 +318,15 @@ def _classroom(args: argparse.Namespace) -> int:
     from labkit.classroom.state import Classroom
 
     if args.classroom_command == "up":
-        hub.up(args.roster, args.state, args.ip, args.port, args.password)
+        hub.up(
+            args.roster,
+            args.state,
+            args.ip,
+            args.port,
+            args.password,
+            board_ip=args.board_ip,
+            board_port=args.board_port,
+        )
         return 0
     if args.classroom_command == "down":
         hub.down(args.state, delete_accounts=args.delete_accounts)
@@ -355,6 +363,8 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--ip", default="127.0.0.1", help="the hub's listening address")
     up.add_argument("--port", type=int, default=8000, help="the hub's port")
     up.add_argument("--password", help="one workshop password for all (default: generated)")
+    up.add_argument("--board-ip", default="127.0.0.1", help="the live board's address")
+    up.add_argument("--board-port", type=int, default=8001, help="the live board's port")
     down = csub.add_parser("down", help="stop the hub and everything it started")
     down.add_argument("--delete-accounts", action="store_true", help="also remove accounts")
     st = csub.add_parser("status", help="the board: each learner's tasks, sandbox, where stuck")

@@ -32,6 +32,8 @@ USER_PREFIX = "lk-"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,24}$")
 ROOTLESS_SCRIPT_DIRS = ("/usr/share/docker.io/contrib", "/usr/bin", "/usr/local/bin")
 KIT_ROOT = Path(__file__).resolve().parents[2]
+#: The environment the kit runs in (the hub's); JupyterLab's config and pages are there.
+KIT_PREFIX = Path(sys.prefix)
 
 
 @dataclass
@@ -193,6 +195,12 @@ def learner_env(
         "LABKIT_SANDBOX_REGISTRY_PORT": str(learner.registry_port),
         "LABKIT_SANDBOX_LB_PORT": str(learner.lb_port),
         "PYTHONPATH": str(KIT_ROOT),
+        # The learners' Python may be a venv of its own (learner_python): without these,
+        # their server finds neither JupyterLab's server extension (etc/jupyter) nor its
+        # pages (share/jupyter/lab) in the kit's environment, and /lab answers 404.
+        "JUPYTER_CONFIG_PATH": str(KIT_PREFIX / "etc" / "jupyter"),
+        "JUPYTER_PATH": str(KIT_PREFIX / "share" / "jupyter"),
+        "JUPYTERLAB_DIR": str(KIT_PREFIX / "share" / "jupyter" / "lab"),
     }
     if rootless:
         env["DOCKER_HOST"] = f"unix://{docker_socket(entry)}"

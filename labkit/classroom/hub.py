@@ -23,6 +23,7 @@ from labkit.sandbox.context import free_port_block
 from labkit.sandbox.processes import ProcessRecord, find_own
 
 HUB_RECORD = "hub.pid"
+BOARD_RECORD = "board.pid"
 SERVICE_NAME = "labkit-classroom"
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -75,8 +76,11 @@ def up(
     port: int = 8000,
     shared_password: str | None = None,
     say: Any = print,
+    board_ip: str = "127.0.0.1",
+    board_port: int = 8001,
 ) -> Classroom:
-    """Accounts from the roster, then the hub; prints generated passwords once."""
+    """Accounts from the roster, then the hub and the live board; prints generated
+    passwords once."""
     _require_root()
     names = host.read_roster(roster)
     state_dir = Path(state_dir)
@@ -86,6 +90,7 @@ def up(
     except InputError:
         room = Classroom(state_dir=state_dir)
     room.ip, room.port = ip, port
+    room.board_ip, room.board_port = board_ip, board_port
     problems = host.isolation_problems()
     room.rootless = not problems
     room.problems = problems
@@ -117,6 +122,8 @@ def up(
         room.learners.append(learner)
     if not room.service_token:
         room.service_token = secrets.token_hex(32)
+    if not room.board_token:
+        room.board_token = secrets.token_urlsafe(24)
     room.save()
     # Before the hub starts: if it fails, the passwords are still known.
     if shared_password is not None:
@@ -127,7 +134,45 @@ def up(
             say(f"  {name:<24} {password}")
     _start_hub(room)
     say(f"JupyterHub: {room.url}/  ({len(room.learners)} learners)")
+    _start_board_page(room)
+    say(f"The board (keep this address to yourself): {room.board_url}")
     return room
+
+
+def _start_board_page(room: Classroom) -> None:
+    """``labkit.classroom.board_page``, as root (its probes run as each learner)."""
+    state = room.state_dir
+    record = state / BOARD_RECORD
+    running, _ = find_own(record, "board page")
+    if running is not None:
+        running.terminate()  # restarted: `up` may have changed its address or the roster
+        running.wait(10)
+    argv = [sys.executable, "-m", "labkit.classroom.board_page", "--state", str(state)]
+    argv += ["--ip", room.board_ip, "--port", str(room.board_port)]
+    log = open(state / "board.log", "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        argv,
+        cwd=state,
+        env=dict(os.environ, PYTHONPATH=str(host.KIT_ROOT)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    ProcessRecord.of(process.pid).save(record)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (state / "board.log").read_text(errors="replace")[-2000:]
+            raise BackendError("The board page stopped while starting.", why=tail.strip())
+        try:
+            _loopback.open(f"http://{room.board_ip}:{room.board_port}/nothing", timeout=2)
+        except urllib.error.HTTPError:
+            return  # it answers (403 without its token)
+        except OSError:
+            time.sleep(0.3)
+    raise BackendError("The board page did not answer within 30 s.", why=f"See {state}/board.log")
 
 
 def _start_hub(room: Classroom) -> None:
@@ -211,6 +256,17 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
             hub.kill()
         stopped.append("JupyterHub")
     (room.state_dir / HUB_RECORD).unlink(missing_ok=True)
+    board_page, note = find_own(room.state_dir / BOARD_RECORD, "board page")
+    if note:
+        say(f"Note: {note}")
+    if board_page is not None:
+        board_page.terminate()
+        try:
+            board_page.wait(15)
+        except psutil.TimeoutExpired:
+            board_page.kill()
+        stopped.append("the board page")
+    (room.state_dir / BOARD_RECORD).unlink(missing_ok=True)
     proxy = _proxy_process(room)
     if proxy is not None:
         proxy.terminate()

@@ -45,6 +45,9 @@ class Classroom:
     service_token: str = ""
     hub_pid: int | None = None
     problems: list[str] = field(default_factory=list)
+    board_ip: str = "127.0.0.1"
+    board_port: int = 8001
+    board_token: str = ""  # the live board page answers only this (learners share loopback)
 
     @classmethod
     def load(cls, state_dir: Path) -> Classroom:
@@ -82,3 +85,7 @@ class Classroom:
     @property
     def url(self) -> str:
         return f"http://{self.ip}:{self.port}"
+
+    @property
+    def board_url(self) -> str:
+        return f"http://{self.board_ip}:{self.board_port}/?token={self.board_token}"

@@ -36,6 +36,7 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.classroom
 
 PASSWORD = "workshop-" + secrets.token_hex(4)
+ARTIFACTS = Path("artifacts") / "classroom"
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -87,6 +88,8 @@ class LearnerSession:
         return _http(method, f"{self.room.url}/hub/api{path}", body, self.token)
 
     def start_server(self) -> None:
+        if "" in self.hub("GET", f"/users/{self.name}")["servers"]:
+            return  # already started (the browser test logs one learner in first)
         self.hub("POST", f"/users/{self.name}/server")
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -188,7 +191,15 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> Any:
     names = [f"t{suffix}-{who}" for who in ("ann", "bob", "cy")]
     roster = state.parent / "roster.txt"
     roster.write_text("\n".join(names) + "\n")
-    room = hub.up(roster, state, "127.0.0.1", free_port(), PASSWORD, say=lambda *_: None)
+    room = hub.up(
+        roster,
+        state,
+        "127.0.0.1",
+        free_port(),
+        PASSWORD,
+        say=lambda *_: None,
+        board_port=free_port(),
+    )
     try:
         sessions = {name: LearnerSession(room, name) for name in names}
         yield state, sessions
@@ -208,6 +219,42 @@ def lab_done(classroom: Any) -> dict[str, str]:
         runs = pool.map(lambda session: session.execute(RUN_LAB), sessions.values())
         outputs = dict(zip(sessions, runs, strict=True))
     return outputs
+
+
+def test_learner_logs_in_through_the_hub_page_and_sees_the_notebooks(classroom: Any) -> None:
+    """Chromium (Debian's, driven by Playwright) at the hub's login page: the learner types
+    their name and password, their server spawns, and JupyterLab lists the lab's notebooks.
+    Runs first, so the spawn is the one the login starts."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    state, sessions = classroom
+    name = next(iter(sessions))
+    room = Classroom.load(state)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, "--no-proxy-server"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(180_000)
+            page.goto(f"{room.url}/hub/login")
+            page.fill("input#username_input", name)
+            page.fill("input#password_input", PASSWORD)
+            page.click("#login_submit")
+            # The spawn takes a while (Docker Engine, sandbox); JupyterLab then opens
+            # the notebooks folder (Spawner.default_url).
+            page.wait_for_url(f"**/user/{name}/lab/**")
+            listing = page.locator(".jp-DirListing-content")
+            for notebook in ("00_start_here.ipynb", "04_task4_service.ipynb"):
+                expect(listing.get_by_text(notebook, exact=True)).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "learner-logged-in.png"))
+            assert page.url.startswith(f"{room.url}/user/{name}/lab")
+        finally:
+            browser.close()
 
 
 def test_each_learner_runs_the_lab_in_their_own_server(lab_done: dict[str, str]) -> None:
@@ -359,19 +406,53 @@ def test_learners_cannot_touch_each_others_containers_or_files(
     assert bob.as_unix_user(["docker", "ps", "-q", "--no-trunc"]).stdout.split() == bob_containers
 
 
+def test_board_page_shows_every_learner(classroom: Any, lab_done: Any) -> None:
+    """The live board `up` started: one row per learner, read from their sandboxes; it
+    answers only its token (learners share the host's loopback)."""
+    state, sessions = classroom
+    room = Classroom.load(state)
+    base = f"http://{room.board_ip}:{room.board_port}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _loopback.open(f"{base}/", timeout=10)
+    assert refused.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _loopback.open(f"{base}/?token=not-the-token", timeout=10)
+    assert refused.value.code == 403
+    with _loopback.open(room.board_url, timeout=180) as reply:
+        page = reply.read().decode()
+    assert "http-equiv='refresh'" in page
+    real = {row.name: row for row in board.board(room)}
+    for name in sessions:
+        assert f"<tr><td>{name}</td>" in page, page
+    # The same rows as the board reads directly, as JSON.
+    request = urllib.request.Request(
+        f"{base}/board.json", headers={"Authorization": f"token {room.board_token}"}
+    )
+    with _loopback.open(request, timeout=180) as reply:
+        rows = {row["name"]: row for row in json.loads(reply.read())["rows"]}
+    assert set(rows) == set(sessions)
+    for name, row in rows.items():
+        assert row["sandbox"] == real[name].sandbox == "healthy"
+        assert [t["passed"] for t in row["tasks"]] == [t["passed"] for t in real[name].tasks]
+        assert row["stuck"] == real[name].stuck
+
+
 def test_down_leaves_nothing_behind(classroom: Any, lab_done: Any) -> None:
     state, sessions = classroom
     room = Classroom.load(state)
-    ports = [room.port]
+    ports = [room.port, room.board_port]
     for name in sessions:
         learner = room.learner(name)
         ports += [learner.api_port, learner.registry_port, learner.lb_port]
     hub.down(room.state_dir, say=lambda *_: None)
     uids = {session.entry.pw_uid for session in sessions.values()}
+    # Deleted accounts' uids are reused: a process older than this classroom (another
+    # run's leftover on a shared machine) is not one of its learners'.
+    created = (room.state_dir.parent / "roster.txt").stat().st_mtime
     left = [
         p.info
-        for p in psutil.process_iter(["pid", "uids", "cmdline"])
-        if p.info["uids"] and p.info["uids"].real in uids
+        for p in psutil.process_iter(["pid", "uids", "cmdline", "create_time"])
+        if p.info["uids"] and p.info["uids"].real in uids and p.info["create_time"] >= created
     ]
     assert left == []
     state = str(room.state_dir)
