@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from benchmarks.core import Benchmark, Options, Recorder, RowSpec, repeated
@@ -75,9 +76,9 @@ def bare_moto() -> Iterator[tuple[str, int]]:
 class Side:
     """One endpoint's boto3 clients and the lab objects the sequence reads."""
 
-    def __init__(self, name: str, endpoint: str, region: str) -> None:
+    def __init__(self, name: str, endpoint: str, region: str, home: Path | None = None) -> None:
         self.name = name
-        self.c = {s: client_for(endpoint, region, s) for s in SERVICES}
+        self.c = {s: client_for(endpoint, region, s, home) for s in SERVICES}
         self.calls = 0
         self.per_operation: dict[str, float] = {}
         self._started: dict[str, float] = {}
@@ -157,7 +158,7 @@ def run(rec: Recorder, options: Options) -> None:
     with running_sandbox() as box, bare_moto() as (moto_url, moto_pid):
         provision({s: client_for(moto_url, DEFAULT_REGION, s) for s in PROVISIONED_BY})
         sides = [
-            Side("sandbox", box.settings.api_url, box.settings.region),
+            Side("sandbox", box.settings.api_url, box.settings.region, box.settings.home),
             Side("moto", moto_url, DEFAULT_REGION),
         ]
         rounds = 0

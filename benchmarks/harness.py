@@ -60,7 +60,7 @@ class BenchSandbox:
         return recorded_pid(self.settings.home / "registry.pid")
 
     def client(self, service: str) -> Any:
-        return client_for(self.settings.api_url, self.settings.region, service)
+        return client_for(self.settings.api_url, self.settings.region, service, self.settings.home)
 
     def lab_load_balancer(self) -> tuple[str, str]:
         """The lab NLB's loopback URL and the lab target group's ARN."""
@@ -108,17 +108,25 @@ def running_sandbox() -> Iterator[BenchSandbox]:
         yield BenchSandbox(settings, status)
 
 
-def client_for(endpoint: str, region: str, service: str) -> Any:
+def client_for(endpoint: str, region: str, service: str, home: Path | None = None) -> Any:
+    """A boto3 client for ``endpoint``: signed with the keys of the sandbox in ``home``,
+    or with placeholder keys (a bare moto server takes any) when ``home`` is None."""
     import boto3
     from botocore.config import Config
 
-    env = lifecycle.env()
+    from labkit.sandbox.auth import ensure_credentials
+
+    if home is not None:
+        credentials = ensure_credentials(home)
+        key_id, secret = credentials.access_key_id, credentials.secret_access_key
+    else:
+        key_id, secret = "testing", "testing"
     return boto3.client(
         service,
         endpoint_url=endpoint,
         region_name=region,
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}),
     )
 

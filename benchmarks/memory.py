@@ -17,7 +17,7 @@ SETTLE_SECONDS = 2.0
 
 ROWS = (
     RowSpec("sandbox_rss_idle", "sandbox process VmRSS, idle after up", "MB"),
-    RowSpec("sandbox_hwm_lab", "sandbox process VmHWM, peak over the lab", "MB", 200.0),
+    RowSpec("sandbox_hwm_lab", "sandbox process VmHWM, peak over the lab", "MB", 150.0),
     RowSpec("registry_rss_idle", "registry process VmRSS, idle after up", "MB"),
     RowSpec("registry_hwm_lab", "registry process VmHWM, peak over the lab", "MB"),
 )

@@ -176,7 +176,7 @@ def _stop_leftovers(settings: Settings, notes: list[str]) -> list[str]:
         stopped.append("registry process")
     if note:
         notes.append(note)
-    from labkit.sandbox.server import docker_or_none, remove_sandbox_containers
+    from labkit.sandbox.containers import docker_or_none, remove_sandbox_containers
 
     removed = remove_sandbox_containers(docker_or_none(), str(settings.home))
     if removed:

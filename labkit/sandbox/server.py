@@ -22,8 +22,8 @@ from botocore.config import Config
 from labkit.errors import BackendError
 from labkit.sandbox.api import ApiServer, json_response
 from labkit.sandbox.auth import SandboxCredentials, ensure_credentials, sandbox_secret_lookup
+from labkit.sandbox.containers import docker_or_none, remove_sandbox_containers
 from labkit.sandbox.context import (
-    CONTAINER_LABEL,
     LOOPBACK,
     SandboxContext,
     Settings,
@@ -32,33 +32,6 @@ from labkit.sandbox.context import (
 from labkit.sandbox.environment import provision
 from labkit.sandbox.persistence import SavedState, seed_for
 from labkit.sandbox.registry import Registry
-
-
-def docker_or_none() -> Any | None:
-    """A Docker client when the daemon answers; None puts the sandbox in API-only mode."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=60)
-        client.ping()
-        return client
-    except Exception:  # any failure means the same thing here: no Docker
-        return None
-
-
-def remove_sandbox_containers(docker_client: Any, home: str) -> int:
-    """Remove every container a sandbox with this home started; returns how many."""
-    if docker_client is None:
-        return 0
-    containers = docker_client.containers.list(
-        all=True, filters={"label": f"{CONTAINER_LABEL}={home}"}
-    )
-    for container in containers:
-        try:
-            container.remove(force=True)
-        except Exception:  # already gone
-            pass
-    return len(containers)
 
 
 class Sandbox:
