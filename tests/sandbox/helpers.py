@@ -27,22 +27,22 @@ class Lab:
         self.cluster = "ECSCluster"
 
     def client(self, service: str) -> Any:
+        if service != "servicediscovery":
+            return self.sandbox.client(service)
+        import boto3
         from botocore.config import Config
 
-        return (
-            self.sandbox.client(service)
-            if service != "servicediscovery"
-            else (
-                __import__("boto3").client(
-                    service,
-                    endpoint_url=self.settings.api_url,
-                    region_name=self.settings.region,
-                    aws_access_key_id="labkit-sandbox",
-                    aws_secret_access_key="labkit-sandbox-secret",
-                    # Cloud Map's data-plane host prefix does not resolve locally.
-                    config=Config(inject_host_prefix=False),
-                )
-            )
+        from labkit.sandbox import lifecycle
+
+        env = lifecycle.env(self.settings)  # the sandbox's own keys: it refuses any others
+        return boto3.client(
+            service,
+            endpoint_url=self.settings.api_url,
+            region_name=self.settings.region,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            # Cloud Map's data-plane host prefix does not resolve locally.
+            config=Config(inject_host_prefix=False),
         )
 
     @property

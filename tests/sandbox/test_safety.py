@@ -145,6 +145,8 @@ def test_nothing_reaches_the_proxy_from_api_calls_login_push_and_tasks(
     session_env = {k: v for k, v in env.items() if k.startswith("AWS_") or "proxy" in k.lower()}
     saved = dict(os.environ)
     os.environ.update(session_env)
+    # A new script's default session: one made earlier in this process cached other keys.
+    boto3.DEFAULT_SESSION = None
     try:
         ecr = boto3.client("ecr")
         ecs = boto3.client("ecs")
@@ -155,6 +157,7 @@ def test_nothing_reaches_the_proxy_from_api_calls_login_push_and_tasks(
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        boto3.DEFAULT_SESSION = None
     user, password = base64.b64decode(token).decode().split(":", 1)
 
     # The stock docker CLI and the aws CLI, in that same shell environment.
