@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,37 @@ def _start_board_page(room: Classroom) -> None:
         running.wait(10)
     argv = [sys.executable, "-m", "labkit.classroom.board_page", "--state", str(state)]
     argv += ["--ip", room.board_ip, "--port", str(room.board_port)]
-    log = open(state / "board.log", "ab")  # noqa: SIM115 - handed to the child
+
+    def answers() -> bool:
+        try:
+            _loopback.open(f"http://{room.board_ip}:{room.board_port}/nothing", timeout=2)
+        except urllib.error.HTTPError:
+            return True  # it answers (403 without its token)
+        except OSError:
+            return False
+        return True
+
+    env = dict(os.environ, PYTHONPATH=str(host.KIT_ROOT))
+    _start_child(state, argv, env, record, "board.log", "The board page", answers, 30)
+
+
+def _start_child(
+    state: Path,
+    argv: list[str],
+    env: dict[str, str],
+    record: Path,
+    log_name: str,
+    what: str,
+    answers: Callable[[], bool],
+    timeout: float,
+) -> None:
+    """Start a classroom process in its own session, logging to ``state/log_name``; record
+    it (pid, start time, command line) and wait until ``answers()``, or say why not."""
+    log = open(state / log_name, "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         argv,
         cwd=state,
-        env=dict(os.environ, PYTHONPATH=str(host.KIT_ROOT)),
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -161,18 +188,17 @@ def _start_board_page(room: Classroom) -> None:
     )
     log.close()
     ProcessRecord.of(process.pid).save(record)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = (state / "board.log").read_text(errors="replace")[-2000:]
-            raise BackendError("The board page stopped while starting.", why=tail.strip())
-        try:
-            _loopback.open(f"http://{room.board_ip}:{room.board_port}/nothing", timeout=2)
-        except urllib.error.HTTPError:
-            return  # it answers (403 without its token)
-        except OSError:
-            time.sleep(0.3)
-    raise BackendError("The board page did not answer within 30 s.", why=f"See {state}/board.log")
+            tail = (state / log_name).read_text(errors="replace")[-2000:]
+            raise BackendError(f"{what} stopped while starting.", why=tail.strip())
+        if answers():
+            return
+        time.sleep(0.3)
+    raise BackendError(
+        f"{what} did not answer within {timeout:.0f} s.", why=f"See {state}/{log_name}"
+    )
 
 
 def _start_hub(room: Classroom) -> None:
@@ -197,34 +223,21 @@ def _start_hub(room: Classroom) -> None:
     )
     (state / "jupyterhub_config.py").write_text(config)
     os.chmod(state / "jupyterhub_config.py", 0o600)
-    log = open(state / "hub.log", "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, PYTHONPATH=str(host.KIT_ROOT))
     # Debian's configurable-http-proxy finds its modules there; a Node.js from elsewhere
     # (nodesource) does not look in Debian's folder by itself.
     node_path = [p for p in (env.get("NODE_PATH", ""), "/usr/share/nodejs") if p]
     env["NODE_PATH"] = ":".join(node_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")],
-        cwd=state,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    ProcessRecord.of(process.pid).save(record)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = (state / "hub.log").read_text(errors="replace")[-2000:]
-            raise BackendError("JupyterHub stopped while starting.", why=tail.strip())
+
+    def answers() -> bool:
         try:
             api(room, "GET", "/hub/api/")
-            return
         except (OSError, urllib.error.HTTPError):
-            time.sleep(0.5)
-    raise BackendError("JupyterHub did not answer within 90 s.", why=f"See {state}/hub.log")
+            return False
+        return True
+
+    argv = [sys.executable, "-m", "jupyterhub", "-f", str(state / "jupyterhub_config.py")]
+    _start_child(state, argv, env, record, "hub.log", "JupyterHub", answers, 90)
 
 
 def api(room: Classroom, method: str, path: str, body: Any = None, token: str = "") -> Any:
