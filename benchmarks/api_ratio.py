@@ -27,7 +27,7 @@ from benchmarks.harness import (
     task_definition,
 )
 from benchmarks.polling import wait_for
-from labkit.config import DEFAULT_REGION, LAB
+from labkit.names import DEFAULT_REGION, LAB
 from labkit.sandbox.context import free_port_block
 
 #: The sequence runs this many times per sample; a sample is the mean of one sequence.

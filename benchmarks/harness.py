@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.polling import wait_for
-from labkit.config import LAB
+from labkit.names import LAB
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import CONTAINER_LABEL, Settings
 

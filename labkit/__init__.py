@@ -36,9 +36,10 @@ from labkit.errors import (
 )
 
 if TYPE_CHECKING:
-    from labkit.config import LAB, Backend, LabConfig
+    from labkit.config import Backend, LabConfig
     from labkit.lab import Lab, open_lab
     from labkit.live_dashboard import dashboard
+    from labkit.names import LAB
 
 _SUBMODULES = {
     "aws",

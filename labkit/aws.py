@@ -18,8 +18,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from labkit.config import DEFAULT_REGION, Backend, LabConfig, coerce_region
+from labkit.config import Backend, LabConfig, coerce_region
 from labkit.errors import CredentialsMissing, InputError, SandboxNotRunning
+from labkit.names import DEFAULT_REGION
 
 #: Dummy keys for local endpoints: boto3 insists on some, the sandbox ignores them.
 DUMMY_ACCESS_KEY = "labkit-sandbox"

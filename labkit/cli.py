@@ -70,8 +70,8 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
 
 def _lab_from_args(args: argparse.Namespace):
     """The settings chosen in notebook 00, with ``-p NAME VALUE`` overriding."""
-    from labkit.config import resolve_settings
     from labkit.lab import Lab
+    from labkit.state import resolve_settings
 
     return Lab(resolve_settings(**dict(args.parameter or [])).config)
 

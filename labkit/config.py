@@ -1,79 +1,24 @@
-"""The lab's names and the kit's settings, defined once.
+"""The lab's settings, specified once: :class:`LabConfig`, each field with its check.
 
-The names come from the lab guide (``../shared/lab-guide.md``); the sandbox provisions
-the pre-existing ones (cluster, roles, load balancer, target group) and the notebooks
-create the learner's ones (repository, task definition family, service…).
+Each field of LabConfig carries a :class:`Setting` (how a value is checked, its help
+text); from that one spec come the settings form, :meth:`LabConfig.from_parameters`,
+``labkit run -p``'s help and the notebooks' ``parameters`` cell. The checks of the
+learner's other typed values (a repository URI) live here too.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-from labkit.errors import InputError, PrerequisiteError
-
-#: The tag every resource the kit creates carries, so cleanup never touches anything else.
-KIT_TAG_KEY = "labkit:created-by"
-KIT_TAG_VALUE = "ecs-labkit"
-
-
-def has_kit_tag(tags: Any) -> bool:
-    """True when an AWS tag list (Key/Value or key/value casing) holds the kit's tag."""
-    for tag in tags or []:
-        key = tag.get("Key", tag.get("key"))
-        value = tag.get("Value", tag.get("value"))
-        if key == KIT_TAG_KEY and value == KIT_TAG_VALUE:
-            return True
-    return False
-
-
-def role_trust_policy(service: str) -> str:
-    """A role trust policy that lets ``service`` (e.g. ec2.amazonaws.com) assume it."""
-    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
-
-#: The region the lab guide uses.
-DEFAULT_REGION = "us-west-2"
-
-#: moto's account id; the sandbox's account.
-SANDBOX_ACCOUNT_ID = "123456789012"
-
-
-@dataclass(frozen=True)
-class LabNames:
-    """Names used by the lab guide, pre-provisioned and learner-created alike."""
-
-    # Pre-provisioned by the lab environment (the sandbox, or the CloudFormation stack).
-    cluster: str = "ECSCluster"
-    instance_role: str = "Ec2instanceRole"
-    service_role: str = "ecsServiceRole"
-    load_balancer: str = "Myloadbalancer"
-    target_group: str = "myTargetgroup"
-    # Created by the learner in Tasks 1–4.
-    repository: str = "myrepo"
-    repository_statement: str = "my_repository_statement"
-    task_family: str = "ecs-demo"
-    container_name: str = "ecs-sample"
-    service_prefix: str = "MYSERVICE"
-    namespace: str = "myprivatednsnamespace"
-    discovery_ttl_seconds: int = 10
-
-
-LAB = LabNames()
-
-
-# --------------------------------------------------------------------------------------
-# Backend selection and input validation
-# --------------------------------------------------------------------------------------
+from labkit.errors import InputError
+from labkit.names import DEFAULT_REGION, LAB
 
 
 class Backend(StrEnum):
@@ -91,9 +36,6 @@ REPOSITORY_NAME_PATTERN = re.compile(
 REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 #: ECS service names: up to 255 letters, numbers, hyphens and underscores.
 SERVICE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
-
-#: Environment variables that make every check strict (a failed check raises).
-STRICT_ENV_VARS = ("LABKIT_STRICT",)
 
 
 def _blank(value: Any) -> bool:
@@ -377,7 +319,6 @@ class LabConfig:
             empty_means=f"{LAB.service_prefix}<random number>",
         ),
     )
-    names: LabNames = field(default=LAB)
 
     def __post_init__(self) -> None:
         for name, setting in SETTINGS.items():
@@ -389,20 +330,11 @@ class LabConfig:
         refuse_unknown_settings(parameters)
         return cls(**parameters)
 
-    def with_changes(self, **changes: Any) -> LabConfig:
-        return replace(self, **changes)
-
 
 #: The settings, in the order of the parameters cell.
-SETTINGS: dict[str, Setting] = {
-    f.name: f.metadata["setting"] for f in fields(LabConfig) if "setting" in f.metadata
-}
-#: The settings notebook 00 saves and every later notebook (and the CLI) picks up.
-SETTING_NAMES = tuple(SETTINGS)
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(LabConfig)}
 #: Their values when nothing is chosen (before coercion: backend "auto").
-SETTING_DEFAULTS: dict[str, Any] = {
-    f.name: f.default for f in fields(LabConfig) if f.name in SETTINGS
-}
+SETTING_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(LabConfig)}
 
 
 def refuse_unknown_settings(parameters: dict[str, Any]) -> None:
@@ -436,142 +368,3 @@ def parameters_cell() -> str:
     ]
     lines += [f'{name}: str = ""  # {setting.help}' for name, setting in SETTINGS.items()]
     return "\n".join([*lines, CONFIRM_COST_LINE])
-
-
-# --------------------------------------------------------------------------------------
-# A little state that must survive kernels: the settings chosen in 00, the service number
-# --------------------------------------------------------------------------------------
-
-
-def state_path() -> Path:
-    """Where the kit remembers choices across kernels (``LABKIT_STATE_DIR`` overrides)."""
-    base = os.environ.get("LABKIT_STATE_DIR") or Path.home() / ".labkit"
-    return Path(base) / "state.json"
-
-
-def load_state() -> dict[str, Any]:
-    try:
-        state = json.loads(state_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def save_state(state: dict[str, Any]) -> None:
-    """Write the state file atomically, readable by its owner only (it names the account)."""
-    path = state_path()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(state, indent=2, sort_keys=True))
-    os.chmod(tmp, 0o600)  # an older tmp file may have had wider permissions
-    tmp.replace(path)
-
-
-#: Where a setting in use came from, as :meth:`ResolvedSettings.describe` says it.
-FROM_PARAMETERS = "this notebook's parameters"
-FROM_NOTEBOOK_00 = "chosen in notebook 00"
-FROM_ENVIRONMENT = "the environment"
-FROM_DEFAULT = "default"
-
-
-def saved_settings() -> dict[str, Any]:
-    """The settings saved by notebook 00 (``{}`` before it ran)."""
-    saved = load_state().get("settings", {})
-    return {k: v for k, v in saved.items() if k in SETTING_NAMES} if isinstance(saved, dict) else {}
-
-
-def save_settings(config: LabConfig) -> Path:
-    """Remember ``config`` for the later notebooks; returns the state file's path."""
-    state = load_state()
-    state["settings"] = {name: str(getattr(config, name)) for name in SETTINGS}
-    save_state(state)
-    return state_path()
-
-
-def is_set(name: str, value: Any) -> bool:
-    """False for an empty setting (and backend ``auto``): those fall back to notebook 00."""
-    if _blank(value):
-        return False
-    return not (name == "backend" and str(value).strip().lower() == "auto")
-
-
-@dataclass(frozen=True)
-class ResolvedSettings:
-    """The settings in use and where each came from (parameters, notebook 00, defaults)."""
-
-    config: LabConfig
-    sources: dict[str, str]
-
-    def value_text(self, name: str) -> str:
-        return str(getattr(self.config, name)) or SETTINGS[name].empty_means
-
-    def describe(self) -> str:
-        """One plain-text line: the settings in use, grouped by where they came from."""
-        groups: dict[str, list[str]] = {}
-        for name in SETTING_NAMES:
-            groups.setdefault(self.sources[name], []).append(f"{name}={self.value_text(name)}")
-        order = (FROM_PARAMETERS, FROM_NOTEBOOK_00, FROM_ENVIRONMENT, FROM_DEFAULT)
-        parts = [f"{', '.join(groups[src])} ({src})" for src in order if src in groups]
-        return (
-            f"Lab settings: {'; '.join(parts)}. To change them, re-run {NOTEBOOKS[0]} "
-            "(papermill: -p NAME VALUE)."
-        )
-
-    def __str__(self) -> str:
-        return self.describe()
-
-
-def resolve_settings(**parameters: Any) -> ResolvedSettings:
-    """The settings to use: a non-empty parameter wins, else what notebook 00 saved,
-    else the default (for the backend: LABKIT_BACKEND, or endpoint when AWS_ENDPOINT_URL
-    is set, or the sandbox). Validated; an invalid saved value names the state file."""
-    refuse_unknown_settings(parameters)
-    saved = saved_settings()
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for name in SETTING_NAMES:
-        given = parameters.get(name)
-        if is_set(name, given):
-            values[name], sources[name] = given, FROM_PARAMETERS
-        elif is_set(name, saved.get(name)):
-            values[name], sources[name] = saved[name], FROM_NOTEBOOK_00
-        else:
-            values[name] = SETTING_DEFAULTS[name]
-            environment = name == "backend" and (
-                os.environ.get("LABKIT_BACKEND", "").strip() or os.environ.get("AWS_ENDPOINT_URL")
-            )
-            sources[name] = FROM_ENVIRONMENT if environment else FROM_DEFAULT
-    try:
-        config = LabConfig.from_parameters(**values)
-    except InputError as exc:
-        if FROM_NOTEBOOK_00 not in sources.values():
-            raise
-        raise InputError(
-            exc.what,
-            why=f"{exc.why} (Settings remembered from notebook 00 are in {state_path()}.)",
-            fix=f"{exc.fix} Then re-run {NOTEBOOKS[0]} to save the fixed settings.",
-        ) from None
-    return ResolvedSettings(config, sources)
-
-
-def not_done_yet(what: str, task: int, done_by: str = "creates") -> PrerequisiteError:
-    """``what`` does not exist yet: Task ``task`` makes it, so run its notebook first."""
-    return PrerequisiteError(
-        f"{what} does not exist yet.",
-        why=f"Task {task} {done_by} it.",
-        fix=f"Run {NOTEBOOKS[task]} first.",
-    )
-
-
-#: The notebooks, in order; errors name the one to run.
-NOTEBOOKS: dict[int, str] = {
-    0: "00_start_here.ipynb",
-    1: "01_task1_repository.ipynb",
-    2: "02_task2_push_image.ipynb",
-    3: "03_task3_task_definition.ipynb",
-    4: "04_task4_service.ipynb",
-    5: "05_operating_the_service.ipynb",
-    6: "06_cleanup.ipynb",
-}

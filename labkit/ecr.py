@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labkit.config import compare_repository_uri, not_done_yet
+from labkit.config import compare_repository_uri
 from labkit.lab import Lab
+from labkit.names import not_done_yet
 
 #: What the console lists under "Actions" in Task 1, step 15 ("select all").
 REPOSITORY_ACTIONS: tuple[str, ...] = (

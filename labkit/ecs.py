@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 from labkit import taskdef
-from labkit.config import NOTEBOOKS, has_kit_tag, not_done_yet
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import (  # noqa: F401 — ecs.find_kit_services, ecs.service_arns for callers
     Lab,
@@ -25,6 +24,7 @@ from labkit.lab import (  # noqa: F401 — ecs.find_kit_services, ecs.service_ar
     find_kit_services,
     service_arns,
 )
+from labkit.names import NOTEBOOKS, has_kit_tag, not_done_yet
 
 STEADY_MARKER = "has reached a steady state"
 

@@ -8,19 +8,10 @@ from functools import cached_property
 from typing import Any
 
 from labkit.aws import AwsTarget, connect, is_loopback
-from labkit.config import (
-    KIT_TAG_KEY,
-    KIT_TAG_VALUE,
-    NOTEBOOKS,
-    Backend,
-    LabConfig,
-    LabNames,
-    has_kit_tag,
-    load_state,
-    resolve_settings,
-    save_state,
-)
+from labkit.config import Backend, LabConfig
 from labkit.errors import BackendError, CredentialsMissing, InputError, LabkitError
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, NOTEBOOKS, LabNames, has_kit_tag
+from labkit.state import load_state, resolve_settings, save_state
 
 _current: Lab | None = None
 
@@ -66,7 +57,7 @@ class Lab:
     def __init__(self, config: LabConfig | None = None) -> None:
         global _current
         self.config: LabConfig = config or LabConfig.from_parameters()
-        self.names: LabNames = self.config.names
+        self.names: LabNames = LAB
         _current = self
 
     @classmethod

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.config import NOTEBOOKS
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import NOTEBOOKS
 
 #: JupyterLab's usual port; the next free one is taken if it is busy.
 DEFAULT_PORT = 8888

@@ -190,11 +190,12 @@ def reset_lab(parameters: dict[str, Any] | None = None) -> TeardownReport:
     sandbox (it is started if it is the backend and is down, since its resources survive
     restarts). Prints and returns the teardown report.
     """
-    from labkit.config import SETTING_NAMES, Backend, resolve_settings
+    from labkit.config import SETTINGS, Backend
     from labkit.lab import Lab
+    from labkit.state import resolve_settings
     from labkit.teardown import teardown
 
-    settings = {k: v for k, v in (parameters or {}).items() if k in SETTING_NAMES}
+    settings = {k: v for k, v in (parameters or {}).items() if k in SETTINGS}
     lab = Lab(resolve_settings(**settings).config)
     if lab.backend is Backend.SANDBOX:
         lab.start()

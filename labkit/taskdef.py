@@ -29,9 +29,9 @@ from typing import Any
 import botocore.session
 
 from labkit import ecr
-from labkit.config import has_kit_tag, not_done_yet
 from labkit.errors import InputError
 from labkit.lab import Lab
+from labkit.names import has_kit_tag, not_done_yet
 
 #: The lab's JSON, verbatim (placeholder included).
 LAB_TASK_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "task-definition.json"

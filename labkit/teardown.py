@@ -28,9 +28,10 @@ from labkit.backends import endpoint
 from labkit.backends.aws import provisioning
 from labkit.backends.aws.access import access_denied_explained
 from labkit.backends.report import TeardownReport
-from labkit.config import Backend, has_kit_tag
+from labkit.config import Backend
 from labkit.errors import BackendError, LabkitError
 from labkit.lab import Lab
+from labkit.names import has_kit_tag
 
 __all__ = ["TeardownReport", "leftovers", "teardown"]
 

@@ -14,23 +14,17 @@ from typing import Any
 import ipywidgets as w
 
 from labkit.config import (
-    NOTEBOOKS,
-    SETTING_DEFAULTS,
     SETTINGS,
     LabConfig,
-    ResolvedSettings,
     Setting,
     coerce_repository_uri,
     compare_repository_uri,
-    is_set,
-    refuse_unknown_settings,
-    resolve_settings,
-    save_settings,
-    saved_settings,
 )
 from labkit.display import in_kernel
 from labkit.errors import InputError
 from labkit.lab import Lab
+from labkit.names import NOTEBOOKS
+from labkit.state import ResolvedSettings, choose_settings, resolve_settings, save_settings
 
 
 class ValidatedField:
@@ -117,14 +111,12 @@ class SettingsForm(Form):
     plain_note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
 
     def __init__(self, **parameters: Any) -> None:
-        refuse_unknown_settings(parameters)
-        saved = saved_settings()
-        fields = {}
-        for name, setting in SETTINGS.items():
-            # A given parameter as typed (even if invalid, so the form shows the ❌), else
-            # what was saved last time, else the default.
-            given = (v for v in (parameters.get(name), saved.get(name)) if is_set(name, v))
-            fields[name] = _setting_field(name, next(given, SETTING_DEFAULTS[name]), setting)
+        # A given parameter as typed (even if invalid, so the form shows the ❌), else
+        # what was saved last time, else the default.
+        fields = {
+            name: _setting_field(name, value, SETTINGS[name])
+            for name, (value, _source) in choose_settings(**parameters).items()
+        }
         super().__init__("Lab settings", fields)
 
     @property

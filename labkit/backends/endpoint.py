@@ -32,18 +32,17 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from labkit.aws import AwsTarget, is_loopback
 from labkit.backends.report import TeardownReport
-from labkit.config import (
+from labkit.config import Backend
+from labkit.errors import PrerequisiteError
+from labkit.names import (
     KIT_TAG_KEY,
     KIT_TAG_VALUE,
     NOTEBOOKS,
-    Backend,
     LabNames,
     has_kit_tag,
-    load_state,
     role_trust_policy,
-    save_state,
 )
-from labkit.errors import PrerequisiteError
+from labkit.state import load_state, save_state
 
 
 class Lab(Protocol):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from labkit.config import DEFAULT_REGION, SANDBOX_ACCOUNT_ID
+from labkit.names import DEFAULT_REGION, SANDBOX_ACCOUNT_ID
 
 LOOPBACK = "127.0.0.1"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labkit.config import LAB
-from labkit.config import role_trust_policy as _trust_policy
+from labkit.names import LAB
+from labkit.names import role_trust_policy as _trust_policy
 
 #: Container instances in ECSCluster: two, so two tasks that each want host port 80 fit.
 CONTAINER_INSTANCE_COUNT = 2

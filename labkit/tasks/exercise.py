@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.config import NOTEBOOKS, strict_checks
+from labkit.config import strict_checks
 from labkit.display import show
 from labkit.errors import CheckFailed, LabkitError
 from labkit.lab import Lab, current_lab
+from labkit.names import NOTEBOOKS
 
 #: Where the reference solutions live: one file per exercise, a complete cell each.
 SOLUTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks" / "solutions"

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from labkit.classroom import board, host, hub
 from labkit.classroom.state import Classroom
-from labkit.config import DEFAULT_REGION
+from labkit.names import DEFAULT_REGION
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.classroom

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from labkit.config import LAB
+from labkit.names import LAB
 from labkit.runner import run_notebooks
 from tests.conftest import free_port
 

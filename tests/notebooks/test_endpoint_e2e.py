@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.runner import NotebookRun, run_notebooks
 from tests.conftest import free_port
 from tests.moto_server import moto_server_process

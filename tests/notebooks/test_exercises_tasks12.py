@@ -25,8 +25,8 @@ from typing import Any
 import boto3
 import pytest
 
-from labkit.config import LAB
 from labkit.lab import Lab
+from labkit.names import LAB
 from labkit.runner import reset_lab, run_notebooks
 from tests.conftest import private_lab_env, require_data_plane, running_sandbox_clients
 

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 from botocore.config import Config
 
-from labkit.config import LAB
+from labkit.names import LAB
 from labkit.runner import NOTEBOOK_DIR, run_notebooks
 from tests.conftest import private_lab_env, require_data_plane, running_sandbox_clients
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from benchmarks.polling import wait_for
-from labkit.config import LAB
+from labkit.names import LAB
 from labkit.runner import run_notebooks
 from tests.conftest import remove_aws_credentials, running_sandbox_clients
 

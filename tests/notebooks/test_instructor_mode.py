@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from labkit.cli import main
-from labkit.config import LAB
+from labkit.names import LAB
 from tests.conftest import private_lab_env, require_data_plane, running_sandbox_clients
 
 pytestmark = pytest.mark.notebooks

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.config import LAB
+from labkit.names import LAB
 from labkit.runner import run_notebooks
 from tests.conftest import running_sandbox_clients
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labkit.config import LAB
 from labkit.lab import Lab
+from labkit.names import LAB
 
 REGION = "us-west-2"
 

@@ -24,9 +24,9 @@ from labkit import teardown as lab_teardown
 from labkit.backends import aws as aa
 from labkit.backends.aws.access import RESOURCES, _policy_allows
 from labkit.backends.report import TeardownReport
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
 
 REGION = "us-west-2"
 TAG = {"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}

@@ -16,9 +16,9 @@ from moto import mock_aws
 from labkit import ecr, ecs, environment, taskdef, teardown
 from labkit.backends.aws import provisioning
 from labkit.cli import main
-from labkit.config import LAB
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import LAB
 
 REGION = "us-west-2"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"

@@ -21,13 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from labkit import ecr, ecs, taskdef, tasks, teardown
-from labkit.config import (
-    LAB,
-    LabConfig,
-    coerce_account_id,
-    coerce_region,
-    compare_repository_uri,
-)
+from labkit.config import LabConfig, coerce_account_id, coerce_region, compare_repository_uri
 from labkit.errors import (
     CredentialsMissing,
     InputError,
@@ -36,6 +30,7 @@ from labkit.errors import (
     SandboxNotRunning,
 )
 from labkit.lab import Lab
+from labkit.names import LAB
 from tests.conftest import remove_aws_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,7 +269,7 @@ def test_without_docker_api_steps_work_and_docker_steps_say_why(tmp_path):
         from moto import mock_aws
         import boto3
         from labkit import ecr, images, shell
-        from labkit.config import LAB
+        from labkit.names import LAB
         from labkit.errors import DockerUnavailable
         from labkit.lab import Lab
 

@@ -15,7 +15,7 @@ from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 
 from labkit.backends import aws as aws_account
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB
 
 REGION = "us-west-2"
 ECS_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from labkit.config import (
@@ -115,7 +117,7 @@ def test_a_config_is_validated_wherever_it_is_built(field, value, expected):
     assert repr(value) in info.value.what and field.split("_")[0] in info.value.what.lower()
     assert expected in info.value.why
     with pytest.raises(InputError):
-        LabConfig().with_changes(**{field: value})
+        dataclasses.replace(LabConfig(), **{field: value})
 
 
 def test_fields_coerce_what_papermill_and_widgets_hand_over():

@@ -8,7 +8,7 @@ import pytest
 
 import labkit
 import labkit.live_dashboard as board_module  # noqa: E402
-from labkit.config import LAB
+from labkit.names import LAB
 
 
 def _service(lab, name: str = "MYSERVICE1234") -> str:

@@ -16,9 +16,9 @@ import pytest
 
 from labkit import tasks, teardown
 from labkit.backends import endpoint
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from tests.moto_server import moto_server_process, reset
 
 REGION = "us-west-2"

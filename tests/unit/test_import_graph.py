@@ -138,5 +138,5 @@ def test_settings_and_the_lab_read_nothing_above_them():
         )
     }
     above |= {name for name in graph if name.startswith("labkit.tasks")}
-    assert _reaches(graph, "labkit.config") <= {"labkit.errors"}
+    assert _reaches(graph, "labkit.config") <= {"labkit.errors", "labkit.names"}
     assert not _reaches(graph, "labkit.lab") & above

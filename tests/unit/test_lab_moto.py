@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from labkit import ecr, ecs, taskdef, tasks, teardown
-from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import KIT_TAG_KEY, LAB
 from labkit.tasks import task1, task2, task3
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from labkit.config import NOTEBOOKS, parameters_cell
+from labkit.config import parameters_cell
+from labkit.names import NOTEBOOKS
 from labkit.runner import NOTEBOOK_DIR, lab_notebooks
 
 NOTEBOOK_PATHS = lab_notebooks()

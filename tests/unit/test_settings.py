@@ -9,23 +9,21 @@ from papermill.inspection import inspect_notebook
 
 from labkit import widgets
 from labkit.cli import _lab_from_args, build_parser
-from labkit.config import (
+from labkit.config import SETTINGS, Backend, LabConfig
+from labkit.errors import InputError
+from labkit.lab import open_lab
+from labkit.runner import lab_notebooks
+from labkit.state import (
     FROM_DEFAULT,
     FROM_ENVIRONMENT,
     FROM_NOTEBOOK_00,
     FROM_PARAMETERS,
-    SETTING_NAMES,
-    Backend,
-    LabConfig,
     load_state,
     resolve_settings,
     save_settings,
     save_state,
     state_path,
 )
-from labkit.errors import InputError
-from labkit.lab import open_lab
-from labkit.runner import lab_notebooks
 
 
 def test_defaults_before_notebook_00_ran():
@@ -116,7 +114,7 @@ def test_cli_uses_the_saved_settings_with_p_overriding():
 def test_papermill_lists_every_parameter_with_help(path):
     """`papermill --help-notebook` infers the parameters with its own parser."""
     inferred = inspect_notebook(path)
-    assert list(inferred) == [*SETTING_NAMES, "confirm_cost"]
+    assert list(inferred) == [*SETTINGS, "confirm_cost"]
     for name, parameter in inferred.items():
         assert parameter["help"], f"{name} has no help text papermill can read"
         assert parameter["inferred_type_name"] in ("str", "bool"), name

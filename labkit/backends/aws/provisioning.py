@@ -26,8 +26,8 @@ from botocore.exceptions import ClientError, WaiterError
 from labkit.backends.aws.access import POLICY_DOC, POLICY_PATH, RESOURCES, access_denied_explained
 from labkit.backends.aws.pricing import EnvironmentAge, estimate_cost, stack_age
 from labkit.backends.report import TeardownReport
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import BackendError, InputError, PrerequisiteError
+from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 
 #: The CloudFormation stack the kit creates (one per region).
 STACK_NAME = "labkit-ecs-lab"
