@@ -20,52 +20,50 @@ from labkit.errors import LabkitError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _sandbox_up(args: argparse.Namespace) -> int:
+def _command(
+    sub: argparse._SubParsersAction, name: str, handler: Handler, lab: bool = False, **kwargs
+) -> argparse.ArgumentParser:
+    """A subcommand that runs ``handler``; ``lab``: it works on the lab of notebook 00's
+    settings, with ``-p NAME VALUE`` overriding."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(handler=handler)
+    if lab:
+        p.add_argument(
+            "-p",
+            "--parameter",
+            nargs=2,
+            action="append",
+            metavar=("NAME", "VALUE"),
+            help=parameter_help(),
+        )
+    return p
+
+
+def _sandbox(args: argparse.Namespace) -> int:
     from labkit import sandbox
 
-    st = sandbox.up()
-    print(st.describe())
-    return 0
-
-
-def _sandbox_down(args: argparse.Namespace) -> int:
-    from labkit import sandbox
-
-    print(sandbox.down())
-    return 0
-
-
-def _sandbox_status(args: argparse.Namespace) -> int:
-    from labkit import sandbox
-
-    st = sandbox.status()
-    print(json.dumps(st.as_dict(), indent=2) if args.json else st.describe())
-    return 0 if st.running else 3
-
-
-def _sandbox_env(args: argparse.Namespace) -> int:
-    from labkit import sandbox
-
-    for key, value in sandbox.env().items():
-        print(f"export {key}={shlex.quote(value)}")
+    if args.sandbox_command == "up":
+        print(sandbox.up().describe())
+    elif args.sandbox_command == "down":
+        print(sandbox.down())
+    elif args.sandbox_command == "env":
+        for key, value in sandbox.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        st = sandbox.status()
+        print(json.dumps(st.as_dict(), indent=2) if args.json else st.describe())
+        return 0 if st.running else 3
     return 0
 
 
 def _add_sandbox(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sandbox", help="start, stop and inspect the offline sandbox")
+    p = _command(sub, "sandbox", _sandbox, help="start, stop and inspect the offline sandbox")
     ssub = p.add_subparsers(dest="sandbox_command", required=True)
-    ssub.add_parser("up", help="start the sandbox (reuses a running one)").set_defaults(
-        handler=_sandbox_up
-    )
-    ssub.add_parser("down", help="stop everything the sandbox started").set_defaults(
-        handler=_sandbox_down
-    )
+    ssub.add_parser("up", help="start the sandbox (reuses a running one)")
+    ssub.add_parser("down", help="stop everything the sandbox started")
     st = ssub.add_parser("status", help="what runs where")
     st.add_argument("--json", action="store_true", help="print JSON")
-    st.set_defaults(handler=_sandbox_status)
-    ssub.add_parser(
-        "env", help="shell lines that point the aws CLI and boto3 at the sandbox"
-    ).set_defaults(handler=_sandbox_env)
+    ssub.add_parser("env", help="shell lines that point the aws CLI and boto3 at the sandbox")
 
 
 def _lab_from_args(args: argparse.Namespace):
@@ -74,17 +72,6 @@ def _lab_from_args(args: argparse.Namespace):
     from labkit.state import resolve_settings
 
     return Lab(resolve_settings(**dict(args.parameter or [])).config)
-
-
-def _add_parameter_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help=parameter_help(),
-    )
 
 
 def _resets(args: argparse.Namespace) -> bool:
@@ -129,8 +116,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "run",
+        _run,
+        lab=True,
         help="execute the notebooks in order with papermill",
         description="Execute the notebooks in order with papermill. With --until N (and no "
         "--from) the lab is reset first, so the run brings a clean lab to the state after "
@@ -173,8 +163,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="run this copy of the notebooks folder (a learner's own) instead of the kit's",
     )
-    _add_parameter_option(p)
-    p.set_defaults(handler=_run)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -185,14 +173,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report", help="one offline HTML page of an executed run (every notebook, in order)"
+    p = _command(
+        sub,
+        "report",
+        _report,
+        help="one offline HTML page of an executed run (every notebook, in order)",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a `labkit run` output folder")
     p.add_argument(
         "-o", "--output", type=Path, help="the HTML file to write (default RUN_DIR/report.html)"
     )
-    p.set_defaults(handler=_report)
 
 
 def _reset(args: argparse.Namespace) -> int:
@@ -201,15 +191,6 @@ def _reset(args: argparse.Namespace) -> int:
     reset_lab(dict(args.parameter or []))
     print("The lab is clean; the sandbox (if any) keeps running.")
     return 0
-
-
-def _add_reset(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "reset",
-        help="back to a clean lab: delete what the kit created, forget the service name",
-    )
-    _add_parameter_option(p)
-    p.set_defaults(handler=_reset)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -235,23 +216,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for _, r in results) else 1
 
 
-def _add_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="print every task's status as a table")
-    _add_parameter_option(p)
-    p.set_defaults(handler=_check)
-
-
 def _cleanup(args: argparse.Namespace) -> int:
     from labkit import teardown
 
     report = teardown.teardown(_lab_from_args(args))  # the lab environment too
     return 0 if report.ok else 1
-
-
-def _add_cleanup(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cleanup", help="delete everything the kit created (as notebook 06)")
-    _add_parameter_option(p)
-    p.set_defaults(handler=_cleanup)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -266,14 +235,6 @@ def _status(args: argparse.Namespace) -> int:
         status = sandbox_status()
         return 0 if status is not None and status.running else 3
     return 0
-
-
-def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "status", help="backend, identity, region, and the lab environment (or the sandbox)"
-    )
-    _add_parameter_option(p)
-    p.set_defaults(handler=_status)
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -291,8 +252,11 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _add_lab(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "lab",
+        _lab,
+        lab=True,
         help="start the sandbox if needed and open JupyterLab on the notebooks (the way in)",
         description="Start the sandbox (if it is the backend), then JupyterLab on the "
         "notebooks folder, on 127.0.0.1 with a token, with the lab's AWS environment exported "
@@ -307,10 +271,13 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="open a browser (default: only when there is a display)",
     )
-    p.add_argument("--notebooks", type=Path, help="the notebooks folder (default: the kit's)")
+    p.add_argument(
+        "--notebooks",
+        type=Path,
+        help="the notebooks folder (default: the kit's); one you cannot write to is copied "
+        "once to ~/labkit-notebooks and opened there",
+    )
     p.add_argument("--token", help="the login token (default: a new random one)")
-    _add_parameter_option(p)
-    p.set_defaults(handler=_lab)
 
 
 def _classroom(args: argparse.Namespace) -> int:
@@ -351,8 +318,11 @@ def _classroom(args: argparse.Namespace) -> int:
 def _add_classroom(sub: argparse._SubParsersAction) -> None:
     from labkit.classroom.state import DEFAULT_STATE_DIR
 
-    p = sub.add_parser(
-        "classroom", help="JupyterHub with a private lab per learner, and the board (root)"
+    p = _command(
+        sub,
+        "classroom",
+        _classroom,
+        help="JupyterHub with a private lab per learner, and the board (root)",
     )
     p.add_argument(
         "--state", type=Path, default=DEFAULT_STATE_DIR, help="the classroom's state folder"
@@ -375,7 +345,6 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
     goto = csub.add_parser("goto", help="bring one learner to the end of task N (solved)")
     goto.add_argument("learner")
     goto.add_argument("task", type=int)
-    p.set_defaults(handler=_classroom)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -391,14 +360,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "doctor",
+        _doctor,
         help="check this machine for the sandbox: Docker, registry, sample image, ports",
         description="What the offline sandbox needs on this machine (Linux, macOS, Windows, "
         "WSL2), what is missing, and the fix for each, in one screen.",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=_doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,10 +380,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_run(sub)
     _add_report(sub)
-    _add_reset(sub)
-    _add_check(sub)
-    _add_cleanup(sub)
-    _add_status(sub)
+    _command(
+        sub,
+        "reset",
+        _reset,
+        lab=True,
+        help="back to a clean lab: delete what the kit created, forget the service name",
+    )
+    _command(sub, "check", _check, lab=True, help="print every task's status as a table")
+    _command(
+        sub,
+        "cleanup",
+        _cleanup,
+        lab=True,
+        help="delete everything the kit created (as notebook 06)",
+    )
+    _command(
+        sub,
+        "status",
+        _status,
+        lab=True,
+        help="backend, identity, region, and the lab environment (or the sandbox)",
+    )
     _add_classroom(sub)
     _add_doctor(sub)
     return parser

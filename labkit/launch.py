@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,8 @@ from labkit.names import NOTEBOOKS
 
 #: JupyterLab's usual port; the next free one is taken if it is busy.
 DEFAULT_PORT = 8888
+#: The learner's copy of read-only notebooks, in their home folder.
+WORKSPACE_NAME = "labkit-notebooks"
 #: How long JupyterLab may take to answer before labkit gives up.
 START_TIMEOUT_SECONDS = 120
 
@@ -118,13 +121,40 @@ def default_notebooks() -> Path:
     return NOTEBOOK_DIR
 
 
+def writable_notebooks(notebooks: Path) -> Path:
+    """``notebooks`` if this user may write there (notebook 03 saves a task definition
+    beside the notebooks), else the learner's own copy in their home folder.
+
+    The copy is made once; later runs add only what is missing (a notebook new in the kit),
+    so a learner's edited notebooks are never overwritten."""
+    if os.access(notebooks, os.W_OK):
+        return notebooks
+    workspace = Path.home() / WORKSPACE_NAME
+    for source in sorted(notebooks.rglob("*")):
+        relative = source.relative_to(notebooks)
+        if {".ipynb_checkpoints", "__pycache__"} & set(relative.parts):
+            continue
+        target = workspace / relative
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)  # the content only: the copy is the learner's
+    print(
+        f"{notebooks} is read-only for you, so JupyterLab opens your own copy of the "
+        f"notebooks in {workspace} (made once; your edits there are kept)."
+    )
+    return workspace
+
+
 def plan(
     notebooks: Path,
     port: int | None = None,
     browser: bool | None = None,
     token: str | None = None,
 ) -> LabServer:
-    """Decide port, token, browser and root handling (no side effects)."""
+    """Decide port, token, browser and root handling, and the folder JupyterLab opens
+    (a writable copy of ``notebooks`` if need be: :func:`writable_notebooks`)."""
     notebooks = notebooks.resolve()
     if not (notebooks / NOTEBOOKS[0]).is_file():
         raise PrerequisiteError(
@@ -140,7 +170,7 @@ def plan(
             fix="Pick another --port, or leave it out to take the next free one.",
         )
     return LabServer(
-        notebooks=notebooks,
+        notebooks=writable_notebooks(notebooks),
         port=port if port is not None else free_port_from(DEFAULT_PORT),
         token=token or secrets.token_hex(24),
         open_browser=has_display() if browser is None else browser,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
+import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +17,7 @@ from labkit import launch
 from labkit.cli import build_parser
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.names import NOTEBOOKS
 from labkit.runner import NOTEBOOK_DIR
 
 
@@ -62,3 +70,78 @@ def test_the_environment_points_terminals_at_the_backend(monkeypatch):
 def test_the_cli_knows_the_command():
     args = build_parser().parse_args(["lab", "--port", "9999", "--no-browser", "-p", "region", "x"])
     assert (args.port, args.browser, args.parameter) == (9999, False, [["region", "x"]])
+
+
+def _as_a_learner(job):
+    """``job()`` run by an ordinary user: as root, in a child that becomes ``nobody``
+    (root may write anywhere, so only another user meets a read-only install)."""
+    if os.geteuid() != 0:
+        return job()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            reply = {"result": job()}
+        except BaseException as exc:
+            reply = {"error": f"{exc.__class__.__name__}: {exc}"}
+        os.write(write, repr(reply).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(child, 0)
+    reply = ast.literal_eval(text)
+    assert "error" not in reply, reply["error"]
+    return reply["result"]
+
+
+def test_a_read_only_install_opens_a_writable_copy_in_the_home_folder(monkeypatch, request):
+    base = Path(tempfile.mkdtemp())  # not in root's private pytest folder: nobody reads it
+    base.chmod(0o755)
+    kit = base / "kit" / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, kit, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    read_only = [kit, *kit.rglob("*")]
+    for path in read_only:  # as a root-owned site-packages is
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def remove_base():
+        for path in read_only:
+            path.chmod(0o755)
+        shutil.rmtree(base)
+
+    request.addfinalizer(remove_base)
+    home = base / "home"
+    home.mkdir(mode=0o777)
+    home.chmod(0o777)
+    monkeypatch.setenv("HOME", str(home))
+    workspace = home / launch.WORKSPACE_NAME
+
+    def first_run():
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            opened = launch.plan(kit).notebooks
+        (opened / "my-task-definition.json").write_text("{}")  # what notebook 03 does
+        (opened / NOTEBOOKS[0]).write_text("the learner's edits")
+        (opened / NOTEBOOKS[6]).unlink()
+        return [str(opened), printed.getvalue()]
+
+    def second_run():
+        opened = launch.plan(kit).notebooks
+        return [str(opened), *((opened / NOTEBOOKS[n]).read_text() for n in (0, 6))]
+
+    opened, printed = _as_a_learner(first_run)
+    assert opened == str(workspace)
+    assert "read-only for you" in printed and str(workspace) in printed
+    again, edited, restored = _as_a_learner(second_run)
+    assert again == str(workspace)
+    assert edited == "the learner's edits"  # never overwritten
+    assert restored == (kit / NOTEBOOKS[6]).read_text()  # what is missing is added
+    assert (workspace / "solutions").is_dir() and (workspace / "sample-app").is_dir()
+    assert not (kit / "my-task-definition.json").exists()
+
+
+def test_a_writable_folder_is_opened_as_it_is(tmp_path):
+    kit = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOK_DIR, kit)
+    assert launch.plan(kit).notebooks == kit.resolve()
