@@ -14,9 +14,10 @@ The public API is small; everything a notebook needs is reachable from here::
 
 Modules, top to bottom (each imports only those below it): cli, runner; tasks (the
 exercises), teardown, widgets, views, live_dashboard; ecr, images, shell, taskdef, ecs,
-network, environment, backends (endpoint, aws); lab; aws (sessions and clients); config
-(the settings, their spec and validation, the lab's names); display (tables, notes, the
-error box) and errors, which every module may use.
+network, environment, backends (endpoint, aws); lab; aws (sessions and clients); state
+(what is remembered across kernels); config (the settings, their spec and checks); names
+(the lab guide's names); display (tables, notes, the error box) and errors, which every
+module may use.
 Every error is a :class:`labkit.errors.LabkitError` (what / why / what to do); in a
 Jupyter kernel it shows as a short box instead of a traceback.
 """
@@ -51,9 +52,11 @@ _SUBMODULES = {
     "errors",
     "images",
     "live_dashboard",
+    "names",
     "network",
     "runner",
     "shell",
+    "state",
     "taskdef",
     "tasks",
     "teardown",
@@ -61,7 +64,7 @@ _SUBMODULES = {
     "widgets",
 }
 _NAMES = {
-    "LAB": "labkit.config",
+    "LAB": "labkit.names",
     "Backend": "labkit.config",
     "LabConfig": "labkit.config",
     "Lab": "labkit.lab",
@@ -87,34 +90,19 @@ __version__ = "0.1.0"
 __all__ = [
     "LAB",
     "Backend",
+    "LabConfig",
+    "Lab",
+    "open_lab",
+    "dashboard",
     "BackendError",
     "CheckFailed",
     "CredentialsMissing",
     "DockerUnavailable",
     "InputError",
-    "Lab",
-    "LabConfig",
     "LabkitError",
     "PrerequisiteError",
     "SandboxNotRunning",
-    "aws",
-    "config",
-    "dashboard",
-    "display",
-    "ecr",
-    "ecs",
-    "environment",
-    "errors",
-    "images",
-    "network",
-    "open_lab",
-    "runner",
-    "shell",
-    "taskdef",
-    "tasks",
-    "teardown",
-    "views",
-    "widgets",
+    *sorted(_SUBMODULES),
 ]
 
 

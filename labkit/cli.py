@@ -380,28 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_run(sub)
     _add_report(sub)
-    _command(
-        sub,
-        "reset",
-        _reset,
-        lab=True,
-        help="back to a clean lab: delete what the kit created, forget the service name",
-    )
-    _command(sub, "check", _check, lab=True, help="print every task's status as a table")
-    _command(
-        sub,
-        "cleanup",
-        _cleanup,
-        lab=True,
-        help="delete everything the kit created (as notebook 06)",
-    )
-    _command(
-        sub,
-        "status",
-        _status,
-        lab=True,
-        help="backend, identity, region, and the lab environment (or the sandbox)",
-    )
+    for handler, help_text in (  # the commands on the lab, each named after its handler
+        (_reset, "back to a clean lab: delete what the kit created, forget the service name"),
+        (_check, "print every task's status as a table"),
+        (_cleanup, "delete everything the kit created (as notebook 06)"),
+        (_status, "backend, identity, region, and the lab environment (or the sandbox)"),
+    ):
+        _command(sub, handler.__name__.lstrip("_"), handler, lab=True, help=help_text)
     _add_classroom(sub)
     _add_doctor(sub)
     return parser

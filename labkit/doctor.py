@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from labkit.errors import LabkitError
 from labkit.sandbox.registry_runner import (
     EngineFacts,
     choose_runner,
@@ -35,7 +36,6 @@ class MachineFacts:
     system: str  # platform.system()
     wsl: bool = False
     python: tuple[int, int, int] = (3, 11, 0)
-    is_root: bool = False
     #: None: Docker not reachable (``docker_error`` says why).
     engine: EngineFacts | None = None
     docker_error: str = ""
@@ -76,43 +76,47 @@ def _platform_name(facts: MachineFacts) -> str:
 
 def diagnose(facts: MachineFacts) -> list[Finding]:
     """One finding per thing the sandbox needs, in the order a learner would fix them."""
-    out: list[Finding] = []
+    docker_ok = facts.engine is not None
+    in_vm = facts.engine is not None and engine_in_vm(facts.engine)
+    return [
+        _python_finding(facts),
+        _docker_finding(facts, in_vm),
+        _registry_finding(facts, docker_ok, in_vm),
+        _sample_finding(facts, docker_ok, in_vm),
+        *_port_findings(facts),
+        _proxy_finding(facts, in_vm),
+    ]
+
+
+def _python_finding(facts: MachineFacts) -> Finding:
     version = ".".join(map(str, facts.python))
     if facts.python[:2] >= MIN_PYTHON:
-        out.append(Finding("Python", "ok", f"Python {version}"))
-    else:
-        out.append(
-            Finding(
-                "Python",
-                "missing",
-                f"Python {version}; the kit needs {'.'.join(map(str, MIN_PYTHON))} or newer",
-                "Install a newer Python (python.org, Homebrew `brew install python`, or "
-                "`uv python install 3.12`), then `pipx install` the kit again.",
-            )
+        return Finding("Python", "ok", f"Python {version}")
+    return Finding(
+        "Python",
+        "missing",
+        f"Python {version}; the kit needs {'.'.join(map(str, MIN_PYTHON))} or newer",
+        "Install a newer Python (python.org, Homebrew `brew install python`, or "
+        "`uv python install 3.12`), then `pipx install` the kit again.",
+    )
+
+
+def _docker_finding(facts: MachineFacts, in_vm: bool) -> Finding:
+    if facts.engine is None:
+        return Finding(
+            "Docker",
+            "missing",
+            f"not reachable: {facts.docker_error or 'no answer'}",
+            docker_fix(facts.system, facts.wsl),
         )
+    where = "in a VM (Docker Desktop or alike)" if in_vm else "on this host"
+    return Finding("Docker", "ok", f"{facts.engine.operating_system or 'engine'}, {where}")
 
-    docker_ok = facts.engine is not None
-    in_vm = engine_in_vm(facts.engine) if facts.engine is not None else False
-    if docker_ok:
-        assert facts.engine is not None
-        where = "in a VM (Docker Desktop or alike)" if in_vm else "on this host"
-        out.append(Finding("Docker", "ok", f"{facts.engine.operating_system or 'engine'}, {where}"))
-    else:
-        out.append(
-            Finding(
-                "Docker",
-                "missing",
-                f"not reachable: {facts.docker_error or 'no answer'}",
-                docker_fix(facts.system, facts.wsl),
-            )
-        )
 
-    out.append(_registry_finding(facts, docker_ok, in_vm))
-    out.append(_sample_finding(facts, docker_ok, in_vm))
-
+def _port_findings(facts: MachineFacts) -> list[Finding]:
     taken = [f"{name} {port}" for name, (port, free) in facts.ports.items() if not free]
     if taken:
-        out.append(
+        return [
             Finding(
                 "Ports",
                 "missing",
@@ -120,19 +124,15 @@ def diagnose(facts: MachineFacts) -> list[Finding]:
                 "Stop what listens there, or move the sandbox: LABKIT_SANDBOX_API_PORT, "
                 "LABKIT_SANDBOX_REGISTRY_PORT, LABKIT_SANDBOX_LB_PORT.",
             )
-        )
-    elif facts.ports:
-        ports = ", ".join(f"{name} {port}" for name, (port, _) in facts.ports.items())
-        own = " (the running sandbox's)" if facts.sandbox_running else " (free)"
-        out.append(Finding("Ports", "ok", ports + own))
-
-    out.append(_proxy_finding(facts, in_vm))
-    return out
+        ]
+    if not facts.ports:
+        return []
+    ports = ", ".join(f"{name} {port}" for name, (port, _) in facts.ports.items())
+    own = " (the running sandbox's)" if facts.sandbox_running else " (free)"
+    return [Finding("Ports", "ok", ports + own)]
 
 
 def _registry_finding(facts: MachineFacts, docker_ok: bool, in_vm: bool) -> Finding:
-    from labkit.errors import LabkitError
-
     try:
         choice = choose_runner(facts.registry_mode, facts.registry_binary, docker_ok, in_vm)
     except LabkitError as exc:
@@ -275,7 +275,6 @@ def gather() -> MachineFacts:
         system=platform.system(),
         wsl=is_wsl(),
         python=tuple(sys.version_info[:3]),  # type: ignore[arg-type]
-        is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
         engine=engine,
         docker_error=error,
         registry_mode=os.environ.get("LABKIT_REGISTRY", "auto"),

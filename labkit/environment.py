@@ -61,11 +61,6 @@ def show_capabilities(capabilities: endpoint.EndpointCapabilities) -> None:
         )
 
 
-def session(lab: Lab) -> Any:
-    """The Lab's boto3 session (its region set), for :mod:`labkit.backends.aws`."""
-    return lab.target.session
-
-
 def coerce_confirm_cost(value: Any) -> bool:
     """``confirm_cost`` from the parameters cell: a boolean, never a guess.
 
@@ -108,13 +103,13 @@ def ensure_environment(
             show_capabilities(found.capabilities)
         return found
     confirm = coerce_confirm_cost(confirm_cost)
-    env = provisioning.find_environment(session(lab))
+    env = provisioning.find_environment(lab.target.session)
     if env is not None and env.complete:
         print("♻️  Found a complete lab environment; using it as it is.")
     else:
         if confirm:
             print("Provisioning the lab environment with CloudFormation (about 5 minutes)…")
-        env = provisioning.provision(session(lab), confirm_cost=confirm)
+        env = provisioning.provision(lab.target.session, confirm_cost=confirm)
     print(env.describe())
     return env
 
@@ -126,7 +121,7 @@ def show_age_and_cost(lab: Lab) -> pricing.EnvironmentAge | None:
     if lab.backend is Backend.ENDPOINT:
         print(f"☑️  Age and cost so far: nothing is billed at {lab.target.endpoint_url}.")
         return None
-    age = provisioning.environment_age_and_cost(session(lab))
+    age = provisioning.environment_age_and_cost(lab.target.session)
     if age is None:
         print("The kit did not create this lab environment, so it adds nothing to your bill.")
         return None
@@ -150,19 +145,19 @@ def status_text(lab: Lab) -> str:
     if lab.backend is Backend.SANDBOX:
         lines.append(status.describe())
     elif lab.backend is Backend.AWS:
-        env = provisioning.find_environment(session(lab))
+        env = provisioning.find_environment(lab.target.session)
+        age = provisioning.environment_age_and_cost(lab.target.session)
         lines.append(
             env.describe()
             if env
             else "No lab environment in this region yet "
             "(notebook 00 provisions one after you confirm the cost)."
         )
-        age = provisioning.environment_age_and_cost(session(lab))
         lines.append(
             age.describe()
             if age
-            else "No stack created by the kit: nothing it "
-            "made is running up a bill for the environment."
+            else "No stack created by the kit: nothing it made is running up a bill for the "
+            "environment."
         )
     else:
         lines.append(f"Endpoint: {lab.target.endpoint_url}")
