@@ -23,6 +23,7 @@ Jupyter kernel it shows as a short box instead of a traceback.
 """
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import (
@@ -106,12 +107,5 @@ __all__ = [
 ]
 
 
-def _install_error_display_in_kernels() -> None:
-    """In a Jupyter kernel, show LabkitError as a what/why/what-to-do box."""
-    import sys
-
-    if "ipykernel" in sys.modules:
-        importlib.import_module("labkit.display").install_error_display()
-
-
-_install_error_display_in_kernels()
+if "ipykernel" in sys.modules:  # in a Jupyter kernel, a LabkitError shows as a short box
+    importlib.import_module("labkit.display").install_error_display()

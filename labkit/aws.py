@@ -60,32 +60,24 @@ def is_loopback(url: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def sandbox_status():  # -> labkit.sandbox.SandboxStatus | None
-    """The sandbox's status, or None when the sandbox package is not available."""
-    try:
-        from labkit import sandbox
-    except ImportError:
-        return None
+def sandbox_status():  # -> labkit.sandbox.SandboxStatus
+    """The sandbox's status, running or not (imported when first needed)."""
+    from labkit import sandbox
+
     return sandbox.status()
-
-
-def _not_running(detail: str = "") -> SandboxNotRunning:
-    return SandboxNotRunning(
-        "The offline sandbox is not running.",
-        why=detail or "Nothing answers on the sandbox's API port.",
-        fix="Run `labkit sandbox up` in a terminal (or notebooks/00_start_here.ipynb, "
-        "which starts it), then re-run this cell.",
-    )
 
 
 def connect(config: LabConfig) -> AwsTarget:
     """Resolve ``config`` to an :class:`AwsTarget`, or say what is missing."""
     if config.backend is Backend.SANDBOX:
         status = sandbox_status()
-        if status is None:
-            raise _not_running("The sandbox package (labkit.sandbox) is not installed.")
         if not status.running:
-            raise _not_running(status.problem and f"The sandbox status says: {status.problem}.")
+            raise SandboxNotRunning(
+                "The offline sandbox is not running.",
+                why=f"Its status says: {status.problem or 'nothing answers on its API port'}.",
+                fix="Run `labkit sandbox up` in a terminal (or notebooks/00_start_here.ipynb, "
+                "which starts it), then re-run this cell.",
+            )
         if config.region and config.region != status.region:
             raise InputError(
                 f"The sandbox serves region {status.region}, not {config.region}.",
@@ -163,10 +155,8 @@ def connect(config: LabConfig) -> AwsTarget:
 def start_backend(config: LabConfig) -> str:
     """Start the sandbox if it is the backend (idempotent); describe where calls go."""
     if config.backend is Backend.SANDBOX:
-        try:
-            from labkit import sandbox
-        except ImportError:
-            raise _not_running("The sandbox package (labkit.sandbox) is not installed.") from None
+        from labkit import sandbox
+
         return sandbox.up().describe()
     target = connect(config)
     where = target.endpoint_url or f"real AWS ({target.region}); this can cost money"

@@ -225,16 +225,12 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from labkit import environment
+    from labkit.aws import sandbox_status
     from labkit.config import Backend
 
     lab = _lab_from_args(args)
     print(environment.status_text(lab))
-    if lab.backend is Backend.SANDBOX:
-        from labkit.aws import sandbox_status
-
-        status = sandbox_status()
-        return 0 if status is not None and status.running else 3
-    return 0
+    return 3 if lab.backend is Backend.SANDBOX and not sandbox_status().running else 0
 
 
 def _lab(args: argparse.Namespace) -> int:

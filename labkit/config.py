@@ -247,11 +247,6 @@ def strict_checks() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
-# --------------------------------------------------------------------------------------
-# The settings: one spec for LabConfig, the form, the parameters cell and `labkit run -p`
-# --------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Setting:
     """How one setting is checked and explained; the field of LabConfig holds its default.
@@ -265,8 +260,9 @@ class Setting:
     choices: tuple[str, ...] = ()
 
 
-def _setting(default: Any, spec: Setting) -> Any:
-    return field(default=default, metadata={"setting": spec})
+def _setting(default: Any, coerce: Callable[[Any], Any], help: str, **more: Any) -> Any:
+    """A field of LabConfig: its default, and its :class:`Setting` as metadata."""
+    return field(default=default, metadata={"setting": Setting(coerce, help, **more)})
 
 
 @dataclass(frozen=True)
@@ -282,42 +278,32 @@ class LabConfig:
 
     backend: Backend = _setting(
         "auto",
-        Setting(
-            coerce_backend,
-            "auto, sandbox (offline, the default), endpoint or aws; empty: as in 00",
-            choices=("auto", *(b.value for b in Backend)),
-        ),
+        coerce_backend,
+        "auto, sandbox (offline, the default), endpoint or aws; empty: as in 00",
+        choices=("auto", *(b.value for b in Backend)),
     )
     region: str = _setting(
         "",
-        Setting(
-            coerce_region,
-            "an AWS region; empty: as in 00, else the backend's (the lab uses us-west-2)",
-            empty_means="the backend's region",
-        ),
+        coerce_region,
+        "an AWS region; empty: as in 00, else the backend's (the lab uses us-west-2)",
+        empty_means="the backend's region",
     )
     account_id: str = _setting(
         "",
-        Setting(
-            coerce_account_id,
-            "12 digits, guards against the wrong account; empty: as in 00, else any",
-            empty_means="whatever STS says",
-        ),
+        coerce_account_id,
+        "12 digits, guards against the wrong account; empty: as in 00, else any",
+        empty_means="whatever STS says",
     )
     repository_name: str = _setting(
         LAB.repository,
-        Setting(
-            coerce_repository_name,
-            f"the ECR repository (step 6); empty: as in 00, else {LAB.repository}",
-        ),
+        coerce_repository_name,
+        f"the ECR repository (step 6); empty: as in 00, else {LAB.repository}",
     )
     service_name: str = _setting(
         "",
-        Setting(
-            coerce_service_name,
-            f"the ECS service (step 37); empty: as in 00, else {LAB.service_prefix} and a number",
-            empty_means=f"{LAB.service_prefix}<random number>",
-        ),
+        coerce_service_name,
+        f"the ECS service (step 37); empty: as in 00, else {LAB.service_prefix} and a number",
+        empty_means=f"{LAB.service_prefix}<random number>",
     )
 
     def __post_init__(self) -> None:
@@ -354,17 +340,15 @@ def parameter_help() -> str:
     )
 
 
-#: The notebooks' own parameter (notebook 00 in AWS mode), after the settings.
-CONFIRM_COST_LINE = (
-    "confirm_cost: bool = False  # AWS mode, notebook 00: True lets the kit create billable "
-    "resources"
-)
-
-
 def parameters_cell() -> str:
-    """The source every notebook's ``parameters`` cell has (empty: as chosen in 00)."""
-    lines = [
-        "# Parameters. Empty means as chosen in notebook 00; papermill -p NAME VALUE overrides."
-    ]
-    lines += [f'{name}: str = ""  # {setting.help}' for name, setting in SETTINGS.items()]
-    return "\n".join([*lines, CONFIRM_COST_LINE])
+    """The source every notebook's ``parameters`` cell has (empty: as chosen in 00): the
+    settings, then the notebooks' own parameter (notebook 00 in AWS mode)."""
+    return "\n".join(
+        [
+            "# Parameters. Empty means as chosen in notebook 00; papermill -p NAME VALUE "
+            "overrides.",
+            *(f'{name}: str = ""  # {setting.help}' for name, setting in SETTINGS.items()),
+            "confirm_cost: bool = False  # AWS mode, notebook 00: True lets the kit create "
+            "billable resources",
+        ]
+    )

@@ -1,18 +1,10 @@
 """The lab environment in each backend: notebook 00's AWS-mode cells and ``labkit status``.
 
-The lab assumes a pre-provisioned environment (``ECSCluster``, the two roles,
-``Myloadbalancer``, ``myTargetgroup``). The sandbox builds it in; in your own AWS account
-:mod:`labkit.backends.aws` finds it or, after an explicit cost confirmation, creates it
-from the kit's CloudFormation template (:mod:`labkit.teardown` removes it at the end).
-
-With an AWS-compatible endpoint (``AWS_ENDPOINT_URL``, backend ``endpoint``)
-:mod:`labkit.backends.endpoint` finds it or creates it with plain API calls (free, no
-confirmation) and says which tasks that endpoint can serve.
-
-Each function here takes the :class:`~labkit.lab.Lab`, does its AWS-mode work through
-the Lab's own boto3 session (same credentials, same region), its endpoint work through
-the Lab's clients, and in the sandbox prints one line saying it is not needed and
-returns None.
+The lab assumes a pre-provisioned environment (cluster, roles, load balancer, target
+group). The sandbox builds it in; in AWS, :mod:`labkit.backends.aws` finds it or, after an
+explicit cost confirmation, creates it with CloudFormation; at an AWS-compatible endpoint,
+:mod:`labkit.backends.endpoint` finds or creates it (free) and says which tasks it serves.
+In the sandbox, each function prints one line saying it is not needed and returns None.
 """
 
 from __future__ import annotations
@@ -136,8 +128,8 @@ def status_text(lab: Lab) -> str:
         from labkit.aws import sandbox_status
 
         status = sandbox_status()
-        if status is None or not status.running:
-            lines.append(status.describe() if status else "The sandbox is not installed.")
+        if not status.running:
+            lines.append(status.describe())
             return "\n".join(lines)
     identity = lab.identity
     lines += [f"Identity: {identity['arn']} (account {identity['account']})"]
