@@ -127,19 +127,26 @@ def writable_notebooks(notebooks: Path) -> Path:
 
     The copy is made once; later runs add only what is missing (a notebook new in the kit),
     so a learner's edited notebooks are never overwritten."""
-    if os.access(notebooks, os.W_OK):
+    if all(os.access(path, os.W_OK) for path in (notebooks, notebooks / NOTEBOOKS[0])):
         return notebooks
     workspace = Path.home() / WORKSPACE_NAME
-    for source in sorted(notebooks.rglob("*")):
-        relative = source.relative_to(notebooks)
-        if {".ipynb_checkpoints", "__pycache__"} & set(relative.parts):
-            continue
-        target = workspace / relative
-        if source.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)  # the content only: the copy is the learner's
+    try:
+        for source in sorted(notebooks.rglob("*")):
+            relative = source.relative_to(notebooks)
+            if {".ipynb_checkpoints", "__pycache__"} & set(relative.parts):
+                continue
+            target = workspace / relative
+            if source.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)  # the content only: the copy is the learner's
+    except OSError as exc:
+        raise PrerequisiteError(
+            f"Could not copy the notebooks to {workspace}.",
+            why=f"{notebooks} is read-only for you, and the copy failed: {exc}",
+            fix="Pass --notebooks with a copy of the notebooks folder that you can write to.",
+        ) from None
     print(
         f"{notebooks} is read-only for you, so JupyterLab opens your own copy of the "
         f"notebooks in {workspace} (made once; your edits there are kept)."
