@@ -234,7 +234,7 @@ def _docker_hub_answers(timeout: float = 2.0) -> bool:
 
 
 def gather() -> MachineFacts:
-    from labkit.images import _static_busybox
+    from labkit.images import _local_busybox_image, _static_busybox
     from labkit.sandbox import lifecycle
     from labkit.sandbox.context import Settings
 
@@ -250,20 +250,13 @@ def gather() -> MachineFacts:
         client = None
 
     def present(name: str) -> bool:
-        if client is None:
-            return False
         try:
-            client.images.get(name)
-            return True
-        except Exception:
+            return client is not None and bool(client.images.get(name))
+        except Exception:  # any failure means the same here: not there
             return False
 
     image = registry_image()
-    busybox_image = None
-    if client is not None:
-        from labkit.images import _local_busybox_image
-
-        busybox_image = _local_busybox_image(client)
+    busybox_image = _local_busybox_image(client) if client is not None else None
     running = lifecycle.status(settings).running
     ports = {
         "API": settings.api_port,
