@@ -90,7 +90,7 @@ def require_served(lab: Lab, task: int) -> None:
         return
     served = [t for t in caps.tasks() if t.served and t.task < 5]
     later = [t for t in served if t.task > task]
-    go_on = f"; or go on with {later[0].notebook}" if later else ""
+    go_on = f"; or go on with {NOTEBOOKS[later[0].task]}" if later else ""
     raise PrerequisiteError(
         f"{'Task ' + str(task) if task < 5 else 'Notebook 05'} ({support.title}) cannot be "
         f"done on this endpoint ({caps.endpoint_url}); nothing was changed.",

@@ -21,7 +21,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from labkit.aws import is_loopback
 from labkit.backends.endpoint.provisioning import EndpointEnvironment
 from labkit.backends.lookup import error_text
-from labkit.config import NOTEBOOKS
 from labkit.lab import Lab
 
 #: How long one probe of the data plane (an HTTP GET, a DNS lookup) may take.
@@ -44,10 +43,6 @@ class TaskSupport:
     title: str
     served: bool
     reason: str
-
-    @property
-    def notebook(self) -> str:
-        return NOTEBOOKS[self.task]
 
 
 @dataclass(frozen=True)

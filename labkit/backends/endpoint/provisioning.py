@@ -95,23 +95,6 @@ class EndpointEnvironment:
         return "\n".join(out)
 
 
-def require_endpoint(lab: Lab) -> None:
-    if lab.backend is not Backend.ENDPOINT:
-        raise ValueError(
-            f"labkit.backends.endpoint serves the endpoint backend, not {lab.backend.value}"
-        )
-
-
-def role_tags(iam: Any, role: dict[str, Any]) -> list[dict[str, str]]:
-    """A role's tags (some emulators leave them out of GetRole's answer)."""
-    return role.get("Tags") or iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
-
-
-def elb_owned(elbv2: Any, arn: str) -> bool:
-    described = elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
-    return bool(described) and has_kit_tag(described[0].get("Tags"))
-
-
 def kit_vpc(ec2: Any) -> dict[str, Any] | None:
     # Checked here, not with a tag filter: an emulator that ignores filters must not make
     # the default VPC look like the kit's.
@@ -140,6 +123,10 @@ class _Builder:
         self._found(name, arn, True)
         self.env.created.append(what)
 
+    def _elb_owned(self, arn: str) -> bool:
+        described = self.lab.elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"]
+        return bool(described) and has_kit_tag(described[0].get("Tags"))
+
     def _ec2_tags(self, resource_type: str, name: str) -> dict[str, Any]:
         return {
             "ResourceType": resource_type,
@@ -152,7 +139,9 @@ class _Builder:
             name = getattr(self.names, attribute)
             role = find_role(iam, name)
             if role is not None:
-                self._found(name, role["Arn"], has_kit_tag(role_tags(iam, role)))
+                # Some emulators leave the tags out of GetRole's answer.
+                tags = role.get("Tags") or iam.list_role_tags(RoleName=name).get("Tags", [])
+                self._found(name, role["Arn"], has_kit_tag(tags))
             elif not self.create:
                 self.env.missing.append(name)
             else:
@@ -235,7 +224,7 @@ class _Builder:
         self.network(lb)
         if lb is not None:
             arn = lb["LoadBalancerArn"]
-            self._found(names.load_balancer, arn, elb_owned(elbv2, arn))
+            self._found(names.load_balancer, arn, self._elb_owned(arn))
         elif self.create and self.env.subnet_ids:
             lb = elbv2.create_load_balancer(
                 Name=names.load_balancer,
@@ -252,7 +241,7 @@ class _Builder:
         tg = find_target_group(elbv2, names.target_group)
         if tg is not None:
             arn = tg["TargetGroupArn"]
-            self._found(names.target_group, arn, elb_owned(elbv2, arn))
+            self._found(names.target_group, arn, self._elb_owned(arn))
         elif self.create and self.env.vpc_id:
             tg = elbv2.create_target_group(
                 Name=names.target_group,
@@ -278,7 +267,7 @@ class _Builder:
         listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
         on_80 = [listener for listener in listeners if listener.get("Port") == 80]
         if on_80:
-            self._found(LISTENER, on_80[0]["ListenerArn"], elb_owned(elbv2, arn))
+            self._found(LISTENER, on_80[0]["ListenerArn"], self._elb_owned(arn))
             protocol = on_80[0].get("Protocol", "")
             self.env.listener = protocol in ("TCP", "TCP_UDP", "TLS")
             if not self.env.listener:
@@ -396,7 +385,10 @@ class _Builder:
 def find_environment(lab: Lab, *, create_missing: bool = False) -> EndpointEnvironment:
     """What of the lab environment exists at the endpoint; with ``create_missing``, the
     missing pieces are made (safe to re-run: pieces are found by their lab names)."""
-    require_endpoint(lab)
+    if lab.backend is not Backend.ENDPOINT:
+        raise ValueError(
+            f"labkit.backends.endpoint serves the endpoint backend, not {lab.backend.value}"
+        )
     builder = _Builder(lab, create_missing)
     builder.roles()
     builder.cluster()
