@@ -106,15 +106,10 @@ def build_sample_image(tag: str = LAB_SAMPLE_IMAGE, client=None) -> str:
             shutil.copy(item, context / item.name)
         if busybox is not None:
             shutil.copy(busybox, context / "busybox")
-            image, _logs = client.images.build(path=str(context), tag=tag, rm=True)
+            options: dict[str, Any] = {}
         else:
-            image, _logs = client.images.build(
-                path=str(context),
-                dockerfile="Dockerfile.from-image",
-                buildargs={"BASE": base},
-                tag=tag,
-                rm=True,
-            )
+            options = {"dockerfile": "Dockerfile.from-image", "buildargs": {"BASE": base}}
+        image, _logs = client.images.build(path=str(context), tag=tag, rm=True, **options)
     return image.id
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import botocore.session
 
 from labkit import ecr
-from labkit.config import has_kit_tag, not_done_yet
+from labkit.config import not_done_yet
 from labkit.errors import InputError
 from labkit.lab import Lab
 
@@ -343,20 +343,29 @@ def latest(lab: Lab, family: str | None = None) -> dict[str, Any] | None:
 REUSE_WINDOW = 10
 
 
+def revisions(
+    lab: Lab, family: str | None = None, newest: int | None = None
+) -> list[dict[str, Any]]:
+    """The ACTIVE revisions of ``family`` (default: the lab's), newest first, with their
+    tags; with ``newest``, only among that many most recent of the prefix."""
+    family = family or lab.names.task_family
+    pages = lab.ecs.get_paginator("list_task_definitions").paginate(
+        familyPrefix=family, status="ACTIVE", sort="DESC", PaginationConfig={"MaxItems": newest}
+    )
+    found = []
+    for arn in (arn for page in pages for arn in page["taskDefinitionArns"]):
+        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        if reply["taskDefinition"]["family"] == family:  # a prefix: not "ecs-demo2"
+            found.append({**reply["taskDefinition"], "tags": reply.get("tags", [])})
+    return found
+
+
 def find_identical(lab: Lab, prepared: PreparedTaskDefinition) -> dict[str, Any] | None:
     """A recent ACTIVE revision registered from exactly this request (by fingerprint)."""
-    family = prepared.request["family"]
-    arns = lab.ecs.list_task_definitions(
-        familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=REUSE_WINDOW
-    )["taskDefinitionArns"]
-    for arn in arns:
-        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-        tags = {t["key"]: t["value"] for t in reply.get("tags", [])}
-        if (
-            reply["taskDefinition"]["family"] == family
-            and tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint
-        ):
-            return reply["taskDefinition"]
+    for definition in revisions(lab, prepared.request["family"], REUSE_WINDOW):
+        tags = {t["key"]: t["value"] for t in definition["tags"]}
+        if tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint:
+            return definition
     return None
 
 
@@ -397,10 +406,6 @@ def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     container = prepared.request["containerDefinitions"][0]
     container["environment"] = [{"name": "LABKIT_DEPLOYMENT", "value": label}]
     return register(lab, prepared)
-
-
-def is_kit_tagged(definition: dict[str, Any]) -> bool:
-    return has_kit_tag(definition.get("tags"))
 
 
 def require_registered(lab: Lab) -> dict[str, Any]:

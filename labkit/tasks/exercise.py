@@ -74,17 +74,6 @@ class NotDoneYet(LabkitError):
         )
 
 
-def contains_blank(value: Any) -> bool:
-    """True when ``value`` (or anything nested in a dict, list or tuple) is ``____``."""
-    if value is ____:
-        return True
-    if isinstance(value, dict):
-        return any(contains_blank(k) or contains_blank(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set):
-        return any(contains_blank(v) for v in value)
-    return False
-
-
 def _is_blank_error(exc: BaseException) -> bool:
     # botocore's parameter validation and json.dumps name the value they refused;
     # anything else that touched the blank raised NotDoneYet itself.
@@ -160,6 +149,7 @@ def _run_guarded(evaluate: Callable[[Lab], Verdict], lab: Lab) -> Verdict:
 
 
 def _show_result(result: CheckResult, more: str = "") -> None:
+    """Show ✅/❌ (and ``more``); under CI (``strict_checks``) a ❌ raises CheckFailed."""
     color = "#2ca02c" if result.passed else "#d62728"
     body = html.escape(str(result)).replace("\n", "<br>")
     extra = f"<div style='color:#555'>{html.escape(more)}</div>" if more else ""
@@ -167,6 +157,12 @@ def _show_result(result: CheckResult, more: str = "") -> None:
         f"<div style='color:{color};font-weight:bold'>{body}</div>{extra}",
         f"{result}\n   {more}" if more else str(result),
     )
+    if not result.passed and strict_checks():
+        raise CheckFailed(
+            f"{result.label} check failed: {result.message}.",
+            why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
+            fix=result.hint,
+        )
 
 
 @dataclass(frozen=True)
@@ -249,12 +245,6 @@ class Exercise:
         result = self.evaluate(lab)
         more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
         _show_result(result, more)
-        if not result.passed and strict_checks():
-            raise CheckFailed(
-                f"{self.label} check failed: {result.message}.",
-                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
-                fix=result.hint,
-            )
 
     def hint(self, level: int = 1) -> None:
         """Hint ``level`` (1 = a nudge … the last one nearly gives it away)."""
@@ -285,11 +275,12 @@ class Exercise:
             plain,
         )
 
-    def solve(self, lab: Lab | None = None) -> None:
-        """Catch-up: run the reference solution, for a learner who wants to move on."""
+    def solve(self, lab: Lab | None = None) -> dict[str, Any]:
+        """Catch-up: run the reference solution, for a learner who wants to move on;
+        returns the names it set."""
         lab = lab or current_lab()
         print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
-        run_solution(self.solution_, lab, exercise=self)
+        return run_solution(self.solution_, lab, exercise=self)
 
 
 def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None) -> dict[str, Any]:
@@ -339,14 +330,7 @@ class Task:
         return CheckResult(self.label, self.title, True, "; ".join(messages))
 
     def check(self, lab: Lab | None = None) -> None:
-        result = self.evaluate(lab)
-        _show_result(result)
-        if not result.passed and strict_checks():
-            raise CheckFailed(
-                f"{self.label} check failed: {result.message}.",
-                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
-                fix=result.hint,
-            )
+        _show_result(self.evaluate(lab))
 
     def solve(self, lab: Lab | None = None) -> None:
         """Catch-up for the whole task: each exercise not done yet runs its solution."""

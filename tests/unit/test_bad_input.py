@@ -35,7 +35,7 @@ from labkit.errors import (
     PrerequisiteError,
     SandboxNotRunning,
 )
-from labkit.lab import Lab
+from labkit.lab import Lab, find_kit_services
 from tests.conftest import remove_aws_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,7 +232,7 @@ def test_a_desired_count_below_zero(lab):
             ecs.ensure_service(lab, desired_count=bad)
         _clear(info.value)
     assert _discovery_state(lab) == ([], [])
-    assert ecs.find_kit_services(lab) == []
+    assert find_kit_services(lab) == []
     ecs.ensure_service(lab)
     with pytest.raises(InputError, match="Desired count -1"):
         ecs.scale(lab, -1)
@@ -451,4 +451,4 @@ def test_cleanup_twice_after_the_environment_is_gone():
         for _ in range(2):
             assert teardown.teardown(lab).deleted == []
         assert teardown.leftovers(lab) == {}
-        assert ecs.find_kit_services(lab) == [] and ecs.find_service(lab) is None
+        assert find_kit_services(lab) == [] and ecs.find_service(lab) is None
