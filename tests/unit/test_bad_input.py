@@ -279,7 +279,7 @@ def test_without_docker_api_steps_work_and_docker_steps_say_why(tmp_path):
             lab = Lab.from_parameters(backend="aws", region="us-west-2")
             ecr.ensure_repository(lab)            # API only: works
             print("API OK", ecr.repository_uri(lab))
-            for step in (lambda: images.push_image(lab),
+            for step in (lambda: images.ensure_sample_image(),
                          lambda: shell.docker_login(lab, "127.0.0.1:1")):
                 try:
                     step()
