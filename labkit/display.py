@@ -91,10 +91,10 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 def note(text: str, emoji: str = "ℹ️") -> None:
-    """A one-line callout."""
+    """A callout (a line break in ``text`` shows as one)."""
     show(
         f"<div style='padding:6px 10px;border-left:4px solid #1f77b4;background:#f3f8fc;"
-        f"color:#111'>{emoji} {html.escape(text)}</div>",
+        f"color:#111'>{emoji} {html.escape(text).replace(chr(10), '<br>')}</div>",
         f"{emoji} {text}",
     )
 

@@ -353,16 +353,20 @@ def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
     return watch(lab, timeout=timeout)
 
 
+def _update_service(lab: Lab, done: str, **changes: Any) -> dict[str, Any]:
+    """UpdateService on the learner's service (which must exist); print ``done``."""
+    require_service(lab)
+    _note_change(lab)
+    reply = lab.ecs.update_service(cluster=lab.names.cluster, service=lab.service_name, **changes)
+    print(done)
+    return reply["service"]
+
+
 def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     """Change how many tasks the scheduler keeps running."""
     check_desired_count(desired_count)
-    require_service(lab)
-    _note_change(lab)
-    reply = lab.ecs.update_service(
-        cluster=lab.names.cluster, service=lab.service_name, desiredCount=desired_count
-    )
-    print(f"Asked ECS for {desired_count} task(s) of {lab.service_name}.")
-    return reply["service"]
+    done = f"Asked ECS for {desired_count} task(s) of {lab.service_name}."
+    return _update_service(lab, done, desiredCount=desired_count)
 
 
 def stop_one_task(lab: Lab) -> str:
@@ -383,13 +387,8 @@ def stop_one_task(lab: Lab) -> str:
 
 def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
     """Point the service at another task-definition revision (a rolling deployment)."""
-    require_service(lab)
-    _note_change(lab)
-    reply = lab.ecs.update_service(
-        cluster=lab.names.cluster, service=lab.service_name, taskDefinition=task_definition_arn
-    )
-    print(f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}.")
-    return reply["service"]
+    done = f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}."
+    return _update_service(lab, done, taskDefinition=task_definition_arn)
 
 
 # -- conditions for watch() ----------------------------------------------------------

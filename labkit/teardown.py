@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
@@ -63,14 +64,10 @@ def teardown(
         ("task definitions", lambda: _task_definitions(lab, report)),
         ("ECR repository", lambda: _repository(lab, report)),
     ]
-    if delete_environment and lab.backend is Backend.AWS:
+    if delete_environment and in_aws:
         session = lab.target.session
-        steps.append(
-            (
-                "lab environment stack",
-                lambda: provisioning.remove_stack(session, report, timeout_s, poll_s),
-            )
-        )
+        remove_stack = partial(provisioning.remove_stack, session, report, timeout_s, poll_s)
+        steps.append(("lab environment stack", remove_stack))
         steps.append(("listing leftovers", lambda: _aws_leftovers(session, report)))
     elif delete_environment and lab.backend is Backend.ENDPOINT:
         steps.append(

@@ -1,18 +1,10 @@
 """Exercises in the style of Kaggle's learntools: ``q1.check()``, ``q1.hint()``, ``q1.solution()``.
 
-The learner makes the real call (boto3 or the ``aws`` CLI); an :class:`Exercise` only
-looks at what really happened:
-
-- ``with q1.attempt():`` wraps the learner's cell. A blank (``____``) still in it, or an
-  error AWS answered with, becomes a short note instead of a traceback wall, so a
-  notebook as shipped runs to the end and a cell run twice explains itself;
-- ``q1.check()`` reads the real state (API, registry, HTTP), never the notebook's
-  variables, and shows ✅ or ❌ with the hint for that cause;
-- ``q1.hint()``, ``q1.hint(2)`` … tiered hints; ``q1.solution()`` shows the boto3 code
-  (``notebooks/solutions/<id>.py``, the same file ``%load`` and headless runs use), the
-  ``aws`` CLI line and the console path of the guide;
-- ``q1.solve()`` is the catch-up: it runs the reference solution for a learner who wants
-  to move on.
+The learner makes the real call (boto3 or the ``aws`` CLI) in ``with q1.attempt():``, so
+a blank (``____``) or AWS's refusal is a short note and a notebook as shipped runs to the
+end. An :class:`Exercise` only looks at what really happened: ``q1.check()`` reads the
+real state (API, registry, HTTP), never the notebook's variables. The reference solution
+``notebooks/solutions/<id>.py`` is what ``%load``, ``q1.solve()`` and headless runs use.
 
 Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
 :class:`~labkit.errors.CheckFailed` so papermill fails the run.
@@ -29,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import NOTEBOOKS, strict_checks
-from labkit.display import show
+from labkit.display import note, show
 from labkit.errors import CheckFailed, LabkitError
 from labkit.lab import Lab, current_lab
 
@@ -201,11 +193,11 @@ class Exercise:
             yield
         except Exception as exc:
             if _is_blank_error(exc):
-                self._note(
-                    "⏳",
+                note(
                     f"{self.label} is not done yet: replace each ____ with your answer (in "
                     f"this cell, or the earlier one it uses) and run it again. Stuck? "
                     f"{self._var}.hint()",
+                    "⏳",
                 )
                 return
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -215,13 +207,13 @@ class Exercise:
                 meaning = self.expected_errors.get(
                     code, "Read AWS's message: it names the parameter or resource at fault."
                 )
-                self._note("⚠️", f"AWS refused {operation}: {code}: {message}\n   {meaning}")
+                note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
                 return
             if type(exc).__name__ == "ParamValidationError":
-                self._note(
-                    "⚠️",
+                note(
                     f"boto3 refused the call before sending it:\n{exc}\n   "
                     "Compare the parameter names and types with the hint.",
+                    "⚠️",
                 )
                 return
             raise
@@ -229,9 +221,6 @@ class Exercise:
     @property
     def _var(self) -> str:
         return f"q{self.number}"
-
-    def _note(self, emoji: str, text: str) -> None:
-        show(f"<div>{emoji} {html.escape(text).replace(chr(10), '<br>')}</div>", f"{emoji} {text}")
 
     # -- learntools' three -------------------------------------------------------------
 
