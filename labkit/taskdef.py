@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,6 @@ LAB_TASK_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "ta
 
 #: The text the lab asks you to replace (step 32).
 IMAGE_PLACEHOLDER = "YOUR-REPOSITORY-URI"
-
-#: Keys DescribeTaskDefinition returns but RegisterTaskDefinition refuses.
-DESCRIBE_ONLY_KEYS = frozenset(
-    {
-        "taskDefinitionArn",
-        "revision",
-        "status",
-        "compatibilities",
-        "requiresAttributes",
-        "registeredAt",
-        "registeredBy",
-        "deregisteredAt",
-    }
-)
 
 #: The learner's copy of the lab's JSON (next to the notebooks), edited in step 32.
 MY_TASK_DEFINITION = "my-task-definition.json"
@@ -144,9 +131,13 @@ def parse_json(text: str, source: str = "the task definition") -> dict[str, Any]
     return data
 
 
-def _input_shape():
+@cache
+def _shapes() -> tuple[Any, frozenset[str]]:
+    """RegisterTaskDefinition's input shape, and the keys only DescribeTaskDefinition
+    returns (``revision``, ``status`` …), both from botocore's model of ECS."""
     model = botocore.session.get_session().get_service_model("ecs")
-    return model.operation_model("RegisterTaskDefinition").input_shape
+    shape = model.operation_model("RegisterTaskDefinition").input_shape
+    return shape, frozenset(model.shape_for("TaskDefinition").members) - set(shape.members)
 
 
 def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
@@ -156,7 +147,7 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
             where = f"{path}.{key}" if path else key
             if item is None:
                 dropped.append(Change(where, NULL_REASON))
-            elif key in DESCRIBE_ONLY_KEYS:
+            elif key in _shapes()[1]:
                 dropped.append(Change(where, DESCRIBE_ONLY_REASON))
             elif key not in shape.members:
                 close = difflib.get_close_matches(key, list(shape.members), n=1, cutoff=0.8)
@@ -208,7 +199,7 @@ def prepare(
                         f"containerDefinitions[{index}].image", f"{image} → {container['image']}"
                     )
                 )
-    prepared.request = _clean(data, _input_shape(), "", prepared.dropped)
+    prepared.request = _clean(data, _shapes()[0], "", prepared.dropped)
     _require_essentials(prepared.request)
     if compatibility and "requiresCompatibilities" not in prepared.request:
         # Step 28 picks "EC2" in the console; the API's way of saying the same.
