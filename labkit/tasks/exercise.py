@@ -177,10 +177,6 @@ class Exercise:
     def label(self) -> str:
         return f"Exercise {self.task}.{self.number}"
 
-    @property
-    def notebook(self) -> str:
-        return NOTEBOOKS[self.task]
-
     # -- the learner's cell ---------------------------------------------------------------
 
     @contextmanager
