@@ -128,7 +128,7 @@ def compare_digests(lab: Lab | None = None) -> bool:
     """Print the digest ECR reports for ``latest`` beside the one Docker recorded when it
     pushed (RepoDigests of the local sample image); True when they are the same."""
     lab = lab or current_lab()
-    image = ecr.find_image(lab, LAB_TAG) if ecr.find_repository(lab) else None
+    image = ecr.find_image(lab, LAB_TAG)
     if image is None:
         print(f"No image tagged {LAB_TAG} in {lab.repository_name} yet: nothing to compare.")
         return False
