@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from labkit import taskdef
+from labkit.backends.lookup import find_target_group
 from labkit.config import NOTEBOOKS, has_kit_tag, not_done_yet
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab, describe_services
@@ -56,11 +57,8 @@ def require_service(lab: Lab) -> dict[str, Any]:
 
 def target_group(lab: Lab) -> dict[str, Any]:
     """The lab's target group; PrerequisiteError naming notebook 00 when it is missing."""
-    try:
-        groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
-    except lab.elbv2.exceptions.TargetGroupNotFoundException:
-        groups = {"TargetGroups": []}
-    if not groups["TargetGroups"]:
+    group = find_target_group(lab.elbv2, lab.names.target_group)
+    if group is None:
         raise PrerequisiteError(
             f"The lab's target group {lab.names.target_group} does not exist.",
             why="It is part of the lab environment (cluster, roles, load balancer, target "
@@ -68,7 +66,7 @@ def target_group(lab: Lab) -> dict[str, Any]:
             fix=f"Run {NOTEBOOKS[0]}: in AWS mode it finds or (with confirm_cost = True) "
             "creates the lab environment; in the sandbox it is built in.",
         )
-    return groups["TargetGroups"][0]
+    return group
 
 
 def namespace_vpc_id(lab: Lab) -> str:
