@@ -14,7 +14,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -304,7 +303,7 @@ def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float =
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chown(run_dir, entry.pw_uid, entry.pw_gid)
     run_dir.chmod(0o700)
-    if docker_pid(entry) is not None and _docker_answers(entry, env):
+    if docker_engine(entry) is not None and _docker_answers(entry, env):
         return
     script = next(
         str(Path(d, "dockerd-rootless.sh"))
@@ -344,7 +343,7 @@ def _docker_answers(entry: pwd.struct_passwd, env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-def docker_pid(entry: pwd.struct_passwd) -> int | None:
+def docker_engine(entry: pwd.struct_passwd) -> psutil.Process | None:
     """RootlessKit's parent process (the learner's Docker Engine), if it runs."""
     try:
         child = int((rootlesskit_dir(entry) / "child_pid").read_text())
@@ -353,7 +352,7 @@ def docker_pid(entry: pwd.struct_passwd) -> int | None:
         return None
     if parent is None or parent.uids().real != entry.pw_uid:
         return None
-    return parent.pid if "rootlesskit" in " ".join(parent.cmdline()) else None
+    return parent if "rootlesskit" in " ".join(parent.cmdline()) else None
 
 
 def learner_processes(entry: pwd.struct_passwd) -> list[psutil.Process]:
@@ -382,35 +381,37 @@ def stop_everything(entry: pwd.struct_passwd, env: dict[str, str], python: str) 
             return None  # what it would have stopped is stopped below, by process
 
     as_learner([python, "-m", "labkit.cli", "sandbox", "down"], 60)
-    if docker_pid(entry) is not None:
+    if docker_engine(entry) is not None:
         listed = as_learner(["docker", "ps", "-aq"], 30)
         left = listed.stdout.split() if listed is not None else []
         if left:
             as_learner(["docker", "rm", "-f", *left], 60)
             stopped.append(f"{len(left)} container(s)")
-        pid = docker_pid(entry)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            try:
-                psutil.Process(pid).wait(30)
-            except psutil.Error:
-                pass
+        engine = docker_engine(entry)
+        if engine is not None:
+            stop_processes([engine], 30)
             stopped.append("Docker Engine")
     remaining = learner_processes(entry)
-    for process in remaining:
+    stop_processes(remaining, 10)
+    if remaining:
+        stopped.append(f"{len(remaining)} process(es)")
+    return stopped
+
+
+def stop_processes(processes: list[psutil.Process], timeout: float) -> None:
+    """Terminate them; kill those still running after ``timeout`` seconds; reap them all."""
+    for process in processes:
         try:
             process.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(remaining, timeout=10)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
     for process in alive:
         try:
             process.kill()
         except psutil.Error:
             pass
-    if remaining:
-        stopped.append(f"{len(remaining)} process(es)")
-    return stopped
+    psutil.wait_procs(alive, timeout=5)
 
 
 def group_name(entry: pwd.struct_passwd) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -145,9 +144,8 @@ def _start_board_page(room: Classroom) -> None:
     state = room.state_dir
     record = state / BOARD_RECORD
     running, _ = find_own(record, "board page")
-    if running is not None:
-        running.terminate()  # restarted: `up` may have changed its address or the roster
-        running.wait(10)
+    if running is not None:  # restarted: `up` may have changed its address or the roster
+        host.stop_processes([running], 10)
     argv = [sys.executable, "-m", "labkit.classroom.board_page", "--state", str(state)]
     argv += ["--ip", room.board_ip, "--port", str(room.board_port)]
 
@@ -258,28 +256,18 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
     _require_root()
     room = Classroom.load(Path(state_dir))
     stopped: list[str] = []
-    hub, note = find_own(room.state_dir / HUB_RECORD, "hub")
-    if note:
-        say(f"Note: {note}")
-    if hub is not None:
-        hub.send_signal(signal.SIGTERM)  # the hub stops the servers and its proxy
-        try:
-            hub.wait(120)
-        except psutil.TimeoutExpired:
-            hub.kill()
-        stopped.append("JupyterHub")
-    (room.state_dir / HUB_RECORD).unlink(missing_ok=True)
-    board_page, note = find_own(room.state_dir / BOARD_RECORD, "board page")
-    if note:
-        say(f"Note: {note}")
-    if board_page is not None:
-        board_page.terminate()
-        try:
-            board_page.wait(15)
-        except psutil.TimeoutExpired:
-            board_page.kill()
-        stopped.append("the board page")
-    (room.state_dir / BOARD_RECORD).unlink(missing_ok=True)
+    # The hub first: stopping, it stops every server (so their sandboxes) and its proxy.
+    for record, what, label, timeout in (
+        (HUB_RECORD, "hub", "JupyterHub", 120),
+        (BOARD_RECORD, "board page", "the board page", 15),
+    ):
+        process, note = find_own(room.state_dir / record, what)
+        if note:
+            say(f"Note: {note}")
+        if process is not None:
+            host.stop_processes([process], timeout)
+            stopped.append(label)
+        (room.state_dir / record).unlink(missing_ok=True)
     proxy = _proxy_process(room)
     if proxy is not None:
         proxy.terminate()
