@@ -140,9 +140,7 @@ def test_labkit_run_summary_lines_are_read_per_notebook() -> None:
     }
 
 
-def test_classroom_search_grows_then_bisects_to_the_largest_n_under_5_minutes(
-    monkeypatch, capsys
-):
+def test_classroom_search_grows_then_bisects_to_the_largest_n_under_5_minutes(monkeypatch, capsys):
     from benchmarks import classroom
 
     tried = []
