@@ -169,15 +169,12 @@ def _run_all(
                     cwd=str(notebook.parent),
                     config=private_kernel(Path(kernels) / f"kernel-{number}.json"),
                 )
-            except PapermillExecutionError as exc:
-                evalue = " ".join(str(exc.evalue).split())[:300]
-                error = f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {evalue}"
-                runs.append(
-                    NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
-                )
-                break
-            except Exception as exc:  # kernel died, timeout, bad notebook…
-                error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+            except Exception as exc:  # a failed cell; or the kernel died, a timeout…
+                if isinstance(exc, PapermillExecutionError):
+                    evalue = " ".join(str(exc.evalue).split())[:300]
+                    error = f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {evalue}"
+                else:
+                    error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
                 runs.append(
                     NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
                 )
@@ -187,13 +184,9 @@ def _run_all(
 
 
 def private_kernel(connection_file: Path) -> Any:
-    """Config for a kernel on Unix sockets beside ``connection_file`` (in a 0700 folder).
-
-    Over TCP, jupyter_client picks free ports and the kernel binds them a moment later:
-    runs at once (a classroom's learners) can pick the same port in between, and a kernel
-    fails with "Address already in use". Socket files named after the connection file
-    cannot collide, and no other user can connect. Windows keeps TCP (no Unix sockets).
-    """
+    """A kernel on Unix sockets beside ``connection_file`` (in a 0700 folder): over TCP,
+    runs at once (a classroom) can pick the same free port before their kernels bind it
+    ("Address already in use"). Windows keeps TCP."""
     from traitlets.config import Config
 
     if os.name != "posix":
