@@ -208,16 +208,21 @@ def _bring_up(room: Classroom, names: list[str], password: str, result: dict) ->
 
         # The hub answers a spawn request only when the server is up or after its
         # slow_spawn_timeout (10 s): one at a time, N learners would wait N x 10 s.
+        # A server that fails to start is started again once, as its learner would.
         def spawn(name: str) -> None:
-            _http("POST", f"{url}/hub/api/users/{name}/server", token=tokens[name])
-            while True:
-                user = _http("GET", f"{url}/hub/api/users/{name}", token=tokens[name])
-                server = user["servers"].get("", {})
-                if server.get("ready"):
-                    return
-                if not server.get("pending"):
-                    raise RuntimeError(f"{name}'s server stopped while starting: {user}")
-                time.sleep(1)
+            for attempt in range(2):
+                if attempt:
+                    result["spawn_retries"] = result.get("spawn_retries", 0) + 1
+                _http("POST", f"{url}/hub/api/users/{name}/server", token=tokens[name])
+                while True:
+                    user = _http("GET", f"{url}/hub/api/users/{name}", token=tokens[name])
+                    server = user["servers"].get("", {})
+                    if server.get("ready"):
+                        return
+                    if not server.get("pending"):
+                        break
+                    time.sleep(1)
+            raise RuntimeError(f"{name}'s server did not start twice (see the hub's log)")
 
         t1 = time.monotonic()
         list(pool.map(spawn, names))
@@ -358,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         if not memory_allows(n, results):
             return None
         log(f"classroom benchmark: {n} learner(s)")
-        results.append(run_n(n, log, args.limit))
+        try:
+            results.append(run_n(n, log, args.limit))
+        except Exception as exc:  # noqa: BLE001 - recorded; that N does not count as done
+            results.append({"learners": n, "error": f"{type(exc).__name__}: {exc}"})
         log(json.dumps(results[-1]))
         if args.json:  # kept after each N: a long sweep is not lost to a late failure
             args.json.write_text(json.dumps({"results": results}, indent=2))
