@@ -188,7 +188,7 @@ def run_n(learners: int, log: Any, limit: float) -> dict[str, Any]:
             started = _recorded_pids(state)
             if (state / "classroom.json").exists():
                 t0 = time.monotonic()
-                hub.down(state, say=lambda *_: None, delete_accounts=True)
+                hub.down(state, say=log, delete_accounts=True)
                 result["down_seconds"] = round(time.monotonic() - t0, 1)
             result["left_after_down"] = _left_behind(uids, names, room, started)
     return result

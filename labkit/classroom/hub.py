@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,9 @@ def _start_child(
         start_new_session=True,
     )
     log.close()
-    ProcessRecord.of(process.pid).save(record)
+    # With argv: on a busy host the child may not have exec'd yet, and a record of the
+    # parent's command line would not match it at `down`, which would then leave it.
+    ProcessRecord.of(process.pid, argv).save(record)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -272,16 +275,22 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
     if proxy is not None:
         proxy.terminate()
         stopped.append("its proxy")
-    for learner in room.learners:
+
+    def sweep(learner: host.Learner) -> list[str]:
         entry = host.account(learner)
         if entry is None:
-            continue
+            return []
         env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
         left = host.stop_everything(entry, env, room.python)
-        if left:
-            stopped.append(f"{learner.name}: " + ", ".join(left))
-        if delete_accounts and host.delete_account(learner):
-            stopped.append(f"account {learner.unix_user}")
+        return [f"{learner.name}: " + ", ".join(left)] if left else []
+
+    # At once: one learner's Docker Engine may take half a minute to stop.
+    with ThreadPoolExecutor(8) as pool:
+        stopped += [line for found in pool.map(sweep, room.learners) for line in found]
+    if delete_accounts:  # one by one: userdel locks /etc/passwd
+        for learner in room.learners:
+            if host.delete_account(learner):
+                stopped.append(f"account {learner.unix_user}")
     say("Stopped: " + ("; ".join(stopped) if stopped else "nothing was running"))
     return stopped
 
