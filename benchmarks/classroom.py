@@ -328,10 +328,11 @@ def finished_in_time(result: dict[str, Any]) -> bool:
     )
 
 
-def memory_allows(learners: int, results: list[dict[str, Any]]) -> bool:
-    """Whether N learners' predicted peak leaves the floor free (with a third to spare)."""
+def memory_allows(learners: int, results: list[dict[str, Any]], guess_mb: float) -> bool:
+    """Whether N learners' predicted peak leaves the floor free (with a third to spare);
+    per learner: the largest peak measured so far, else ``guess_mb``."""
     measured = [r["memory_mb_peak_total"] / r["learners"] for r in results if r.get("passed")]
-    per_learner = max(measured, default=700.0)
+    per_learner = max(measured, default=guess_mb)
     return learners * per_learner * 1.3 < available_mb() - MEMORY_FLOOR_MB
 
 
@@ -349,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=2, help="--search: stop at this gap")
     parser.add_argument("--limit", type=float, default=2 * TARGET_SECONDS, help="lab timeout, s")
     parser.add_argument("--all", action="store_true", help="--learners: go on after one is over")
+    parser.add_argument(
+        "--mb-per-learner",
+        type=float,
+        default=700.0,
+        help="peak memory per learner assumed before a run measured it (the memory guard)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
 
@@ -360,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def attempt(n: int) -> bool | None:
         """Run N; whether it finished in time (None: refused, memory would not do)."""
-        if not memory_allows(n, results):
+        if not memory_allows(n, results, args.mb_per_learner):
             return None
         log(f"classroom benchmark: {n} learner(s)")
         try:
