@@ -8,7 +8,6 @@ started by the classroom, so ``down`` may stop all of them.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import pwd
@@ -421,10 +420,6 @@ def stop_processes(processes: list[psutil.Process], timeout: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
-
-
-def group_name(entry: pwd.struct_passwd) -> str:
-    return grp.getgrgid(entry.pw_gid).gr_name
 
 
 def write_json(path: Path, payload: object, mode: int = 0o600) -> None:
