@@ -47,9 +47,9 @@ REPOSITORY_ACTIONS: tuple[str, ...] = (
 )
 
 
-def _not_found(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code.endswith("NotFoundException")
+def as_list(value: Any) -> list[Any]:
+    """A policy's Statement, Action or Principal: one value or a list, as a list."""
+    return [value] if isinstance(value, str | dict) else list(value or [])
 
 
 def find_repository(lab: Lab) -> dict[str, Any] | None:
@@ -103,12 +103,11 @@ def repository_statement(lab: Lab) -> dict[str, Any]:
 
 def repository_policy(lab: Lab) -> dict[str, Any] | None:
     """The repository's policy document, or None if it has none."""
+    missing = lab.ecr.exceptions
     try:
         reply = lab.ecr.get_repository_policy(repositoryName=lab.repository_name)
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise
+    except (missing.RepositoryNotFoundException, missing.RepositoryPolicyNotFoundException):
+        return None
     return json.loads(reply["policyText"])
 
 
@@ -116,30 +115,17 @@ def ensure_repository_statement(lab: Lab) -> dict[str, Any]:
     """Add (or update) ``my_repository_statement``; keep any other statements as they are."""
     wanted = repository_statement(lab)
     policy = repository_policy(lab) or {"Version": "2012-10-17", "Statement": []}
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
+    statements = as_list(policy.get("Statement"))
     others = [s for s in statements if s.get("Sid") != wanted["Sid"]]
-    if len(others) < len(statements) and _same_statement(statements, wanted):
+    mine = next((s for s in statements if s.get("Sid") == wanted["Sid"]), {})
+    found = (mine.get("Effect"), mine.get("Principal"), sorted(as_list(mine.get("Action"))))
+    if found == ("Allow", wanted["Principal"], sorted(wanted["Action"])):
         print(f"♻️  Statement {wanted['Sid']} is already in the repository policy.")
         return policy
     policy["Statement"] = [*others, wanted]
     lab.ecr.set_repository_policy(repositoryName=lab.repository_name, policyText=json.dumps(policy))
     print(f"✅ Saved statement {wanted['Sid']}: {lab.names.instance_role} may use the repository.")
     return policy
-
-
-def _same_statement(statements: list[dict[str, Any]], wanted: dict[str, Any]) -> bool:
-    for s in statements:
-        if s.get("Sid") == wanted["Sid"]:
-            actions = s.get("Action", [])
-            actions = [actions] if isinstance(actions, str) else actions
-            return (
-                s.get("Effect") == "Allow"
-                and s.get("Principal") == wanted["Principal"]
-                and sorted(actions) == sorted(wanted["Action"])
-            )
-    return False
 
 
 @dataclass(frozen=True)
@@ -174,12 +160,11 @@ def registry_login(lab: Lab) -> RegistryLogin:
 
 def find_image(lab: Lab, tag: str = "latest") -> dict[str, Any] | None:
     """DescribeImages for ``tag``, or None if the repository has no such image."""
+    missing = lab.ecr.exceptions
     try:
         reply = lab.ecr.describe_images(
             repositoryName=lab.repository_name, imageIds=[{"imageTag": tag}]
         )
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise
+    except (missing.RepositoryNotFoundException, missing.ImageNotFoundException):
+        return None
     return reply["imageDetails"][0] if reply["imageDetails"] else None

@@ -11,7 +11,7 @@ import pytest
 from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
-from labkit.lab import Lab
+from labkit.lab import Lab, find_kit_services
 from labkit.tasks import task1, task2, task3
 
 
@@ -103,7 +103,7 @@ def _build_service(lab):
 def test_service_as_the_console_wizard_makes_it(lab):
     service = _build_service(lab)
     assert ecs.ensure_service(lab)["serviceArn"] == service["serviceArn"]  # re-run reuses
-    assert len(ecs.find_kit_services(lab)) == 1
+    assert len(find_kit_services(lab)) == 1
     assert service["launchType"] == "EC2" and service["desiredCount"] == 1
     assert service["loadBalancers"][0]["containerName"] == "ecs-sample"
     assert service["loadBalancers"][0]["containerPort"] == 80

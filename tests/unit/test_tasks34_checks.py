@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from labkit import ecr, ecs, taskdef
+from labkit.config import has_kit_tag
 from labkit.tasks import task3, task4
 
 
@@ -128,7 +129,7 @@ def test_task3_catch_up_writes_the_file_and_registers(lab, workdir):
     task3.TASK.solve(lab)
     assert task3.q1.evaluate(lab).passed and task3.TASK.evaluate(lab).passed
     definition = taskdef.latest(lab)
-    assert taskdef.is_kit_tagged(definition) and definition["requiresCompatibilities"] == ["EC2"]
+    assert has_kit_tag(definition["tags"]) and definition["requiresCompatibilities"] == ["EC2"]
 
 
 # -- Task 4 -------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def _create_service(lab, registry_arn, **overrides):
         desiredCount=1,
         launchType="EC2",
         role="ecsServiceRole",
-        loadBalancers=[{"targetGroupArn": ecs.target_group_arn(lab), **container}],
+        loadBalancers=[{"targetGroupArn": ecs.target_group(lab)["TargetGroupArn"], **container}],
         serviceRegistries=[{"registryArn": registry_arn, **container}],
     )
     params.update(overrides)
