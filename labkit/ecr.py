@@ -61,18 +61,6 @@ def find_repository(lab: Lab) -> dict[str, Any] | None:
     return reply["repositories"][0]
 
 
-def ensure_repository(lab: Lab) -> dict[str, Any]:
-    """Create the repository, or reuse it if it exists (safe to re-run)."""
-    existing = find_repository(lab)
-    if existing is not None:
-        print(f"♻️  Repository {lab.repository_name} already exists; reusing it.")
-        return existing
-    lab.cost_notice("repository")
-    reply = lab.ecr.create_repository(repositoryName=lab.repository_name, tags=lab.tags())
-    print(f"✅ Created repository {lab.repository_name}.")
-    return reply["repository"]
-
-
 def repository_uri(lab: Lab) -> str:
     """The Repository URI the lab asks you to copy to a text editor (step 8)."""
     repo = find_repository(lab)
@@ -91,16 +79,6 @@ def registry_host(uri: str) -> str:
     return uri.split("/", 1)[0]
 
 
-def repository_statement(lab: Lab) -> dict[str, Any]:
-    """The permission statement of Task 1, steps 12–15."""
-    return {
-        "Sid": lab.names.repository_statement,
-        "Effect": "Allow",
-        "Principal": {"AWS": lab.instance_role_arn},
-        "Action": list(REPOSITORY_ACTIONS),
-    }
-
-
 def repository_policy(lab: Lab) -> dict[str, Any] | None:
     """The repository's policy document, or None if it has none."""
     missing = lab.ecr.exceptions
@@ -109,23 +87,6 @@ def repository_policy(lab: Lab) -> dict[str, Any] | None:
     except (missing.RepositoryNotFoundException, missing.RepositoryPolicyNotFoundException):
         return None
     return json.loads(reply["policyText"])
-
-
-def ensure_repository_statement(lab: Lab) -> dict[str, Any]:
-    """Add (or update) ``my_repository_statement``; keep any other statements as they are."""
-    wanted = repository_statement(lab)
-    policy = repository_policy(lab) or {"Version": "2012-10-17", "Statement": []}
-    statements = as_list(policy.get("Statement"))
-    others = [s for s in statements if s.get("Sid") != wanted["Sid"]]
-    mine = next((s for s in statements if s.get("Sid") == wanted["Sid"]), {})
-    found = (mine.get("Effect"), mine.get("Principal"), sorted(as_list(mine.get("Action"))))
-    if found == ("Allow", wanted["Principal"], sorted(wanted["Action"])):
-        print(f"♻️  Statement {wanted['Sid']} is already in the repository policy.")
-        return policy
-    policy["Statement"] = [*others, wanted]
-    lab.ecr.set_repository_policy(repositoryName=lab.repository_name, policyText=json.dumps(policy))
-    print(f"✅ Saved statement {wanted['Sid']}: {lab.names.instance_role} may use the repository.")
-    return policy
 
 
 @dataclass(frozen=True)

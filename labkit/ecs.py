@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from labkit import taskdef
 from labkit.backends.lookup import find_target_group
-from labkit.config import NOTEBOOKS, has_kit_tag, not_done_yet
+from labkit.config import NOTEBOOKS, not_done_yet
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab, describe_services
 
@@ -32,20 +31,6 @@ def find_service(lab: Lab, name: str | None = None) -> dict[str, Any] | None:
     """The service ``name`` (default: the learner's) if it is ACTIVE, else None."""
     services = describe_services(lab, [name or lab.service_name])
     return next((s for s in services if s.get("status") == "ACTIVE"), None)
-
-
-def _refuse_foreign(lab: Lab, service: dict[str, Any]) -> None:
-    """An ACTIVE service with the learner's name that the kit did not create: stop here."""
-    if has_kit_tag(service.get("tags")):
-        return
-    raise InputError(
-        f"A service named {lab.service_name} already exists in {lab.names.cluster}, "
-        "and the kit did not create it.",
-        why="It has no kit tag, so it belongs to someone or something else; the kit never "
-        "changes resources it did not create. Nothing was changed.",
-        fix='Choose another name: set service_name = "" (MYSERVICE<random number>) or a '
-        "new name in the parameters cell, then re-run.",
-    )
 
 
 def require_service(lab: Lab) -> dict[str, Any]:
@@ -125,14 +110,14 @@ def find_namespace(lab: Lab) -> dict[str, Any] | None:
     return next(iter(namespaces(lab)), None)
 
 
-def ensure_namespace(lab: Lab, timeout: float = 300, vpc_id: str | None = None) -> str:
+def ensure_namespace(lab: Lab, timeout: float = 300) -> str:
     """The private DNS namespace ``myprivatednsnamespace`` in the lab's VPC; its id."""
     existing = find_namespace(lab)
     if existing is not None:
         print(f"♻️  Namespace {lab.names.namespace} already exists; reusing it.")
         return existing["Id"]
     operation = lab.servicediscovery.create_private_dns_namespace(
-        Name=lab.names.namespace, Vpc=vpc_id or namespace_vpc_id(lab), Tags=lab.tags()
+        Name=lab.names.namespace, Vpc=namespace_vpc_id(lab), Tags=lab.tags()
     )["OperationId"]
     # Namespace creation is asynchronous (minutes on AWS, instant locally).
     op = wait_for_operation(lab, operation, timeout, 2)
@@ -158,27 +143,6 @@ def find_discovery_service(lab: Lab, namespace_id: str) -> dict[str, Any] | None
     return next((s for s in services if s["Name"] == lab.service_name), None)
 
 
-def ensure_discovery_service(lab: Lab, namespace_id: str) -> str:
-    """A Cloud Map service for the tasks: SRV records (bridge mode needs the port), TTL 10."""
-    existing = find_discovery_service(lab, namespace_id)
-    if existing is not None:
-        print(f"♻️  Discovery service {lab.service_name} already exists; reusing it.")
-        return existing["Arn"]
-    reply = lab.servicediscovery.create_service(
-        Name=lab.service_name,
-        NamespaceId=namespace_id,
-        DnsConfig={
-            "RoutingPolicy": "MULTIVALUE",
-            # Bridge networking: tasks share the host's IP, so only SRV (IP + port) works.
-            "DnsRecords": [{"Type": "SRV", "TTL": lab.names.discovery_ttl_seconds}],
-        },
-        HealthCheckCustomConfig={"FailureThreshold": 1},
-        Tags=lab.tags(),
-    )
-    print(f"✅ Created discovery service {lab.service_name} (SRV, TTL 10 s).")
-    return reply["Service"]["Arn"]
-
-
 # -- the service ----------------------------------------------------------------------
 
 
@@ -191,56 +155,6 @@ def check_desired_count(value: Any) -> int:
             fix="Use 1 (the lab's count), or 0 to stop every task and keep the service.",
         )
     return value
-
-
-def ensure_service(lab: Lab, desired_count: int = 1) -> dict[str, Any]:
-    """Task 4 as the console wizard does it; reuse the service if it already exists.
-
-    Everything is checked before anything is created (the name is free or the kit's, the
-    task definition, the target group and the lab's VPC exist); if CreateService still
-    fails, the discovery service made for it is deleted again, so nothing is left
-    half-created."""
-    check_desired_count(desired_count)
-    existing = find_service(lab)
-    if existing is not None:
-        _refuse_foreign(lab, existing)
-        print(f"♻️  Service {lab.service_name} already exists; reusing it.")
-        return existing
-    definition = taskdef.require_registered(lab)
-    group_arn = target_group(lab)["TargetGroupArn"]
-    vpc_id = namespace_vpc_id(lab)
-    lab.cost_notice("service")
-    namespace_id = ensure_namespace(lab, vpc_id=vpc_id)
-    made_discovery = find_discovery_service(lab, namespace_id) is None
-    registry_arn = ensure_discovery_service(lab, namespace_id)
-    container = {"containerName": lab.names.container_name, "containerPort": 80}
-    try:
-        _note_change(lab)
-        reply = lab.ecs.create_service(
-            cluster=lab.names.cluster,
-            serviceName=lab.service_name,
-            taskDefinition=definition["taskDefinitionArn"],
-            desiredCount=desired_count,
-            launchType="EC2",
-            role=lab.names.service_role,
-            loadBalancers=[{"targetGroupArn": group_arn, **container}],
-            serviceRegistries=[{"registryArn": registry_arn, **container}],
-            tags=lab.tags("key"),
-            propagateTags="SERVICE",
-        )
-    except Exception:
-        if made_discovery:  # leave nothing half-created; the namespace is reusable
-            try:
-                lab.servicediscovery.delete_service(Id=registry_arn.rsplit("/", 1)[-1])
-                print(f"↩️  Removed discovery service {lab.service_name} again.")
-            except Exception as undo:  # report, but keep the original error
-                print(f"⚠️  Could not remove discovery service {lab.service_name}: {undo}")
-        raise
-    print(
-        f"✅ Created service {lab.service_name}: {desired_count} task(s) of "
-        f"{definition['family']}:{definition['revision']} on {lab.names.cluster}."
-    )
-    return reply["service"]
 
 
 def tasks(

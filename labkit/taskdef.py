@@ -30,7 +30,6 @@ from typing import Any
 import botocore.session
 
 from labkit import ecr
-from labkit.config import not_done_yet
 from labkit.errors import InputError
 from labkit.lab import Lab
 
@@ -381,14 +380,6 @@ def _registered(definition: dict[str, Any], reused: bool) -> RegisteredTaskDefin
     )
 
 
-def register_lab_task_definition(
-    lab: Lab,
-) -> tuple[PreparedTaskDefinition, RegisteredTaskDefinition]:
-    """Task 3 in one call: load the lab's JSON, fill in the URI, clean, register."""
-    prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
-    return prepared, register(lab, prepared)
-
-
 def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     """A new revision of the lab's task definition that differs only in one environment
     variable (``LABKIT_DEPLOYMENT=<label>``): enough for ECS to roll out (notebook 05).
@@ -397,10 +388,3 @@ def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     container = prepared.request["containerDefinitions"][0]
     container["environment"] = [{"name": "LABKIT_DEPLOYMENT", "value": label}]
     return register(lab, prepared)
-
-
-def require_registered(lab: Lab) -> dict[str, Any]:
-    definition = latest(lab)
-    if definition is None:
-        raise not_done_yet(f"Task definition {lab.names.task_family}", 3, "registers")
-    return definition
