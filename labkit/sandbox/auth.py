@@ -29,6 +29,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
+from werkzeug.datastructures import EnvironHeaders
 
 from labkit.sandbox.context import write_private
 
@@ -105,14 +106,7 @@ def _parse_authorization(header: str) -> dict[str, str] | None:
 
 
 def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
-    headers = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if environ.get(key):
-            headers[key.replace("_", "-").lower()] = environ[key]
-    return headers
+    return {name.lower(): value for name, value in EnvironHeaders(environ).items()}
 
 
 def check_signature(

@@ -41,7 +41,7 @@ class Registration:
         """Register a service's running task in its target groups and Cloud Map services."""
         service = rec.service
         if rec.instance is not None:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             for lb in service.load_balancers or []:
                 tg_arn = lb.get("targetGroupArn")
                 key = (lb.get("containerName"), int(lb.get("containerPort") or 0))
@@ -59,7 +59,7 @@ class Registration:
                     service,
                     f"(service {service.name}) registered 1 targets in (target-group {tg_arn})",
                 )
-        sd = self.ctx.servicediscovery()
+        sd = self.ctx.backend("servicediscovery")
         for registry in service.service_registries or []:
             arn = registry.get("registryArn", "")
             service_id = arn.split("/")[-1]
@@ -83,7 +83,7 @@ class Registration:
         """Remove the task from target groups and Cloud Map; True when targets must drain."""
         drained = False
         if rec.targets:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             by_group: dict[str, int] = {}
             for tg_arn, target_id, port in rec.targets:
                 try:
@@ -103,7 +103,7 @@ class Registration:
             drained = any(c.last_status == "RUNNING" for c in rec.task.containers)
             rec.targets = []
         if rec.registrations:
-            sd = self.ctx.servicediscovery()
+            sd = self.ctx.backend("servicediscovery")
             for service_id, instance_id in rec.registrations:
                 try:
                     sd.deregister_instance(service_id, instance_id)
@@ -111,6 +111,13 @@ class Registration:
                     pass
             rec.registrations = []
         return drained
+
+    def idle(self, rec: TaskRecord) -> bool:
+        """No connection through the load balancers is open to the task (it has drained)."""
+        if self.lbs is None:
+            return True
+        addresses = [(LOOPBACK, real) for _virtual, real in rec.ports.values()]
+        return not any(self.lbs.open_connections(address) for address in addresses)
 
     def targets_healthy(self, rec: TaskRecord) -> bool:
         if self.lbs is None:

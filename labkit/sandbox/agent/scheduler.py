@@ -85,7 +85,7 @@ class Scheduler:
         # UpdateService may name the task definition "family:rev"; ECS reports the ARN.
         if service.task_definition and not service.task_definition.startswith("arn:"):
             try:
-                td = self.ctx.ecs().describe_task_definition(service.task_definition)
+                td = self.ctx.backend("ecs").describe_task_definition(service.task_definition)
                 service.task_definition = td.arn
             except Exception:
                 pass
@@ -335,7 +335,7 @@ class Scheduler:
 
     def _place_service_task(self, state: ServiceState) -> tuple[TaskRecord | None, str]:
         service = state.service
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         td = backend.describe_task_definition(service.task_definition)
         needs = backend._calculate_task_resource_requirements(td)
         instances = active_instances(backend, service.cluster_name)

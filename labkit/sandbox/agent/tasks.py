@@ -25,8 +25,12 @@ from labkit.sandbox.agent.runtime import DockerRuntime
 from labkit.sandbox.agent.table import TaskRecord, TaskTable, service_event
 from labkit.sandbox.context import LOOPBACK, SandboxContext
 
-#: Seconds a deregistered target drains before its container is stopped (sandbox speed).
+#: Seconds a deregistered target drains at most before its container is stopped (sandbox
+#: speed; AWS: the deregistration delay, 300 s). It stops sooner once no connection through
+#: the load balancer is open, but not before DRAIN_MINIMUM_SECONDS: a connection the load
+#: balancer routed just before the deregistration gets time to be counted.
 DRAIN_SECONDS = 1.0
+DRAIN_MINIMUM_SECONDS = 0.25
 
 DockerStates = dict[str, tuple[str, int | None]]
 
@@ -46,7 +50,7 @@ class TaskLifecycle:
 
     def adopt(self, task: Any) -> TaskRecord:
         """Put a moto task in the table, PENDING, with ECS's container models."""
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         td = backend.describe_task_definition(task.task_definition_arn)
         instance = None
         if task.container_instance_arn:
@@ -130,7 +134,10 @@ class TaskLifecycle:
                 self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
             elif docker_states is not None:  # None: Docker did not answer; decide nothing
                 self._check_containers(rec, docker_states)
-        if rec.phase == "draining" and now >= rec.drain_until and not rec.busy:
+        drained = now >= rec.drain_until and (
+            now >= rec.drain_deadline or self.registration.idle(rec)
+        )
+        if rec.phase == "draining" and drained and not rec.busy:
             rec.phase = "stopping"
             rec.task.last_status = "STOPPING"
             self._in_pool(self.runtime.stop, rec)
@@ -150,7 +157,9 @@ class TaskLifecycle:
         drain = self.registration.deregister(rec)
         task.last_status = "DEACTIVATING" if drain else "STOPPING"
         rec.phase = "draining"
-        rec.drain_until = time.monotonic() + (DRAIN_SECONDS if drain else 0.0)
+        now = time.monotonic()
+        rec.drain_until = now + (DRAIN_MINIMUM_SECONDS if drain else 0.0)
+        rec.drain_deadline = now + (DRAIN_SECONDS if drain else 0.0)
 
     def _mark_running(self, rec: TaskRecord) -> None:
         task = rec.task
@@ -233,7 +242,7 @@ class TaskLifecycle:
         task.stopped_at = task.execution_stopped_at = utcnow()
         if rec.instance is not None and not rec.released:
             try:
-                self.ctx.ecs().update_container_instance_resources(
+                self.ctx.backend("ecs").update_container_instance_resources(
                     rec.instance, task.resource_requirements, removing=True
                 )
             except ValueError:
