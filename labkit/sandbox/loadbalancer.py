@@ -1,28 +1,19 @@
 """ELBv2 listeners as real TCP proxies on 127.0.0.1, with real health checks.
 
-Every listener in moto's elbv2 backend (the lab's NLB ``Myloadbalancer`` on TCP 80, and any
-created later) gets a real listening socket on the loopback interface: the first at
-``settings.lb_port``, the next at ``lb_port + 1``, and so on.
+Each listener in moto's elbv2 backend gets a loopback socket: the first at
+``settings.lb_port``, the next at ``lb_port + 1``, and so on. Targets are virtual (an EC2
+instance id and a port, as ECS registers them, keyed by both: moto keys them by id alone);
+the agent says where each really listens (:meth:`LoadBalancers.set_endpoint`); a loopback
+IPv4 target id is reachable as it is.
 
-Targets are virtual (an EC2 instance id and a port, as ECS registers them); the agent tells us
-where each one really listens (:meth:`LoadBalancers.set_endpoint`). Targets whose id is a
-loopback IPv4 address are reachable as they are. A target is its instance id *and* port, in
-our tables and in moto's registrations (moto keys them by id alone, so two tasks on one
-container instance with dynamic host ports would overwrite each other).
-
-Routing, as an NLB does it (AWS, "Health checks for Network Load Balancer target groups"):
-a new target gets traffic only once it has passed its initial health checks, so ``initial``
-targets get none; connections go, round robin, to ``healthy`` targets only; and only when
-*every* registered target has failed its checks does the load balancer fail open and spread
-connections over all of them. With no target to use, the client's connection is reset.
-
-Health checks probe the application, through the same published loopback port that traffic
-takes (see :func:`probe_target` for why that is the probe, and where it is an inference).
-They run **once a second** (sandbox speed; AWS uses ``HealthCheckIntervalSeconds``, 10 or 30
-s); a target turns healthy after ``HealthyThresholdCount`` passes in a row and unhealthy after
-``UnhealthyThresholdCount`` failures, as configured. ``DescribeTargetHealth`` reports these
-results (moto on its own reports every target healthy), and a deregistered target stays
-``draining`` for a short sandbox drain time (AWS: the deregistration delay, 300 s).
+Routing as an NLB routes (AWS, "Health checks for Network Load Balancer target groups"):
+``initial`` targets get no traffic, connections go round robin to ``healthy`` ones, and
+only when every target has failed does it fail open to all; with none, the connection is
+reset. Health checks (see :func:`probe_target`) run every :data:`HEALTH_CHECK_INTERVAL`
+(sandbox speed; AWS: ``HealthCheckIntervalSeconds``, 10 or 30 s) with the target group's
+thresholds, and ``DescribeTargetHealth`` reports them (moto alone reports every target
+healthy). A deregistered target is ``draining`` for :data:`DRAIN_SECONDS` (AWS: the
+deregistration delay, 300 s).
 """
 
 from __future__ import annotations
@@ -139,21 +130,14 @@ def _failed(reason: str, description: str, detail: str) -> ProbeResult:
 def probe_target(address: tuple[str, int], check: HealthCheck) -> ProbeResult:
     """One health check of the application behind ``address`` (a published loopback port).
 
-    Why this probe: a task's port is published on 127.0.0.1, and whatever forwards it (Docker's
-    userland proxy on Linux; the VM port forwarder of Docker Desktop on macOS and Windows)
-    *accepts* a connection before it knows whether anything listens in the container, so a bare
-    TCP connect always passes. When nothing listens, the forwarder hangs up at once (EOF or
-    reset). So a TCP check connects, then waits :data:`PROXY_HANGUP_WAIT`: a hang-up fails
-    the check; bytes from the app, or silence (a server waiting for its client), pass it. An
-    HTTP(S) check sends the real request and matches the status, which is exact anywhere.
-    With Docker's iptables-only publishing (``userland-proxy: false``) the connect itself is
-    refused, which fails too. We chose this over probing from inside the container's network
-    namespace (a probe sidecar per task, or ``setns`` into ``/proc/<pid>/ns/net``) and over
-    connecting to the container's IP: those need root, a Linux host, or an extra container per
-    task, while this runs unchanged wherever a published port works, and it checks the very
-    path the traffic takes, as an NLB checks the instance's host port.
-    Where it differs from an NLB: a TCP server that accepts and then closes at once, without
-    a byte, fails here but passes an NLB's TCP check.
+    Whatever forwards a published port (Docker's userland proxy; Docker Desktop's VM
+    forwarder) accepts a connection before it knows whether anything listens in the
+    container, and hangs up at once when nothing does. So a TCP check connects, then waits
+    :data:`PROXY_HANGUP_WAIT`: a hang-up fails; bytes or silence pass. An HTTP(S) check
+    matches the real answer's status. This needs no root, no Linux-only namespace tricks and
+    no extra container, and it checks the very path the traffic takes, as an NLB checks the
+    instance's host port. Where it differs from an NLB: a TCP server that accepts and closes
+    at once, without a byte, fails here but passes an NLB's TCP check.
     """
     try:
         sock = socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT)
@@ -470,14 +454,8 @@ class LoadBalancers:
             ).start()
 
     def _candidates(self, listener_arn: str) -> list[tuple[str, int]]:
-        """The real addresses a new connection may go to, chosen as an NLB chooses.
-
-        Healthy targets only. ``initial`` targets get nothing: an NLB routes to a new target
-        once it "passes the initial health checks". Only if every registered target has
-        failed its checks does the NLB fail open, to all of them ("If all targets fail health
-        checks at the same time in all enabled Availability Zones, the load balancer fails
-        open"; both from AWS's "Health checks for Network Load Balancer target groups").
-        """
+        """The real addresses a new connection may go to: the healthy targets, or, when every
+        target has failed its checks, all of them (an NLB fails open); never ``initial`` ones."""
         with self.ctx.lock:
             backend = self.ctx.backend("elbv2")
             lb = backend.load_balancers.get(self._listeners[listener_arn].lb_arn)

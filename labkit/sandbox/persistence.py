@@ -1,20 +1,15 @@
 """ECS and Cloud Map state that outlives the sandbox process, as it outlives a host on AWS.
 
-A restarted sandbox (``labkit sandbox down``/``up``, or a killed process) starts a fresh
-moto. Three things make it look like the same AWS account afterwards:
+A restarted sandbox starts a fresh moto, and looks like the same account because:
 
 * the lab environment is provisioned with moto's random generator seeded from the sandbox
-  home, so its ids (VPC, instances, container instances, load balancer, target group) come
-  out the same every time;
-* clusters, task definitions (every revision, in order), Cloud Map namespaces and services,
-  and ECS services (with their deploymentConfiguration and event history) are kept in
-  ``services.json`` in the sandbox home and replayed through moto's own create calls at
-  start; Cloud Map ids, which moto draws at random, are put back as they were;
-* tasks are not kept: their containers went with the old process (the sandbox removes any
-  that are left), so each service starts new tasks, which register as targets and Cloud Map
-  instances again: what ECS does when a host comes back.
-
-The file is written atomically, owner-only, whenever what it would hold changes.
+  home, so its ids come out the same every time;
+* clusters, task definitions (every revision), Cloud Map namespaces and services (with
+  their ids) and ECS services (with deploymentConfiguration and events) are saved to
+  ``services.json`` (atomically, owner-only, when they change) and replayed through moto's
+  own create calls at start;
+* tasks are not kept: their containers went with the old process, so each service starts
+  new ones, which register again: what ECS does when a host comes back.
 """
 
 from __future__ import annotations
