@@ -26,16 +26,13 @@ class Registration:
     ctx: SandboxContext
     lbs: LoadBalancers | None
 
-    def publish(self, rec: TaskRecord) -> None:
-        """Tell the load balancers which loopback port each virtual host port is."""
+    def publish(self, rec: TaskRecord, published: bool = True) -> None:
+        """Tell the load balancers which loopback port each virtual host port is (or, with
+        ``published`` False, that it is no more)."""
         if rec.instance is not None and self.lbs is not None:
+            change = self.lbs.set_endpoint if published else self.lbs.remove_endpoint
             for virtual, real in rec.ports.values():
-                self.lbs.set_endpoint(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
-
-    def unpublish(self, rec: TaskRecord) -> None:
-        if rec.instance is not None and self.lbs is not None:
-            for virtual, real in rec.ports.values():
-                self.lbs.remove_endpoint(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
+                change(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
 
     def register(self, rec: TaskRecord) -> None:
         """Register a service's running task in its target groups and Cloud Map services."""

@@ -120,20 +120,17 @@ class TaskLifecycle:
         """One step of the task's lifecycle, as far as its containers and desired status go."""
         task = rec.task
         stop_wanted = task.desired_status == "STOPPED"
-        if rec.phase == "launching" and not rec.busy:
-            if rec.launch_error is not None:
-                self._fail_launch(rec, now)
-                return
-            if rec.containers and not stop_wanted:
-                self._mark_running(rec)
-                return
-            if stop_wanted:
-                self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
-        if rec.phase == "running":
-            if stop_wanted:
-                self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
-            elif docker_states is not None:  # None: Docker did not answer; decide nothing
-                self._check_containers(rec, docker_states)
+        launched = rec.phase == "launching" and not rec.busy
+        if launched and rec.launch_error is not None:
+            self._fail_launch(rec, now)
+            return
+        if launched and rec.containers and not stop_wanted:
+            self._mark_running(rec)
+            return
+        if stop_wanted and (launched or rec.phase == "running"):
+            self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
+        elif rec.phase == "running" and docker_states is not None:  # None: Docker did not answer
+            self._check_containers(rec, docker_states)
         drained = now >= rec.drain_until and (
             now >= rec.drain_deadline or self.registration.idle(rec)
         )
@@ -248,7 +245,7 @@ class TaskLifecycle:
             except ValueError:
                 pass  # moto already freed them
         rec.released = True
-        self.registration.unpublish(rec)
+        self.registration.publish(rec, published=False)
         rec.phase = "stopped"
         self.table.done.add(rec.arn)
         del self.table.tasks[rec.arn]
