@@ -128,17 +128,9 @@ def status(settings: Settings | None = None) -> SandboxStatus:
         problem = "still starting"
     if problem:
         return SandboxStatus(running=False, pid=pid, problem=problem, **base)
-    base.update(api_url=live["api_url"], registry=live["registry"], region=live["region"])
-    return SandboxStatus(
-        running=True,
-        pid=live["pid"],
-        docker=live["docker"],
-        started_at=live["started_at"],
-        ready_seconds=live["ready_seconds"],
-        components=live["components"],
-        load_balancers=live["load_balancers"],
-        **base,
-    )
+    reported = ("api_url", "registry", "region", "pid", "docker", "started_at", "ready_seconds")
+    reported += ("components", "load_balancers")
+    return SandboxStatus(running=True, **{**base, **{name: live[name] for name in reported}})
 
 
 def _port_taken(port: int) -> bool:

@@ -260,10 +260,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
         return
     finally:
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 class LoadBalancers:
@@ -428,16 +426,12 @@ class LoadBalancers:
 
     @staticmethod
     def _close_listener(listener: _Listener) -> None:
-        try:
-            # shutdown() first: close() alone leaves the socket listening until the accept
-            # thread's pending poll returns.
+        # shutdown() first: close() alone leaves the socket listening until the accept
+        # thread's pending poll returns.
+        with contextlib.suppress(OSError):
             listener.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             listener.sock.close()
-        except OSError:
-            pass
 
     # forwarding ---------------------------------------------------------------------------
     def _accept_loop(self, listener: _Listener) -> None:

@@ -15,6 +15,7 @@ calls the registry at its published loopback port.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -502,10 +503,8 @@ class ContainerRegistry(RegistryRunner):
     def stop(self) -> None:
         if self._container is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # already gone: the sandbox's own sweep removed it
             self._container.remove(force=True)
-        except Exception:  # already gone: the sandbox's own sweep removed it
-            pass
         self._container = None
 
     @property

@@ -7,6 +7,7 @@ are told) and as a Cloud Map instance; both are undone when the task stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -102,10 +103,8 @@ class Registration:
         if rec.registrations:
             sd = self.ctx.backend("servicediscovery")
             for service_id, instance_id in rec.registrations:
-                try:
+                with contextlib.suppress(Exception):
                     sd.deregister_instance(service_id, instance_id)
-                except Exception:
-                    pass
             rec.registrations = []
         return drained
 

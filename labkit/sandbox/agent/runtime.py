@@ -128,10 +128,8 @@ class DockerRuntime:
         except Exception:
             log.exception("listing containers at stop failed")
         for cid in ids:
-            try:
+            with contextlib.suppress(Exception):
                 client.containers.get(cid).remove(force=True)
-            except Exception:
-                pass
 
     def _pull(self, client: Any, image: str) -> str:
         """Pull ``image`` as the container instance role; return the reference to run."""

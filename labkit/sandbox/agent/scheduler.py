@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -84,11 +85,9 @@ class Scheduler:
     def _normalize_task_definition(self, service: Any) -> None:
         # UpdateService may name the task definition "family:rev"; ECS reports the ARN.
         if service.task_definition and not service.task_definition.startswith("arn:"):
-            try:
+            with contextlib.suppress(Exception):  # not found: keep the name as given
                 td = self.ctx.backend("ecs").describe_task_definition(service.task_definition)
                 service.task_definition = td.arn
-            except Exception:
-                pass
 
     def refresh_deployments(self, state: ServiceState, force: bool = False) -> None:
         """A new PRIMARY deployment when the task definition changed (or on force)."""

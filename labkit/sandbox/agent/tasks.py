@@ -9,6 +9,7 @@ task moves through the phases of its :class:`~labkit.sandbox.agent.table.TaskRec
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -238,12 +239,10 @@ class TaskLifecycle:
         task.desired_status = "STOPPED"
         task.stopped_at = task.execution_stopped_at = utcnow()
         if rec.instance is not None and not rec.released:
-            try:
+            with contextlib.suppress(ValueError):  # moto already freed them
                 self.ctx.backend("ecs").update_container_instance_resources(
                     rec.instance, task.resource_requirements, removing=True
                 )
-            except ValueError:
-                pass  # moto already freed them
         rec.released = True
         self.registration.publish(rec, published=False)
         rec.phase = "stopped"
