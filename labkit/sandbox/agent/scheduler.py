@@ -173,11 +173,12 @@ class Scheduler:
         # A failed deployment launches nothing more and keeps what still runs (ECS).
         failed = service.deployments and service.deployments[0].get("rolloutState") == "FAILED"
 
-        # Old deployments: stop what minimumHealthyPercent allows; unhealthy ones first.
+        # Old deployments: stop what minimumHealthyPercent allows; unhealthy ones first, but
+        # not one whose first health checks are still running (it is about to serve).
         if old and not failed:
             healthy = [r for r in primary + old if self._healthy(r)]
             spare = max(len(healthy) - min_healthy, 0)
-            victims = [r for r in old if not self._healthy(r)]
+            victims = [r for r in old if not self._healthy(r) and not self._checking(r)]
             victims += [r for r in old if self._healthy(r)][:spare]
             self._stop(state, victims)
             old = [r for r in old if r not in victims]
@@ -271,6 +272,11 @@ class Scheduler:
         if rec.service is not None and rec.service.load_balancers and not rec.targets:
             return False  # not registered (yet, or its port never came up): not serving
         return self.registration.targets_healthy(rec)
+
+    def _checking(self, rec: TaskRecord) -> bool:
+        """Running and registered, with no target that failed its checks (yet)."""
+        running = rec.live and rec.phase == "running" and bool(rec.targets)
+        return running and self.registration.unhealthy_target(rec) is None
 
     def _check_circuit_breaker(self, state: ServiceState) -> None:
         """Fail the deployment once enough of its tasks failed; roll back if asked to."""
