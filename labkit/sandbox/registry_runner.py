@@ -412,17 +412,15 @@ class ContainerRegistry(RegistryRunner):
     def ensure_image(self) -> None:
         """Use the engine's ``registry:2``, or pull it (once, about 10 MB)."""
         import docker.errors
+        from docker.utils import parse_repository_tag
 
         try:
             self.client.images.get(self.image)
             return
         except docker.errors.ImageNotFound:
             pass
-        repository, _, tag = self.image.rpartition(":")
-        if not repository or "/" in tag:
-            repository, tag = self.image, "latest"
         try:
-            self.client.images.pull(repository, tag=tag)
+            self.client.images.pull(*parse_repository_tag(self.image))  # no tag: latest
         except docker.errors.APIError as exc:
             reason = " ".join(str(getattr(exc, "explanation", "") or exc).split())[:300]
             raise BackendError(

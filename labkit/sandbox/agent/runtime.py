@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
+from docker.utils import parse_repository_tag
 from moto.core.utils import utcnow
 
 from labkit.sandbox.agent.table import LaunchError, TaskRecord
@@ -253,17 +254,11 @@ def _pull_or_fail(client: Any, repository: str, tag: str, auth: dict[str, str] |
 
 def split_image(image: str) -> tuple[str, str, str]:
     """``host/path:tag`` -> (host or "", path, tag or digest); tag defaults to latest."""
-    host, rest = "", image
-    first, _, remainder = image.partition("/")
+    repository, tag = parse_repository_tag(image)
+    first, _, remainder = repository.partition("/")
     if remainder and ("." in first or ":" in first or first == "localhost"):
-        host, rest = first, remainder
-    if "@" in rest:
-        path, digest = rest.split("@", 1)
-        return host, path, digest
-    path, sep, tag = rest.rpartition(":")
-    if not sep:
-        return host, rest, "latest"
-    return host, path, tag
+        return first, remainder, tag or "latest"
+    return "", repository, tag or "latest"
 
 
 def _docker_message(exc: Exception) -> str:
