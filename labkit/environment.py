@@ -104,8 +104,7 @@ def ensure_environment(
         print(f"Looking for the lab environment at {lab.target.endpoint_url}…")
         found = endpoint.ensure_environment(lab)
         print(found.describe())
-        if found.capabilities is not None:
-            show_capabilities(found.capabilities)
+        show_capabilities(endpoint.capabilities(lab))  # probed just now
         return found
     confirm = coerce_confirm_cost(confirm_cost)
     env = provisioning.find_environment(session(lab))

@@ -16,7 +16,9 @@ import pytest
 
 from labkit import tasks, teardown
 from labkit.backends import endpoint
-from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
+from labkit.backends.endpoint import probes
+from labkit.backends.endpoint.provisioning import CONTAINER_INSTANCE_COUNT
+from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag, load_state
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from tests.moto_server import moto_server_process, reset
@@ -33,7 +35,6 @@ def endpoint_url() -> Iterator[str]:
 @pytest.fixture
 def lab(endpoint_url: str, monkeypatch: pytest.MonkeyPatch) -> Lab:
     reset(endpoint_url)
-    endpoint._CACHE.clear()
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
     return Lab.from_parameters(backend="endpoint")
 
@@ -63,7 +64,7 @@ def test_bare_endpoint_gets_a_tagged_environment_and_a_truthful_task_table(
     cluster = ecs.describe_clusters(clusters=[LAB.cluster], include=["TAGS"])["clusters"][0]
     assert cluster["status"] == "ACTIVE" and has_kit_tag(cluster["tags"])
     instances = ecs.list_container_instances(cluster=LAB.cluster)["containerInstanceArns"]
-    assert len(instances) == endpoint.CONTAINER_INSTANCE_COUNT
+    assert len(instances) == CONTAINER_INSTANCE_COUNT
     elbv2 = _client(endpoint_url, "elbv2")
     lb = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
     assert lb["Type"] == "network" and has_kit_tag(_elb_tags(endpoint_url, lb["LoadBalancerArn"]))
@@ -74,8 +75,8 @@ def test_bare_endpoint_gets_a_tagged_environment_and_a_truthful_task_table(
     assert (listener["Protocol"], listener["Port"]) == ("TCP", 80)
     assert listener["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
 
-    caps = env.capabilities
-    assert caps is not None and caps.unserved == {2, 4, 5}
+    caps = endpoint.capabilities(lab)  # probed by ensure_environment, read from the state
+    assert caps.unserved == {2, 4, 5}
     assert "no registry to push to" in caps.support(2).reason
     assert "not a registry (HTTP 404)" in caps.support(2).reason
     assert "no image for a container to run" in caps.support(4).reason
@@ -108,11 +109,12 @@ def test_require_says_up_front_what_the_endpoint_cannot_serve(lab: Lab) -> None:
 
 def test_capabilities_are_probed_once_and_kept_across_kernels(lab: Lab, endpoint_url: str):
     endpoint.ensure_environment(lab)
-    endpoint._CACHE.clear()  # a new kernel: only the state file remembers
+    saved = load_state()[endpoint.STATE_KEY]  # a new kernel: only the state file remembers
+    assert list(saved) == [f"{endpoint_url}|{REGION}"]
     cached = endpoint.capabilities(lab)
     assert cached.unserved == {2, 4, 5} and cached.container_instances == 2
     teardown.teardown(lab)
-    assert endpoint._state_key(lab) not in endpoint.load_state().get(endpoint.STATE_KEY, {})
+    assert load_state().get(endpoint.STATE_KEY) == {}
 
 
 def test_teardown_removes_only_the_kits_and_is_safe_to_repeat(lab: Lab, endpoint_url: str):
@@ -188,7 +190,7 @@ def test_someone_elses_environment_is_used_and_never_changed(lab: Lab, endpoint_
     assert not env.listener and "not the kit's to change" in env.listener_detail
     lb = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
     assert elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"] == []
-    reason = env.capabilities.support(4).reason
+    reason = endpoint.capabilities(lab).support(4).reason
     assert "no container instances" in reason and "no TCP listener" in reason
 
     report = teardown.teardown(lab)
@@ -211,7 +213,7 @@ def test_a_tcp_listener_refused_is_reported_not_raised(lab: Lab, endpoint_url: s
     env = endpoint.ensure_environment(lab)
     assert not env.listener
     assert "refused TCP" in env.listener_detail and "application" in env.listener_detail
-    assert "no TCP listener" in env.capabilities.support(4).reason
+    assert "no TCP listener" in endpoint.capabilities(lab).support(4).reason
     assert teardown.teardown(lab).ok
 
 
@@ -239,7 +241,7 @@ def test_a_registry_behind_the_endpoints_token_is_found(lab: Lab, monkeypatch) -
 
     monkeypatch.setattr(lab.ecr, "get_authorization_token", token)
     try:
-        address, why = endpoint._probe_registry(lab)
+        address, why = probes._probe_registry(lab)
     finally:
         server.shutdown()
     assert (address, why) == (registry, "")

@@ -6,18 +6,10 @@ from labkit.backends.aws.access import (
     POLICY_PATH,
     access_denied_explained,
     explain_access_denied,
-    load_learner_policy,
 )
-from labkit.backends.aws.pricing import (
-    PRICES_AS_OF,
-    CostEstimate,
-    CostLine,
-    EnvironmentAge,
-    estimate_cost,
-)
+from labkit.backends.aws.pricing import PRICES_AS_OF, estimate_cost
 from labkit.backends.aws.provisioning import (
     STACK_NAME,
-    TEMPLATE_PATH,
     LabEnvironment,
     environment_age_and_cost,
     find_environment,
@@ -29,17 +21,12 @@ __all__ = [
     "POLICY_PATH",
     "PRICES_AS_OF",
     "STACK_NAME",
-    "TEMPLATE_PATH",
-    "CostEstimate",
-    "CostLine",
-    "EnvironmentAge",
     "LabEnvironment",
     "access_denied_explained",
     "environment_age_and_cost",
     "estimate_cost",
     "explain_access_denied",
     "find_environment",
-    "load_learner_policy",
     "load_template",
     "provision",
 ]

@@ -1,16 +1,10 @@
 """Your own AWS account: find the lab environment, or provision it with CloudFormation.
 
-The lab assumes a provider's account where the cluster ``ECSCluster`` (EC2 container
-instances), the roles ``Ec2instanceRole`` and ``ecsServiceRole``, the network load
-balancer ``Myloadbalancer`` and the target group ``myTargetgroup`` already exist. A
-learner with their own account has none of that, so this module finds an existing lab
-environment (the kit's stack, or the lab's names), provisions one from
-``labkit/resources/cloudformation/lab-environment.yaml`` only after an explicit cost
-confirmation, and removes the kit's stack again at the end of the teardown
-(:mod:`labkit.teardown`). An environment the kit did not create is never changed.
-
-Every function takes a ``boto3.Session`` so it works against real AWS and moto alike;
-waits use boto3's CloudFormation waiters.
+The lab assumes an account where its cluster, roles, load balancer and target group already
+exist. This module finds them (the kit's stack, or the lab's names), creates them from
+``resources/cloudformation/lab-environment.yaml`` only after an explicit cost confirmation,
+and deletes the kit's stack at the end of the teardown; an environment the kit did not
+create is never changed. Every function takes a ``boto3.Session`` (real AWS and moto alike).
 """
 
 from __future__ import annotations
@@ -21,10 +15,17 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import WaiterError
 
 from labkit.backends.aws.access import POLICY_DOC, POLICY_PATH, RESOURCES, access_denied_explained
 from labkit.backends.aws.pricing import EnvironmentAge, estimate_cost, stack_age
+from labkit.backends.lookup import (
+    find_cluster,
+    find_load_balancer,
+    find_role,
+    find_target_group,
+    unless_absent,
+)
 from labkit.backends.report import TeardownReport
 from labkit.config import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, has_kit_tag
 from labkit.errors import BackendError, InputError, PrerequisiteError
@@ -32,9 +33,7 @@ from labkit.errors import BackendError, InputError, PrerequisiteError
 #: The CloudFormation stack the kit creates (one per region).
 STACK_NAME = "labkit-ecs-lab"
 #: A second stack tag, so the kit recognises its stack even if it was renamed.
-COMPONENT_TAG_KEY = "labkit:component"
-COMPONENT_TAG_VALUE = "lab-environment"
-TEMPLATE_PATH = "labkit/resources/cloudformation/lab-environment.yaml"
+COMPONENT_TAG = {"Key": "labkit:component", "Value": "lab-environment"}
 #: CloudFormation needs minutes for EC2 and the NLB, both ways.
 STACK_TIMEOUT_S = 1800
 
@@ -64,69 +63,33 @@ def _region(session: boto3.Session) -> str:
     return session.region_name
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _kit_stack(cfn: Any) -> dict[str, Any] | None:
     """The kit's live lab-environment stack, found by name first, then by its tags."""
-    try:
-        stacks = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"]
-    except ClientError as exc:
-        if _code(exc) != "ValidationError":  # "Stack ... does not exist"
-            raise
-        stacks = []
-    for stack in stacks:
+    named = unless_absent("ValidationError", cfn.describe_stacks, StackName=STACK_NAME)
+    for stack in named["Stacks"] if named else []:
         if has_kit_tag(stack.get("Tags")):
             return stack
-    for page in cfn.get_paginator("describe_stacks").paginate():
-        for stack in page["Stacks"]:
-            tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
-            if has_kit_tag(stack.get("Tags")) and tags.get(COMPONENT_TAG_KEY) == (
-                COMPONENT_TAG_VALUE
-            ):
-                return stack
+    for stack in cfn.get_paginator("describe_stacks").paginate().search("Stacks[]"):
+        if has_kit_tag(stack.get("Tags")) and COMPONENT_TAG in stack.get("Tags", []):
+            return stack
     return None
 
 
-def _probe_lab_names(session: boto3.Session) -> dict[str, str | None]:
-    """ARN of each pre-provisioned lab resource found by its lab name, else None."""
-    found: dict[str, str | None] = {}
-    ecs = session.client("ecs")
-    clusters = ecs.describe_clusters(clusters=[LAB.cluster])["clusters"]
-    found[LAB.cluster] = next(
-        (c["clusterArn"] for c in clusters if c.get("status") == "ACTIVE"), None
-    )
-    iam = session.client("iam")
-    for role in (LAB.instance_role, LAB.service_role):
-        try:
-            found[role] = iam.get_role(RoleName=role)["Role"]["Arn"]
-        except ClientError as exc:
-            if _code(exc) != "NoSuchEntity":
-                raise
-            found[role] = None
-    elbv2 = session.client("elbv2")
-    try:
-        lbs = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"]
-        found[LAB.load_balancer] = lbs[0]["LoadBalancerArn"]
-    except ClientError as exc:
-        if _code(exc) != "LoadBalancerNotFound":
-            raise
-        found[LAB.load_balancer] = None
-    try:
-        tgs = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"]
-        found[LAB.target_group] = tgs[0]["TargetGroupArn"]
-    except ClientError as exc:
-        if _code(exc) != "TargetGroupNotFound":
-            raise
-        found[LAB.target_group] = None
-    return found
-
-
-def _target_group_vpc(session: boto3.Session) -> str | None:
-    elbv2 = session.client("elbv2")
-    tgs = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"]
-    return tgs[0].get("VpcId") if tgs else None
+def _probe_lab_names(session: boto3.Session) -> tuple[dict[str, str | None], str | None]:
+    """ARN of each pre-provisioned lab resource found by its lab name (else None), and the
+    target group's VPC."""
+    iam, elbv2 = session.client("iam"), session.client("elbv2")
+    cluster = find_cluster(session.client("ecs"), LAB.cluster)
+    roles = {name: find_role(iam, name) for name in (LAB.instance_role, LAB.service_role)}
+    lb = find_load_balancer(elbv2, LAB.load_balancer)
+    tg = find_target_group(elbv2, LAB.target_group)
+    found = {
+        LAB.cluster: cluster["clusterArn"] if cluster else None,
+        **{name: role["Arn"] if role else None for name, role in roles.items()},
+        LAB.load_balancer: lb["LoadBalancerArn"] if lb else None,
+        LAB.target_group: tg["TargetGroupArn"] if tg else None,
+    }
+    return found, tg.get("VpcId") if tg else None
 
 
 # --------------------------------------------------------------------------- find
@@ -188,8 +151,7 @@ def find_environment(session: boto3.Session) -> LabEnvironment | None:
     region = _region(session)
     with access_denied_explained():
         stack = _kit_stack(session.client("cloudformation"))
-        found = _probe_lab_names(session)
-        vpc_id = _target_group_vpc(session) if found.get(LAB.target_group) else None
+        found, vpc_id = _probe_lab_names(session)
     present = {name: arn for name, arn in found.items() if arn}
     missing = tuple(name for name, arn in found.items() if not arn)
     if stack is None and not present:
@@ -333,10 +295,7 @@ def provision(
             Capabilities=["CAPABILITY_NAMED_IAM"],  # the lab's roles have fixed names
             # Delete on failure: a learner should never be left paying for half a stack.
             OnFailure="DELETE",
-            Tags=[
-                {"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE},
-                {"Key": COMPONENT_TAG_KEY, "Value": COMPONENT_TAG_VALUE},
-            ],
+            Tags=[{"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}, COMPONENT_TAG],
         )["StackId"]
         if not wait:
             return find_environment(session) or LabEnvironment(region, True, {}, ())
@@ -385,8 +344,7 @@ def remove_stack(
     # ECS refuses to delete a cluster whose container instances are still registered, and
     # terminated instances can take a while to drop out: deregister the kit's own ones.
     ecs = session.client("ecs")
-    clusters = ecs.describe_clusters(clusters=[LAB.cluster])["clusters"]
-    if any(c.get("status") == "ACTIVE" for c in clusters):
+    if find_cluster(ecs, LAB.cluster) is not None:
         for page in ecs.get_paginator("list_container_instances").paginate(cluster=LAB.cluster):
             for arn in page["containerInstanceArns"]:
                 ecs.deregister_container_instance(
@@ -410,21 +368,12 @@ def remove_stack(
 def kit_tagged_leftovers(session: boto3.Session) -> list[str]:
     """ARNs still carrying the kit tag: the tagging API (regional) plus the two IAM roles."""
     tagging = session.client("resourcegroupstaggingapi")
-    arns = [
-        m["ResourceARN"]
-        for p in tagging.get_paginator("get_resources").paginate(
-            TagFilters=[{"Key": KIT_TAG_KEY, "Values": [KIT_TAG_VALUE]}]
-        )
-        for m in p["ResourceTagMappingList"]
-    ]
+    pages = tagging.get_paginator("get_resources").paginate(
+        TagFilters=[{"Key": KIT_TAG_KEY, "Values": [KIT_TAG_VALUE]}]
+    )
+    arns = list(pages.search("ResourceTagMappingList[].ResourceARN"))
     iam = session.client("iam")
-    for role in (LAB.instance_role, LAB.service_role):
-        try:
-            got = iam.get_role(RoleName=role)["Role"]
-        except ClientError as exc:
-            if _code(exc) != "NoSuchEntity":
-                raise
-            continue
-        if has_kit_tag(got.get("Tags")) and got["Arn"] not in arns:
-            arns.append(got["Arn"])
+    for role in (find_role(iam, name) for name in (LAB.instance_role, LAB.service_role)):
+        if role is not None and has_kit_tag(role.get("Tags")) and role["Arn"] not in arns:
+            arns.append(role["Arn"])
     return sorted(arns)
