@@ -215,6 +215,10 @@ class Ticker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def start(self) -> None:
         self._thread.start()
 

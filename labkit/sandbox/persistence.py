@@ -100,8 +100,9 @@ class SavedState:
         self._ticker.start()
 
     def stop(self) -> None:
-        self._ticker.stop(timeout=5)
-        self.save()
+        if self._ticker.started:  # a start cut short must not overwrite what was saved
+            self._ticker.stop(timeout=5)
+            self.save()
 
     def save(self) -> None:
         with self.ctx.lock:
