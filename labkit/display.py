@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError
@@ -59,12 +60,10 @@ def balancing_name(arn: str | None) -> str:
 
 
 def table_markup(
-    title: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    cell_style: str = "text-align:left",
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> tuple[str, str]:
     """A small table as (HTML, plain text): bold title, header row, "(none)" when empty."""
+    cell_style = "text-align:left;padding:1px 14px 1px 0"
     cells = [[cell_text(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     plain = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
@@ -80,8 +79,8 @@ def table_markup(
         or f"<tr><td colspan='{len(columns)}'><i>(none)</i></td></tr>"
     )
     return (
-        f"<b>{html.escape(title)}</b><table><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>",
+        f"<div style='margin-top:6px'><b>{html.escape(title)}</b><table><thead><tr>{head}"
+        f"</tr></thead><tbody>{body}</tbody></table></div>",
         "\n".join(plain),
     )
 
@@ -92,10 +91,10 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 def note(text: str, emoji: str = "ℹ️") -> None:
-    """A one-line callout."""
+    """A callout (a line break in ``text`` shows as one)."""
     show(
         f"<div style='padding:6px 10px;border-left:4px solid #1f77b4;background:#f3f8fc;"
-        f"color:#111'>{emoji} {html.escape(text)}</div>",
+        f"color:#111'>{emoji} {html.escape(text).replace(chr(10), '<br>')}</div>",
         f"{emoji} {text}",
     )
 
@@ -175,10 +174,7 @@ def _labkit_exception_handler(shell, etype, value, tb, tb_offset=None):
     The error output (not only the box) matters: papermill fails a run on it.
     """
     value = explain(value)
-    html_text, plain_text = error_box(value)
-    from IPython.display import display
-
-    display({"text/html": html_text, "text/plain": plain_text}, raw=True)
+    show(*error_box(value))
     stb = [f"{etype.__name__}: {value.what} (details above)"]
     shell._showtraceback(etype, value, stb)
     return stb
@@ -198,104 +194,24 @@ def install_error_display() -> bool:
     return True
 
 
-# -- the lab's picture ----------------------------------------------------------------
+# -- the lab's pictures (SVG, with a text twin, in resources/diagrams/) ----------------
 
-LAB_DIAGRAM_SVG = """
-<svg xmlns="http://www.w3.org/2000/svg" width="760" height="110" font-family="sans-serif"
-     font-size="13">
-  <defs><marker id="a" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">
-    <path d="M0,0 L10,4 L0,8 z" fill="#555"/></marker></defs>
-  <g>
-    <rect x="5" y="30" width="120" height="50" rx="8" fill="#ff9900"/>
-    <text x="65" y="52" text-anchor="middle" fill="#fff">ECR repository</text>
-    <text x="65" y="70" text-anchor="middle" fill="#fff">Task 1</text>
-    <rect x="160" y="30" width="120" height="50" rx="8" fill="#ff9900"/>
-    <text x="220" y="52" text-anchor="middle" fill="#fff">image</text>
-    <text x="220" y="70" text-anchor="middle" fill="#fff">Task 2</text>
-    <rect x="315" y="30" width="130" height="50" rx="8" fill="#e7157b"/>
-    <text x="380" y="52" text-anchor="middle" fill="#fff">task definition</text>
-    <text x="380" y="70" text-anchor="middle" fill="#fff">Task 3</text>
-    <rect x="480" y="30" width="120" height="50" rx="8" fill="#e7157b"/>
-    <text x="540" y="52" text-anchor="middle" fill="#fff">ECS service</text>
-    <text x="540" y="70" text-anchor="middle" fill="#fff">Task 4</text>
-    <rect x="635" y="30" width="120" height="50" rx="8" fill="#8c4fff"/>
-    <text x="695" y="52" text-anchor="middle" fill="#fff">load balancer</text>
-    <text x="695" y="70" text-anchor="middle" fill="#fff">your page</text>
-  </g>
-  <g stroke="#555" stroke-width="2" marker-end="url(#a)">
-    <line x1="125" y1="55" x2="158" y2="55"/><line x1="280" y1="55" x2="313" y2="55"/>
-    <line x1="445" y1="55" x2="478" y2="55"/><line x1="600" y1="55" x2="633" y2="55"/>
-  </g>
-  <text x="5" y="105" fill="#555">push → describe → run as tasks on ECSCluster → reach them
-through Myloadbalancer</text>
-</svg>
-"""
+DIAGRAMS = Path(__file__).resolve().parent / "resources" / "diagrams"
 
-LAB_DIAGRAM_TEXT = (
-    "ECR repository (Task 1) → image (Task 2) → task definition (Task 3) → "
-    "ECS service (Task 4) → load balancer → your page"
-)
+
+def diagram(name: str) -> None:
+    """Show ``resources/diagrams/<name>.svg`` with ``<name>.txt`` as its plain text."""
+    show((DIAGRAMS / f"{name}.svg").read_text(), (DIAGRAMS / f"{name}.txt").read_text().rstrip())
 
 
 def lab_diagram() -> None:
-    show(LAB_DIAGRAM_SVG, LAB_DIAGRAM_TEXT)
-
-
-# -- Task 4's picture: how a request reaches a task ---------------------------------
-
-NLB_DIAGRAM_SVG = """
-<svg xmlns="http://www.w3.org/2000/svg" width="860" height="190" font-family="sans-serif"
-     font-size="12">
-  <defs><marker id="n" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">
-    <path d="M0,0 L10,4 L0,8 z" fill="#555"/></marker></defs>
-  <rect x="5" y="40" width="140" height="70" rx="8" fill="#8c4fff"/>
-  <text x="75" y="62" text-anchor="middle" fill="#fff" font-weight="bold">load balancer</text>
-  <text x="75" y="80" text-anchor="middle" fill="#fff">Myloadbalancer</text>
-  <text x="75" y="97" text-anchor="middle" fill="#fff">one DNS name</text>
-  <rect x="180" y="40" width="120" height="70" rx="8" fill="#8c4fff"/>
-  <text x="240" y="62" text-anchor="middle" fill="#fff" font-weight="bold">listener</text>
-  <text x="240" y="80" text-anchor="middle" fill="#fff">TCP port 80</text>
-  <text x="240" y="97" text-anchor="middle" fill="#fff">forward to →</text>
-  <rect x="335" y="40" width="150" height="70" rx="8" fill="#8c4fff"/>
-  <text x="410" y="62" text-anchor="middle" fill="#fff" font-weight="bold">target group</text>
-  <text x="410" y="80" text-anchor="middle" fill="#fff">myTargetgroup</text>
-  <text x="410" y="97" text-anchor="middle" fill="#fff">health check each target</text>
-  <rect x="520" y="20" width="150" height="45" rx="8" fill="#e7157b"/>
-  <text x="595" y="38" text-anchor="middle" fill="#fff">target: instance A</text>
-  <text x="595" y="55" text-anchor="middle" fill="#fff">host port 80 · healthy</text>
-  <rect x="520" y="85" width="150" height="45" rx="8" fill="#e7157b" opacity="0.55"/>
-  <text x="595" y="103" text-anchor="middle" fill="#fff">target: instance B</text>
-  <text x="595" y="120" text-anchor="middle" fill="#fff">(when 2 tasks run)</text>
-  <rect x="705" y="20" width="150" height="45" rx="8" fill="#ff9900"/>
-  <text x="780" y="38" text-anchor="middle" fill="#fff">task of MYSERVICE&lt;n&gt;</text>
-  <text x="780" y="55" text-anchor="middle" fill="#fff">container ecs-sample:80</text>
-  <rect x="705" y="85" width="150" height="45" rx="8" fill="#ff9900" opacity="0.55"/>
-  <text x="780" y="112" text-anchor="middle" fill="#fff">task</text>
-  <g stroke="#555" stroke-width="2" marker-end="url(#n)">
-    <line x1="145" y1="75" x2="178" y2="75"/><line x1="300" y1="75" x2="333" y2="75"/>
-    <line x1="485" y1="70" x2="518" y2="45"/><line x1="485" y1="80" x2="518" y2="105"/>
-    <line x1="670" y1="42" x2="703" y2="42"/><line x1="670" y1="107" x2="703" y2="107"/>
-  </g>
-  <text x="5" y="150" fill="#555">ECS (with ecsServiceRole) registers each task as a target,
-and each task in Cloud Map:</text>
-  <text x="5" y="168" fill="#555">MYSERVICE&lt;n&gt;.myprivatednsnamespace → SRV record:
-instance address + host port (service discovery, inside the VPC)</text>
-</svg>
-"""
-
-NLB_DIAGRAM_TEXT = """\
-browser → load balancer Myloadbalancer (one DNS name)
-        → listener TCP:80 (forwards to)
-        → target group myTargetgroup (health-checks each target; sends only to healthy ones)
-        → targets: container instance + host port 80 (ECS registers them, ecsServiceRole)
-        → tasks of MYSERVICE<n>: container ecs-sample, port 80
-Service discovery: MYSERVICE<n>.myprivatednsnamespace → SRV records (address + port of
-each task), answered inside the VPC."""
+    """Task 1 → Task 4 → the load balancer → your page."""
+    diagram("lab")
 
 
 def load_balancer_diagram() -> None:
     """Load balancer → listener → target group → targets → tasks (and Cloud Map)."""
-    show(NLB_DIAGRAM_SVG, NLB_DIAGRAM_TEXT)
+    diagram("load-balancer")
 
 
 def page_view(page) -> None:

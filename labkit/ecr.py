@@ -47,9 +47,9 @@ REPOSITORY_ACTIONS: tuple[str, ...] = (
 )
 
 
-def _not_found(exc: Exception) -> bool:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code.endswith("NotFoundException")
+def as_list(value: Any) -> list[Any]:
+    """A policy's Statement, Action or Principal: one value or a list, as a list."""
+    return [value] if isinstance(value, str | dict) else list(value or [])
 
 
 def find_repository(lab: Lab) -> dict[str, Any] | None:
@@ -59,18 +59,6 @@ def find_repository(lab: Lab) -> dict[str, Any] | None:
     except lab.ecr.exceptions.RepositoryNotFoundException:
         return None
     return reply["repositories"][0]
-
-
-def ensure_repository(lab: Lab) -> dict[str, Any]:
-    """Create the repository, or reuse it if it exists (safe to re-run)."""
-    existing = find_repository(lab)
-    if existing is not None:
-        print(f"♻️  Repository {lab.repository_name} already exists; reusing it.")
-        return existing
-    lab.cost_notice("repository")
-    reply = lab.ecr.create_repository(repositoryName=lab.repository_name, tags=lab.tags())
-    print(f"✅ Created repository {lab.repository_name}.")
-    return reply["repository"]
 
 
 def repository_uri(lab: Lab) -> str:
@@ -91,55 +79,14 @@ def registry_host(uri: str) -> str:
     return uri.split("/", 1)[0]
 
 
-def repository_statement(lab: Lab) -> dict[str, Any]:
-    """The permission statement of Task 1, steps 12–15."""
-    return {
-        "Sid": lab.names.repository_statement,
-        "Effect": "Allow",
-        "Principal": {"AWS": lab.instance_role_arn},
-        "Action": list(REPOSITORY_ACTIONS),
-    }
-
-
 def repository_policy(lab: Lab) -> dict[str, Any] | None:
     """The repository's policy document, or None if it has none."""
+    missing = lab.ecr.exceptions
     try:
         reply = lab.ecr.get_repository_policy(repositoryName=lab.repository_name)
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise
+    except (missing.RepositoryNotFoundException, missing.RepositoryPolicyNotFoundException):
+        return None
     return json.loads(reply["policyText"])
-
-
-def ensure_repository_statement(lab: Lab) -> dict[str, Any]:
-    """Add (or update) ``my_repository_statement``; keep any other statements as they are."""
-    wanted = repository_statement(lab)
-    policy = repository_policy(lab) or {"Version": "2012-10-17", "Statement": []}
-    statements = policy.get("Statement", [])
-    if isinstance(statements, dict):
-        statements = [statements]
-    others = [s for s in statements if s.get("Sid") != wanted["Sid"]]
-    if len(others) < len(statements) and _same_statement(statements, wanted):
-        print(f"♻️  Statement {wanted['Sid']} is already in the repository policy.")
-        return policy
-    policy["Statement"] = [*others, wanted]
-    lab.ecr.set_repository_policy(repositoryName=lab.repository_name, policyText=json.dumps(policy))
-    print(f"✅ Saved statement {wanted['Sid']}: {lab.names.instance_role} may use the repository.")
-    return policy
-
-
-def _same_statement(statements: list[dict[str, Any]], wanted: dict[str, Any]) -> bool:
-    for s in statements:
-        if s.get("Sid") == wanted["Sid"]:
-            actions = s.get("Action", [])
-            actions = [actions] if isinstance(actions, str) else actions
-            return (
-                s.get("Effect") == "Allow"
-                and s.get("Principal") == wanted["Principal"]
-                and sorted(actions) == sorted(wanted["Action"])
-            )
-    return False
 
 
 @dataclass(frozen=True)
@@ -174,12 +121,11 @@ def registry_login(lab: Lab) -> RegistryLogin:
 
 def find_image(lab: Lab, tag: str = "latest") -> dict[str, Any] | None:
     """DescribeImages for ``tag``, or None if the repository has no such image."""
+    missing = lab.ecr.exceptions
     try:
         reply = lab.ecr.describe_images(
             repositoryName=lab.repository_name, imageIds=[{"imageTag": tag}]
         )
-    except Exception as exc:
-        if _not_found(exc):
-            return None
-        raise
+    except (missing.RepositoryNotFoundException, missing.ImageNotFoundException):
+        return None
     return reply["imageDetails"][0] if reply["imageDetails"] else None

@@ -16,42 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from labkit import taskdef
-from labkit.config import NOTEBOOKS, has_kit_tag, not_done_yet
+from labkit.backends.lookup import find_target_group
+from labkit.config import NOTEBOOKS, not_done_yet
 from labkit.errors import BackendError, InputError, PrerequisiteError
-from labkit.lab import (  # noqa: F401 — ecs.find_kit_services, ecs.service_arns for callers
-    Lab,
-    describe_services,
-    find_kit_services,
-    service_arns,
-)
+from labkit.lab import Lab, describe_services
 
-STEADY_MARKER = "has reached a steady state"
-
+#: A condition for :func:`watch`: (the service, the events new since watching began) → stop?
+Condition = Callable[[dict[str, Any], list[dict[str, Any]]], bool]
 
 # -- looking things up ----------------------------------------------------------------
 
 
-def find_service(lab: Lab) -> dict[str, Any] | None:
-    """The learner's service if it is ACTIVE, else None."""
-    for service in describe_services(lab, [lab.service_name]):
-        if service.get("status") == "ACTIVE":
-            return service
-    return None
-
-
-def _refuse_foreign(lab: Lab, service: dict[str, Any]) -> None:
-    """An ACTIVE service with the learner's name that the kit did not create: stop here."""
-    if has_kit_tag(service.get("tags")):
-        return
-    raise InputError(
-        f"A service named {lab.service_name} already exists in {lab.names.cluster}, "
-        "and the kit did not create it.",
-        why="It has no kit tag, so it belongs to someone or something else; the kit never "
-        "changes resources it did not create. Nothing was changed.",
-        fix='Choose another name: set service_name = "" (MYSERVICE<random number>) or a '
-        "new name in the parameters cell, then re-run.",
-    )
+def find_service(lab: Lab, name: str | None = None) -> dict[str, Any] | None:
+    """The service ``name`` (default: the learner's) if it is ACTIVE, else None."""
+    services = describe_services(lab, [name or lab.service_name])
+    return next((s for s in services if s.get("status") == "ACTIVE"), None)
 
 
 def require_service(lab: Lab) -> dict[str, Any]:
@@ -63,11 +42,8 @@ def require_service(lab: Lab) -> dict[str, Any]:
 
 def target_group(lab: Lab) -> dict[str, Any]:
     """The lab's target group; PrerequisiteError naming notebook 00 when it is missing."""
-    try:
-        groups = lab.elbv2.describe_target_groups(Names=[lab.names.target_group])
-    except lab.elbv2.exceptions.TargetGroupNotFoundException:
-        groups = {"TargetGroups": []}
-    if not groups["TargetGroups"]:
+    group = find_target_group(lab.elbv2, lab.names.target_group)
+    if group is None:
         raise PrerequisiteError(
             f"The lab's target group {lab.names.target_group} does not exist.",
             why="It is part of the lab environment (cluster, roles, load balancer, target "
@@ -75,11 +51,7 @@ def target_group(lab: Lab) -> dict[str, Any]:
             fix=f"Run {NOTEBOOKS[0]}: in AWS mode it finds or (with confirm_cost = True) "
             "creates the lab environment; in the sandbox it is built in.",
         )
-    return groups["TargetGroups"][0]
-
-
-def target_group_arn(lab: Lab) -> str:
-    return target_group(lab)["TargetGroupArn"]
+    return group
 
 
 def namespace_vpc_id(lab: Lab) -> str:
@@ -105,68 +77,70 @@ def namespace_vpc_id(lab: Lab) -> str:
 # -- service discovery ----------------------------------------------------------------
 
 
+def poll_until(done: Callable[[], Any], timeout: float, poll: float) -> bool:
+    """Where boto3 has no waiter (Cloud Map): ask ``done`` until it says yes or time is up."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def wait_for_operation(lab: Lab, operation_id: str, timeout: float, poll: float) -> dict[str, Any]:
+    """A Cloud Map operation once it ends (SUCCESS or FAIL), or as it is at the timeout."""
+    last: dict[str, Any] = {}
+
+    def finished() -> bool:
+        last.update(lab.servicediscovery.get_operation(OperationId=operation_id)["Operation"])
+        return last["Status"] in ("SUCCESS", "FAIL")
+
+    poll_until(finished, timeout, poll)
+    return last
+
+
+def namespaces(lab: Lab) -> list[dict[str, Any]]:
+    """Every namespace with the lab's name (DNS names ignore case)."""
+    wanted = lab.names.namespace.lower()
+    pages = lab.servicediscovery.get_paginator("list_namespaces").paginate()
+    return [ns for page in pages for ns in page["Namespaces"] if ns["Name"].lower() == wanted]
+
+
 def find_namespace(lab: Lab) -> dict[str, Any] | None:
-    paginator = lab.servicediscovery.get_paginator("list_namespaces")
-    for page in paginator.paginate():
-        for namespace in page["Namespaces"]:
-            if namespace["Name"] == lab.names.namespace:
-                return namespace
-    return None
+    return next(iter(namespaces(lab)), None)
 
 
-def ensure_namespace(lab: Lab, timeout: float = 300, vpc_id: str | None = None) -> str:
+def ensure_namespace(lab: Lab, timeout: float = 300) -> str:
     """The private DNS namespace ``myprivatednsnamespace`` in the lab's VPC; its id."""
     existing = find_namespace(lab)
     if existing is not None:
         print(f"♻️  Namespace {lab.names.namespace} already exists; reusing it.")
         return existing["Id"]
     operation = lab.servicediscovery.create_private_dns_namespace(
-        Name=lab.names.namespace, Vpc=vpc_id or namespace_vpc_id(lab), Tags=lab.tags()
+        Name=lab.names.namespace, Vpc=namespace_vpc_id(lab), Tags=lab.tags()
     )["OperationId"]
-    deadline = time.monotonic() + timeout
-    while True:  # namespace creation is asynchronous (minutes on AWS, instant locally)
-        op = lab.servicediscovery.get_operation(OperationId=operation)["Operation"]
-        if op["Status"] == "SUCCESS":
-            print(f"✅ Created private DNS namespace {lab.names.namespace}.")
-            return op["Targets"]["NAMESPACE"]
-        if op["Status"] == "FAIL" or time.monotonic() > deadline:
-            raise BackendError(
-                f"Creating namespace {lab.names.namespace} did not succeed.",
-                why=op.get("ErrorMessage", f"status {op['Status']}"),
-                fix="Re-run this cell; if it persists, run notebook 06 and start again.",
-            )
-        time.sleep(2)
+    # Namespace creation is asynchronous (minutes on AWS, instant locally).
+    op = wait_for_operation(lab, operation, timeout, 2)
+    if op["Status"] != "SUCCESS":
+        raise BackendError(
+            f"Creating namespace {lab.names.namespace} did not succeed.",
+            why=op.get("ErrorMessage", f"status {op['Status']}"),
+            fix="Re-run this cell; if it persists, run notebook 06 and start again.",
+        )
+    print(f"✅ Created private DNS namespace {lab.names.namespace}.")
+    return op["Targets"]["NAMESPACE"]
+
+
+def discovery_services(lab: Lab, namespace_id: str) -> list[dict[str, Any]]:
+    """Every Cloud Map service in the namespace."""
+    filters = [{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}]
+    pages = lab.servicediscovery.get_paginator("list_services").paginate(Filters=filters)
+    return [service for page in pages for service in page["Services"]]
 
 
 def find_discovery_service(lab: Lab, namespace_id: str) -> dict[str, Any] | None:
-    paginator = lab.servicediscovery.get_paginator("list_services")
-    filters = [{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}]
-    for page in paginator.paginate(Filters=filters):
-        for service in page["Services"]:
-            if service["Name"] == lab.service_name:
-                return service
-    return None
-
-
-def ensure_discovery_service(lab: Lab, namespace_id: str) -> str:
-    """A Cloud Map service for the tasks: SRV records (bridge mode needs the port), TTL 10."""
-    existing = find_discovery_service(lab, namespace_id)
-    if existing is not None:
-        print(f"♻️  Discovery service {lab.service_name} already exists; reusing it.")
-        return existing["Arn"]
-    reply = lab.servicediscovery.create_service(
-        Name=lab.service_name,
-        NamespaceId=namespace_id,
-        DnsConfig={
-            "RoutingPolicy": "MULTIVALUE",
-            # Bridge networking: tasks share the host's IP, so only SRV (IP + port) works.
-            "DnsRecords": [{"Type": "SRV", "TTL": lab.names.discovery_ttl_seconds}],
-        },
-        HealthCheckCustomConfig={"FailureThreshold": 1},
-        Tags=lab.tags(),
-    )
-    print(f"✅ Created discovery service {lab.service_name} (SRV, TTL 10 s).")
-    return reply["Service"]["Arn"]
+    services = discovery_services(lab, namespace_id)
+    return next((s for s in services if s["Name"] == lab.service_name), None)
 
 
 # -- the service ----------------------------------------------------------------------
@@ -183,60 +157,14 @@ def check_desired_count(value: Any) -> int:
     return value
 
 
-def ensure_service(lab: Lab, desired_count: int = 1) -> dict[str, Any]:
-    """Task 4 as the console wizard does it; reuse the service if it already exists.
-
-    Everything is checked before anything is created (the name is free or the kit's, the
-    task definition, the target group and the lab's VPC exist); if CreateService still
-    fails, the discovery service made for it is deleted again, so nothing is left
-    half-created."""
-    check_desired_count(desired_count)
-    existing = find_service(lab)
-    if existing is not None:
-        _refuse_foreign(lab, existing)
-        print(f"♻️  Service {lab.service_name} already exists; reusing it.")
-        return existing
-    definition = taskdef.require_registered(lab)
-    group_arn = target_group_arn(lab)
-    vpc_id = namespace_vpc_id(lab)
-    lab.cost_notice("service")
-    namespace_id = ensure_namespace(lab, vpc_id=vpc_id)
-    made_discovery = find_discovery_service(lab, namespace_id) is None
-    registry_arn = ensure_discovery_service(lab, namespace_id)
-    container = {"containerName": lab.names.container_name, "containerPort": 80}
-    try:
-        _note_change(lab)
-        reply = lab.ecs.create_service(
-            cluster=lab.names.cluster,
-            serviceName=lab.service_name,
-            taskDefinition=definition["taskDefinitionArn"],
-            desiredCount=desired_count,
-            launchType="EC2",
-            role=lab.names.service_role,
-            loadBalancers=[{"targetGroupArn": group_arn, **container}],
-            serviceRegistries=[{"registryArn": registry_arn, **container}],
-            tags=lab.tags("key"),
-            propagateTags="SERVICE",
-        )
-    except Exception:
-        if made_discovery:  # leave nothing half-created; the namespace is reusable
-            try:
-                lab.servicediscovery.delete_service(Id=registry_arn.rsplit("/", 1)[-1])
-                print(f"↩️  Removed discovery service {lab.service_name} again.")
-            except Exception as undo:  # report, but keep the original error
-                print(f"⚠️  Could not remove discovery service {lab.service_name}: {undo}")
-        raise
-    print(
-        f"✅ Created service {lab.service_name}: {desired_count} task(s) of "
-        f"{definition['family']}:{definition['revision']} on {lab.names.cluster}."
-    )
-    return reply["service"]
-
-
-def tasks(lab: Lab, desired_status: str = "RUNNING") -> list[dict[str, Any]]:
-    """The service's tasks (the console's Tasks tab)."""
+def tasks(
+    lab: Lab, desired_status: str = "RUNNING", service: str | None = None
+) -> list[dict[str, Any]]:
+    """The tasks of ``service`` (default: the learner's), as the console's Tasks tab."""
     arns = lab.ecs.list_tasks(
-        cluster=lab.names.cluster, serviceName=lab.service_name, desiredStatus=desired_status
+        cluster=lab.names.cluster,
+        serviceName=service or lab.service_name,
+        desiredStatus=desired_status,
     )["taskArns"]
     if not arns:
         return []
@@ -245,7 +173,7 @@ def tasks(lab: Lab, desired_status: str = "RUNNING") -> list[dict[str, Any]]:
 
 def target_health(lab: Lab) -> list[dict[str, Any]]:
     """The target group's registered targets (the Targets tab)."""
-    reply = lab.elbv2.describe_target_health(TargetGroupArn=target_group_arn(lab))
+    reply = lab.elbv2.describe_target_health(TargetGroupArn=target_group(lab)["TargetGroupArn"])
     return reply["TargetHealthDescriptions"]
 
 
@@ -289,7 +217,7 @@ def _note_change(lab: Lab) -> None:
 
 def watch(
     lab: Lab,
-    until: Callable[[dict[str, Any], list[dict[str, Any]]], bool] = lambda s, _e: is_steady(s),
+    until: Condition = lambda s, _e: is_steady(s),
     timeout: float = 300,
     interval: float = 2,
     progress: bool = True,
@@ -305,16 +233,11 @@ def watch(
     # News starts at the last change labkit asked for (scale, deploy, stop…), so an event
     # ECS wrote between that call and this watch is not mistaken for history.
     start_time = _last_change.get(lab.service_name) or datetime.now().astimezone()
-    seen: set[str] = set()
+    events = require_service(lab).get("events", [])
+    seen = {e["id"] for e in events if e["createdAt"] < start_time}  # history, not news
     printed: set[str] = set()
     new_events: list[dict[str, Any]] = []
-    bar = None
-    service = require_service(lab)
-    # Events from before this watch started are history, not news.
-    for event in service.get("events", []):
-        if event["createdAt"] < start_time:
-            seen.add(event["id"])
-    try:
+    with tqdm(total=1, desc="tasks running", disable=not progress) as bar:
         while True:
             service = require_service(lab)
             for event in reversed(service.get("events", [])):  # the API lists newest first
@@ -325,23 +248,13 @@ def watch(
                     if event["message"] not in printed:
                         printed.add(event["message"])
                         print(f"{event['createdAt']:%H:%M:%S}  {event['message']}")
-            if progress:
-                if bar is None:
-                    bar = tqdm(total=max(service["desiredCount"], 1), desc="tasks running")
-                bar.total = max(service["desiredCount"], 1)
-                bar.n = min(service["runningCount"], bar.total)
-                bar.set_postfix_str(f"pending {service['pendingCount']}")
-                bar.refresh()
-            if until(service, new_events):
-                reached = True
-                break
-            if time.monotonic() - started > timeout:
-                reached = False
+            bar.total = max(service["desiredCount"], 1)
+            bar.n = min(service["runningCount"], bar.total)
+            bar.set_postfix_str(f"pending {service['pendingCount']}")  # and redraws
+            reached = until(service, new_events)
+            if reached or time.monotonic() - started > timeout:
                 break
             time.sleep(interval)
-    finally:
-        if bar is not None:
-            bar.close()
     result = WatchResult(service, reached, time.monotonic() - started, new_events)
     print(result)
     return result
@@ -352,16 +265,20 @@ def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
     return watch(lab, timeout=timeout)
 
 
+def _update_service(lab: Lab, done: str, **changes: Any) -> dict[str, Any]:
+    """UpdateService on the learner's service (which must exist); print ``done``."""
+    require_service(lab)
+    _note_change(lab)
+    reply = lab.ecs.update_service(cluster=lab.names.cluster, service=lab.service_name, **changes)
+    print(done)
+    return reply["service"]
+
+
 def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     """Change how many tasks the scheduler keeps running."""
     check_desired_count(desired_count)
-    require_service(lab)
-    _note_change(lab)
-    reply = lab.ecs.update_service(
-        cluster=lab.names.cluster, service=lab.service_name, desiredCount=desired_count
-    )
-    print(f"Asked ECS for {desired_count} task(s) of {lab.service_name}.")
-    return reply["service"]
+    done = f"Asked ECS for {desired_count} task(s) of {lab.service_name}."
+    return _update_service(lab, done, desiredCount=desired_count)
 
 
 def stop_one_task(lab: Lab) -> str:
@@ -382,13 +299,8 @@ def stop_one_task(lab: Lab) -> str:
 
 def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
     """Point the service at another task-definition revision (a rolling deployment)."""
-    require_service(lab)
-    _note_change(lab)
-    reply = lab.ecs.update_service(
-        cluster=lab.names.cluster, service=lab.service_name, taskDefinition=task_definition_arn
-    )
-    print(f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}.")
-    return reply["service"]
+    done = f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}."
+    return _update_service(lab, done, taskDefinition=task_definition_arn)
 
 
 # -- conditions for watch() ----------------------------------------------------------
@@ -402,19 +314,15 @@ def steady_or_unplaceable(service: dict[str, Any], new_events: list[dict[str, An
     )
 
 
-def steady_and_healthy(
-    lab: Lab,
-) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+def steady_and_healthy(lab: Lab) -> Condition:
     """Stop when steady and every desired task's target is healthy: only healthy tasks
     count toward a deployment's minimumHealthyPercent (notebook 05)."""
 
-    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
-        if not is_steady(service):
-            return False
+    def healthy(service: dict[str, Any]) -> bool:
         states = [t["TargetHealth"]["State"] for t in target_health(lab)]
         return states.count("healthy") >= service["desiredCount"]
 
-    return condition
+    return lambda service, _events: is_steady(service) and healthy(service)
 
 
 def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
@@ -422,25 +330,18 @@ def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> b
     return any("unable to place" in e["message"] for e in new_events)
 
 
-def replaced(
-    lab: Lab, stopped_task_arn: str
-) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+def replaced(lab: Lab, stopped_task_arn: str) -> Condition:
     """Stop when the service is steady again with a task other than the stopped one."""
 
-    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
-        if not is_steady(service):
-            return False
+    def another_runs() -> bool:
         running = {t["taskArn"] for t in tasks(lab)}
         return bool(running) and stopped_task_arn not in running
 
-    return condition
+    return lambda service, _events: is_steady(service) and another_runs()
 
 
-def rolled_out(task_definition_arn: str) -> Callable[[dict[str, Any], list[dict[str, Any]]], bool]:
+def rolled_out(task_definition_arn: str) -> Condition:
     """Stop when the only deployment runs ``task_definition_arn`` and is steady."""
-
-    def condition(service: dict[str, Any], _events: list[dict[str, Any]]) -> bool:
-        deployments = service.get("deployments", [])
-        return is_steady(service) and deployments[0]["taskDefinition"] == task_definition_arn
-
-    return condition
+    return lambda service, _events: (
+        is_steady(service) and service["deployments"][0]["taskDefinition"] == task_definition_arn
+    )

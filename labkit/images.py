@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import BackendError, DockerUnavailable, PrerequisiteError
+from labkit.errors import DockerUnavailable, PrerequisiteError
 
 #: The image the lab guide pulls from Docker Hub.
 LAB_SAMPLE_IMAGE = "amazon/amazon-ecs-sample:latest"
@@ -106,20 +106,15 @@ def build_sample_image(tag: str = LAB_SAMPLE_IMAGE, client=None) -> str:
             shutil.copy(item, context / item.name)
         if busybox is not None:
             shutil.copy(busybox, context / "busybox")
-            image, _logs = client.images.build(path=str(context), tag=tag, rm=True)
+            options: dict[str, Any] = {}
         else:
-            image, _logs = client.images.build(
-                path=str(context),
-                dockerfile="Dockerfile.from-image",
-                buildargs={"BASE": base},
-                tag=tag,
-                rm=True,
-            )
+            options = {"dockerfile": "Dockerfile.from-image", "buildargs": {"BASE": base}}
+        image, _logs = client.images.build(path=str(context), tag=tag, rm=True, **options)
     return image.id
 
 
 # --------------------------------------------------------------------------------------
-# Task 2 through labkit: get the sample image, tag it, log in, push with progress
+# Task 2: the sample image the lab's own lines tag, log in with and push (tasks.task2)
 # --------------------------------------------------------------------------------------
 
 
@@ -162,78 +157,3 @@ def ensure_sample_image(client=None) -> SampleImage:
         "a tiny web server with the same page idea, so the rest of the lab is unchanged."
     )
     return SampleImage(LAB_SAMPLE_IMAGE, image_id, "built locally (offline stand-in)")
-
-
-@dataclass
-class PushResult:
-    """What ``docker push`` reported: the image name, its digest, and each layer's fate."""
-
-    image: str
-    digest: str = ""
-    size: int = 0
-    layers: dict[str, str] = field(default_factory=dict)  # layer id → final status
-
-    def __str__(self) -> str:
-        lines = [f"Pushed {self.image}", f"  digest: {self.digest}"]
-        lines += [f"  layer {layer}: {status}" for layer, status in self.layers.items()]
-        return "\n".join(lines)
-
-
-def push_image(lab, tag: str = "latest", client=None, progress: bool = True) -> PushResult:
-    """Tag the sample image as ``<repository URI>:<tag>``, log in, push; one bar per layer.
-
-    The same steps as the lab's shell lines (``docker tag``, ``docker login``,
-    ``docker push``), through the Docker SDK. Safe to re-run: layers already in the
-    registry are skipped by Docker ("Layer already exists").
-    """
-    from tqdm.auto import tqdm
-
-    from labkit import ecr
-
-    client = client or docker_client()
-    uri = ecr.repository_uri(lab)
-    sample = ensure_sample_image(client)
-    client.images.get(sample.tag).tag(uri, tag=tag)
-    login = ecr.registry_login(lab)
-    auth = {"username": login.username, "password": login.password}
-    client.login(registry=ecr.registry_host(uri), **auth)
-
-    result = PushResult(image=f"{uri}:{tag}")
-    bars: dict[str, Any] = {}
-    try:
-        for event in client.images.push(uri, tag=tag, stream=True, decode=True, auth_config=auth):
-            if "error" in event:
-                raise BackendError(
-                    f"docker push {uri}:{tag} was refused.",
-                    why=event["error"],
-                    fix="Re-run the login cell (tokens expire after 12 hours) and check "
-                    "that the repository exists (notebook 01).",
-                )
-            if "aux" in event:
-                result.digest = event["aux"].get("Digest", "")
-                result.size = event["aux"].get("Size", 0)
-                continue
-            layer, status = event.get("id"), event.get("status", "")
-            if not layer or layer == tag:
-                continue
-            result.layers[layer] = status
-            if not progress:
-                continue
-            detail = event.get("progressDetail") or {}
-            bar = bars.get(layer)
-            if bar is None and detail.get("total"):
-                bar = bars[layer] = tqdm(
-                    total=detail["total"], desc=f"layer {layer}", unit="B", unit_scale=True
-                )
-            if bar is not None:
-                if detail.get("current"):
-                    bar.n = min(detail["current"], bar.total)
-                if status in ("Pushed", "Layer already exists"):
-                    bar.n = bar.total
-                bar.set_postfix_str(status)
-                bar.refresh()
-    finally:
-        for bar in bars.values():
-            bar.close()
-    print(result)  # the plain-text twin of the progress bars
-    return result

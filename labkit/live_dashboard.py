@@ -15,12 +15,11 @@ import html
 import os
 import threading
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from labkit import ecs
-from labkit.display import in_kernel, short_arn, show, table_markup
+from labkit import ecs, views
+from labkit.display import in_kernel, show
 from labkit.lab import Lab, current_lab
 
 DEFAULT_SECONDS = 120.0
@@ -36,26 +35,15 @@ def headless() -> bool:
     return flag in ("1", "true", "yes") or not in_kernel()
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str]:
-    rich, plain = table_markup(title, columns, rows, "text-align:left;padding:1px 14px 1px 0")
-    return f"<div style='margin-top:6px'>{rich}</div>", plain
-
-
 def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
     """The service page right now, as (HTML, plain text). Never raises."""
     stamp = datetime.now().strftime("%H:%M:%S")
     try:
-        services = lab.ecs.describe_services(cluster=lab.names.cluster, services=[service_name])
-        service = next((s for s in services["services"] if s.get("status") == "ACTIVE"), None)
+        service = ecs.find_service(lab, service_name)
         if service is None:
             text = f"Service {service_name} does not exist (yet): run notebook 04 first."
             return (f"<i>{html.escape(text)}</i>", text)
-        arns = lab.ecs.list_tasks(
-            cluster=lab.names.cluster, serviceName=service_name, desiredStatus="RUNNING"
-        )["taskArns"]
-        tasks = (
-            lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"] if arns else []
-        )
+        tasks = ecs.tasks(lab, service=service_name)
         try:
             targets = ecs.target_health(lab)
         except Exception:  # noqa: BLE001 — a missing target group shows as "(none)"
@@ -70,47 +58,10 @@ def snapshot(lab: Lab, service_name: str, events: int = 6) -> tuple[str, str]:
         + ("  ✅ steady" if ecs.is_steady(service) else "")
     )
     parts = [
-        _table(
-            "Deployments",
-            ["status", "task definition", "desired", "running", "pending"],
-            [
-                [
-                    d.get("status"),
-                    short_arn(d.get("taskDefinition", "")),
-                    d.get("desiredCount"),
-                    d.get("runningCount"),
-                    d.get("pendingCount"),
-                ]
-                for d in service.get("deployments", [])
-            ],
-        ),
-        _table(
-            "Tasks",
-            ["task", "last status", "task definition", "container instance", "started"],
-            [
-                [
-                    short_arn(t["taskArn"]),
-                    t.get("lastStatus"),
-                    short_arn(t.get("taskDefinitionArn", "")),
-                    short_arn(t.get("containerInstanceArn", "")),
-                    t.get("startedAt"),
-                ]
-                for t in tasks
-            ],
-        ),
-        _table(
-            f"Targets of {lab.names.target_group}",
-            ["target", "port", "health"],
-            [
-                [t["Target"]["Id"], t["Target"].get("Port"), t["TargetHealth"]["State"]]
-                for t in targets
-            ],
-        ),
-        _table(
-            "Events (newest first)",
-            ["time", "message"],
-            [[e["createdAt"], e["message"]] for e in service.get("events", [])[:events]],
-        ),
+        views.deployments_table(service),
+        views.tasks_table(service_name, tasks),
+        views.targets_table(lab.names.target_group, targets),
+        views.events_table(service, events),
     ]
     title = f"📊 Service dashboard · {stamp}"
     rich = (
@@ -140,13 +91,6 @@ class Dashboard:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
-
-    def show_once(self) -> str:
-        """Display one snapshot (HTML + plain-text twin); return the plain text."""
-        rich, plain = snapshot(self.lab, self.service_name)
-        self.refreshes += 1
-        show(rich, plain)
-        return plain
 
     def start(self) -> Dashboard:
         """Display a widget and refresh it from a daemon thread until ``seconds`` pass."""
@@ -212,5 +156,6 @@ def dashboard(
     if live and seconds > 0 and in_kernel():
         _active = board.start()
         return board
-    board.show_once()
+    show(*snapshot(lab, name))  # one snapshot: HTML and its plain-text twin
+    board.refreshes = 1
     return board

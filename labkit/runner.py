@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,36 +152,46 @@ def _run_all(
     output_dir = Path(output_dir or default_output_dir())
     output_dir.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []
-    for notebook in select(lab_notebooks(notebook_dir), start, until):
-        output = output_dir / notebook.name
-        print(f"▶ {notebook.name}", flush=True)
-        started = time.monotonic()
-        try:
-            papermill.execute_notebook(
-                with_solutions(notebook) if solutions else str(notebook),
-                str(output),
-                parameters=parameters or {},
-                kernel_name=KERNEL_NAME,
-                log_output=log_output,
-                progress_bar=False,
-                execution_timeout=cell_timeout,
-                cwd=str(notebook.parent),
-            )
-        except PapermillExecutionError as exc:
-            evalue = " ".join(str(exc.evalue).split())[:300]
-            error = f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {evalue}"
-            runs.append(
-                NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
-            )
-            break
-        except Exception as exc:  # kernel died, timeout, bad notebook…
-            error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
-            runs.append(
-                NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
-            )
-            break
-        runs.append(NotebookRun(notebook.name, output, time.monotonic() - started, True))
+    with tempfile.TemporaryDirectory(prefix="labkit-kernels-") as kernels:
+        for number, notebook in enumerate(select(lab_notebooks(notebook_dir), start, until)):
+            output = output_dir / notebook.name
+            print(f"▶ {notebook.name}", flush=True)
+            started = time.monotonic()
+            try:
+                papermill.execute_notebook(
+                    with_solutions(notebook) if solutions else str(notebook),
+                    str(output),
+                    parameters=parameters or {},
+                    kernel_name=KERNEL_NAME,
+                    log_output=log_output,
+                    progress_bar=False,
+                    execution_timeout=cell_timeout,
+                    cwd=str(notebook.parent),
+                    config=private_kernel(Path(kernels) / f"kernel-{number}.json"),
+                )
+            except Exception as exc:  # a failed cell; or the kernel died, a timeout…
+                if isinstance(exc, PapermillExecutionError):
+                    evalue = " ".join(str(exc.evalue).split())[:300]
+                    error = f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {evalue}"
+                else:
+                    error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+                runs.append(
+                    NotebookRun(notebook.name, output, time.monotonic() - started, False, error)
+                )
+                break
+            runs.append(NotebookRun(notebook.name, output, time.monotonic() - started, True))
     return runs
+
+
+def private_kernel(connection_file: Path) -> Any:
+    """A kernel on Unix sockets beside ``connection_file`` (in a 0700 folder): over TCP,
+    runs at once (a classroom) can pick the same free port before their kernels bind it
+    ("Address already in use"). Windows keeps TCP."""
+    from traitlets.config import Config
+
+    if os.name != "posix":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "connection_file": str(connection_file)}})
 
 
 def reset_lab(parameters: dict[str, Any] | None = None) -> TeardownReport:

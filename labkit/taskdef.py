@@ -23,13 +23,13 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import botocore.session
 
 from labkit import ecr
-from labkit.config import has_kit_tag, not_done_yet
 from labkit.errors import InputError
 from labkit.lab import Lab
 
@@ -38,20 +38,6 @@ LAB_TASK_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "ta
 
 #: The text the lab asks you to replace (step 32).
 IMAGE_PLACEHOLDER = "YOUR-REPOSITORY-URI"
-
-#: Keys DescribeTaskDefinition returns but RegisterTaskDefinition refuses.
-DESCRIBE_ONLY_KEYS = frozenset(
-    {
-        "taskDefinitionArn",
-        "revision",
-        "status",
-        "compatibilities",
-        "requiresAttributes",
-        "registeredAt",
-        "registeredBy",
-        "deregisteredAt",
-    }
-)
 
 #: The learner's copy of the lab's JSON (next to the notebooks), edited in step 32.
 MY_TASK_DEFINITION = "my-task-definition.json"
@@ -144,9 +130,13 @@ def parse_json(text: str, source: str = "the task definition") -> dict[str, Any]
     return data
 
 
-def _input_shape():
+@cache
+def _shapes() -> tuple[Any, frozenset[str]]:
+    """RegisterTaskDefinition's input shape, and the keys only DescribeTaskDefinition
+    returns (``revision``, ``status`` …), both from botocore's model of ECS."""
     model = botocore.session.get_session().get_service_model("ecs")
-    return model.operation_model("RegisterTaskDefinition").input_shape
+    shape = model.operation_model("RegisterTaskDefinition").input_shape
+    return shape, frozenset(model.shape_for("TaskDefinition").members) - set(shape.members)
 
 
 def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
@@ -156,7 +146,7 @@ def _clean(value: Any, shape: Any, path: str, dropped: list[Change]) -> Any:
             where = f"{path}.{key}" if path else key
             if item is None:
                 dropped.append(Change(where, NULL_REASON))
-            elif key in DESCRIBE_ONLY_KEYS:
+            elif key in _shapes()[1]:
                 dropped.append(Change(where, DESCRIBE_ONLY_REASON))
             elif key not in shape.members:
                 close = difflib.get_close_matches(key, list(shape.members), n=1, cutoff=0.8)
@@ -208,7 +198,7 @@ def prepare(
                         f"containerDefinitions[{index}].image", f"{image} → {container['image']}"
                     )
                 )
-    prepared.request = _clean(data, _input_shape(), "", prepared.dropped)
+    prepared.request = _clean(data, _shapes()[0], "", prepared.dropped)
     _require_essentials(prepared.request)
     if compatibility and "requiresCompatibilities" not in prepared.request:
         # Step 28 picks "EC2" in the console; the API's way of saying the same.
@@ -343,20 +333,29 @@ def latest(lab: Lab, family: str | None = None) -> dict[str, Any] | None:
 REUSE_WINDOW = 10
 
 
+def revisions(
+    lab: Lab, family: str | None = None, newest: int | None = None
+) -> list[dict[str, Any]]:
+    """The ACTIVE revisions of ``family`` (default: the lab's), newest first, with their
+    tags; with ``newest``, only among that many most recent of the prefix."""
+    family = family or lab.names.task_family
+    pages = lab.ecs.get_paginator("list_task_definitions").paginate(
+        familyPrefix=family, status="ACTIVE", sort="DESC", PaginationConfig={"MaxItems": newest}
+    )
+    found = []
+    for arn in (arn for page in pages for arn in page["taskDefinitionArns"]):
+        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        if reply["taskDefinition"]["family"] == family:  # a prefix: not "ecs-demo2"
+            found.append({**reply["taskDefinition"], "tags": reply.get("tags", [])})
+    return found
+
+
 def find_identical(lab: Lab, prepared: PreparedTaskDefinition) -> dict[str, Any] | None:
     """A recent ACTIVE revision registered from exactly this request (by fingerprint)."""
-    family = prepared.request["family"]
-    arns = lab.ecs.list_task_definitions(
-        familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=REUSE_WINDOW
-    )["taskDefinitionArns"]
-    for arn in arns:
-        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-        tags = {t["key"]: t["value"] for t in reply.get("tags", [])}
-        if (
-            reply["taskDefinition"]["family"] == family
-            and tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint
-        ):
-            return reply["taskDefinition"]
+    for definition in revisions(lab, prepared.request["family"], REUSE_WINDOW):
+        tags = {t["key"]: t["value"] for t in definition["tags"]}
+        if tags.get(FINGERPRINT_TAG_KEY) == prepared.fingerprint:
+            return definition
     return None
 
 
@@ -381,14 +380,6 @@ def _registered(definition: dict[str, Any], reused: bool) -> RegisteredTaskDefin
     )
 
 
-def register_lab_task_definition(
-    lab: Lab,
-) -> tuple[PreparedTaskDefinition, RegisteredTaskDefinition]:
-    """Task 3 in one call: load the lab's JSON, fill in the URI, clean, register."""
-    prepared = prepare(load_lab_json(), ecr.repository_uri(lab))
-    return prepared, register(lab, prepared)
-
-
 def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     """A new revision of the lab's task definition that differs only in one environment
     variable (``LABKIT_DEPLOYMENT=<label>``): enough for ECS to roll out (notebook 05).
@@ -397,14 +388,3 @@ def register_variant(lab: Lab, label: str) -> RegisteredTaskDefinition:
     container = prepared.request["containerDefinitions"][0]
     container["environment"] = [{"name": "LABKIT_DEPLOYMENT", "value": label}]
     return register(lab, prepared)
-
-
-def is_kit_tagged(definition: dict[str, Any]) -> bool:
-    return has_kit_tag(definition.get("tags"))
-
-
-def require_registered(lab: Lab) -> dict[str, Any]:
-    definition = latest(lab)
-    if definition is None:
-        raise not_done_yet(f"Task definition {lab.names.task_family}", 3, "registers")
-    return definition

@@ -16,21 +16,21 @@ that fails is recorded and the others still run. Safe to re-run.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from labkit import ecr, ecs
+from labkit import ecr, ecs, taskdef
 from labkit.backends import endpoint
 from labkit.backends.aws import provisioning
 from labkit.backends.aws.access import access_denied_explained
 from labkit.backends.report import TeardownReport
 from labkit.config import Backend, has_kit_tag
 from labkit.errors import BackendError, LabkitError
-from labkit.lab import Lab
+from labkit.lab import Lab, describe_services, find_kit_services, service_arns
 
 __all__ = ["TeardownReport", "leftovers", "teardown"]
 
@@ -64,14 +64,10 @@ def teardown(
         ("task definitions", lambda: _task_definitions(lab, report)),
         ("ECR repository", lambda: _repository(lab, report)),
     ]
-    if delete_environment and lab.backend is Backend.AWS:
+    if delete_environment and in_aws:
         session = lab.target.session
-        steps.append(
-            (
-                "lab environment stack",
-                lambda: provisioning.remove_stack(session, report, timeout_s, poll_s),
-            )
-        )
+        remove_stack = partial(provisioning.remove_stack, session, report, timeout_s, poll_s)
+        steps.append(("lab environment stack", remove_stack))
         steps.append(("listing leftovers", lambda: _aws_leftovers(session, report)))
     elif delete_environment and lab.backend is Backend.ENDPOINT:
         steps.append(
@@ -121,44 +117,31 @@ def _wait(client: Any, waiter: str, timeout_s: float, poll_s: float, **params: A
     return True
 
 
-def _until(done: Callable[[], bool], timeout_s: float, poll_s: float) -> bool:
-    """Where boto3 has no waiter (Cloud Map): ask ``done`` until it says yes or time is up."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll_s)
-    return True
-
-
 # ------------------------------------------------------------------------ the steps
 def _services(lab: Lab, report: TeardownReport, timeout_s: float, poll_s: float) -> None:
     names, client = lab.names, lab.ecs
-    arns = ecs.service_arns(lab)  # none when the cluster is gone (a second cleanup in AWS)
     deleted: list[str] = []
     tasks: list[str] = []
-    for start in range(0, len(arns), 10):  # DescribeServices takes at most 10
-        for service in client.describe_services(
-            cluster=names.cluster, services=arns[start : start + 10], include=["TAGS"]
-        )["services"]:
-            name = service["serviceName"]
-            if service["status"] != "ACTIVE":
-                continue
-            lab_named = name == lab.service_name or name.startswith(names.service_prefix)
-            if not (
-                has_kit_tag(service.get("tags"))
-                or (lab_named and _is_lab_made(lab, None, service.get("createdAt")))
-            ):
-                if lab_named:
-                    report.leave(f"ECS service {name}", _NOT_OURS)
-                continue
-            tasks += client.list_tasks(cluster=names.cluster, serviceName=name)["taskArns"]
-            # Scale to zero first so tasks drain from the target group before deletion.
-            if service.get("desiredCount", 0) > 0:
-                client.update_service(cluster=names.cluster, service=name, desiredCount=0)
-            client.delete_service(cluster=names.cluster, service=name, force=True)
-            deleted.append(name)
-            report.done(f"ECS service {name} (and its tasks)")
+    # No services when the cluster is gone (a second cleanup in AWS).
+    for service in describe_services(lab, service_arns(lab)):
+        name = service["serviceName"]
+        if service["status"] != "ACTIVE":
+            continue
+        lab_named = name == lab.service_name or name.startswith(names.service_prefix)
+        if not (
+            has_kit_tag(service.get("tags"))
+            or (lab_named and _is_lab_made(lab, None, service.get("createdAt")))
+        ):
+            if lab_named:
+                report.leave(f"ECS service {name}", _NOT_OURS)
+            continue
+        tasks += client.list_tasks(cluster=names.cluster, serviceName=name)["taskArns"]
+        # Scale to zero first so tasks drain from the target group before deletion.
+        if service.get("desiredCount", 0) > 0:
+            client.update_service(cluster=names.cluster, service=name, desiredCount=0)
+        client.delete_service(cluster=names.cluster, service=name, force=True)
+        deleted.append(name)
+        report.done(f"ECS service {name} (and its tasks)")
     for name in deleted:
         if not _wait(
             client, "services_inactive", timeout_s, poll_s, cluster=names.cluster, services=[name]
@@ -172,41 +155,30 @@ def _services(lab: Lab, report: TeardownReport, timeout_s: float, poll_s: float)
             report.fail(f"tasks still running at the timeout: {', '.join(batch)}")
 
 
-def _namespaces(lab: Lab) -> list[dict[str, Any]]:
-    """Every namespace with the lab's name (DNS names ignore case)."""
-    wanted = lab.names.namespace.lower()
-    paginator = lab.servicediscovery.get_paginator("list_namespaces")
-    return [
-        ns for p in paginator.paginate() for ns in p["Namespaces"] if ns["Name"].lower() == wanted
-    ]
-
-
 def _discovery(lab: Lab, report: TeardownReport, timeout_s: float, poll_s: float) -> None:
     sd = lab.servicediscovery
-    for namespace in _namespaces(lab):
-        filters = [{"Name": "NAMESPACE_ID", "Values": [namespace["Id"]], "Condition": "EQ"}]
-        for page in sd.get_paginator("list_services").paginate(Filters=filters):
-            for service in page["Services"]:
-                what = f"Cloud Map service {service['Name']}"
-                tags = sd.list_tags_for_resource(ResourceARN=service["Arn"]).get("Tags", [])
-                if not _is_lab_made(lab, tags, service.get("CreateDate")):
-                    report.leave(what, _NOT_OURS)
-                    continue
-                # ECS deregisters its tasks; whatever is left belongs to our service.
-                for instance in sd.list_instances(ServiceId=service["Id"]).get("Instances", []):
-                    sd.deregister_instance(ServiceId=service["Id"], InstanceId=instance["Id"])
+    for namespace in ecs.namespaces(lab):
+        for service in ecs.discovery_services(lab, namespace["Id"]):
+            what = f"Cloud Map service {service['Name']}"
+            tags = sd.list_tags_for_resource(ResourceARN=service["Arn"]).get("Tags", [])
+            if not _is_lab_made(lab, tags, service.get("CreateDate")):
+                report.leave(what, _NOT_OURS)
+                continue
+            # ECS deregisters its tasks; whatever is left belongs to our service.
+            for instance in sd.list_instances(ServiceId=service["Id"]).get("Instances", []):
+                sd.deregister_instance(ServiceId=service["Id"], InstanceId=instance["Id"])
 
-                def deleted(service_id: str = service["Id"]) -> bool:
-                    try:
-                        sd.delete_service(Id=service_id)
-                        return True
-                    except sd.exceptions.ResourceInUse:
-                        return False
+            def deleted(service_id: str = service["Id"]) -> bool:
+                try:
+                    sd.delete_service(Id=service_id)
+                    return True
+                except sd.exceptions.ResourceInUse:
+                    return False
 
-                if _until(deleted, timeout_s, poll_s):
-                    report.done(what)
-                else:
-                    report.fail(f"{what} still has instances")
+            if ecs.poll_until(deleted, timeout_s, poll_s):
+                report.done(what)
+            else:
+                report.fail(f"{what} still has instances")
         what = f"Cloud Map namespace {namespace['Name']}"
         tags = sd.list_tags_for_resource(ResourceARN=namespace["Arn"]).get("Tags", [])
         if not _is_lab_made(lab, tags, namespace.get("CreateDate")):
@@ -217,38 +189,24 @@ def _discovery(lab: Lab, report: TeardownReport, timeout_s: float, poll_s: float
         except sd.exceptions.ResourceInUse:
             report.leave(what, "it still has services that are not the lab's")
             continue
-        status: list[str] = []
-
-        def finished(operation: str = operation, status: list[str] = status) -> bool:
-            status[:] = [sd.get_operation(OperationId=operation)["Operation"]["Status"]]
-            return status[0] in ("SUCCESS", "FAIL")
-
-        if not _until(finished, timeout_s, poll_s):
-            report.fail(f"{what} still deleting at the timeout")
-        elif status[0] == "FAIL":
+        status = ecs.wait_for_operation(lab, operation, timeout_s, poll_s)["Status"]
+        if status == "SUCCESS":
+            report.done(what)
+        elif status == "FAIL":
             report.fail(f"deleting {what} failed")
         else:
-            report.done(what)
+            report.fail(f"{what} still deleting at the timeout")
 
 
 def _task_definitions(lab: Lab, report: TeardownReport) -> None:
-    family = lab.names.task_family
-    arns: list[str] = []
-    paginator = lab.ecs.get_paginator("list_task_definitions")
-    for page in paginator.paginate(familyPrefix=family, status="ACTIVE"):
-        arns += page["taskDefinitionArns"]
     done: list[str] = []
-    for arn in arns:
-        reply = lab.ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
-        definition = reply["taskDefinition"]
-        if definition["family"] != family:  # familyPrefix is a prefix: not "ecs-demo2"
-            continue
-        revision = f"task definition {family}:{definition['revision']}"
-        if not _is_lab_made(lab, reply.get("tags"), definition.get("registeredAt")):
+    for definition in taskdef.revisions(lab):
+        revision = f"task definition {definition['family']}:{definition['revision']}"
+        if not _is_lab_made(lab, definition["tags"], definition.get("registeredAt")):
             report.leave(revision, _NOT_OURS)
             continue
-        lab.ecs.deregister_task_definition(taskDefinition=arn)
-        done.append(arn)
+        lab.ecs.deregister_task_definition(taskDefinition=definition["taskDefinitionArn"])
+        done.append(definition["taskDefinitionArn"])
         report.done(revision)
     # AWS keeps INACTIVE revisions listed until they are deleted too.
     for start in range(0, len(done), 10):
@@ -299,7 +257,7 @@ def leftovers(lab: Lab) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if ecr.find_repository(lab) is not None:
         found["repository"] = lab.repository_name
-    services = [s["serviceName"] for s in ecs.find_kit_services(lab)]
+    services = [s["serviceName"] for s in find_kit_services(lab)]
     if services:
         found["services"] = services
     if ecs.find_namespace(lab) is not None:

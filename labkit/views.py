@@ -5,14 +5,18 @@ The notebooks call them as ``labkit.views.*``; the showing itself is :mod:`labki
 
 from __future__ import annotations
 
+from typing import Any
+
 from labkit import ecr, ecs, taskdef
-from labkit.display import (  # noqa: F401 — as labkit.views.*
+from labkit.display import (  # noqa: F401 — the diagrams as labkit.views.*
     balancing_name,
     lab_diagram,
     load_balancer_diagram,
     note,
     short_arn,
+    show,
     table,
+    table_markup,
 )
 from labkit.lab import Lab
 
@@ -82,13 +86,15 @@ def repository_view(lab: Lab) -> None:
 
 def policy_view(lab: Lab) -> None:
     policy = ecr.repository_policy(lab) or {}
-    statements = policy.get("Statement", [])
-    statements = [statements] if isinstance(statements, dict) else statements
-    rows = []
-    for s in statements:
-        actions = s.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        rows.append([s.get("Sid"), s.get("Effect"), s.get("Principal"), f"{len(actions)} actions"])
+    rows = [
+        [
+            s.get("Sid"),
+            s.get("Effect"),
+            s.get("Principal"),
+            f"{len(ecr.as_list(s.get('Action')))} actions",
+        ]
+        for s in ecr.as_list(policy.get("Statement"))
+    ]
     table("Repository policy (Permissions)", ["statement", "effect", "principal", "actions"], rows)
 
 
@@ -132,12 +138,12 @@ def task_definition_view(lab: Lab) -> None:
     )
 
 
-def _no_service_yet(lab: Lab) -> bool:
-    """True (and a note shown) when the learner's service does not exist yet."""
-    if ecs.find_service(lab) is not None:
-        return False
-    note(f"Service {lab.service_name} does not exist yet (Exercise 4.2 creates it).", "⏳")
-    return True
+def _service_or_note(lab: Lab) -> dict[str, Any] | None:
+    """The learner's service; None (and a note shown) when it does not exist yet."""
+    service = ecs.find_service(lab)
+    if service is None:
+        note(f"Service {lab.service_name} does not exist yet (Exercise 4.2 creates it).", "⏳")
+    return service
 
 
 def target_group_view(lab: Lab) -> None:
@@ -164,10 +170,8 @@ def target_group_view(lab: Lab) -> None:
     table(f"Target group {group['TargetGroupName']}", ["field", "value"], rows)
 
 
-def tasks_view(lab: Lab) -> None:
-    """The console's Tasks tab."""
-    if _no_service_yet(lab):
-        return
+def tasks_table(service_name: str, tasks: list[dict[str, Any]]) -> tuple[str, str]:
+    """The console's Tasks tab as (HTML, plain text)."""
     rows = [
         [
             short_arn(t["taskArn"]),
@@ -177,29 +181,56 @@ def tasks_view(lab: Lab) -> None:
             short_arn(t.get("containerInstanceArn", "")),
             t.get("startedAt"),
         ]
-        for t in ecs.tasks(lab)
+        for t in tasks
     ]
-    table(
-        f"Tasks of {lab.service_name}",
+    return table_markup(
+        f"Tasks of {service_name}",
         ["task", "last status", "desired", "task definition", "container instance", "started"],
         rows,
     )
 
 
+def tasks_view(lab: Lab) -> None:
+    """The console's Tasks tab."""
+    if _service_or_note(lab):
+        show(*tasks_table(lab.service_name, ecs.tasks(lab)))
+
+
+def events_table(service: dict[str, Any], limit: int = 8) -> tuple[str, str]:
+    """The console's Events tab, newest first, as (HTML, plain text)."""
+    rows = [[e["createdAt"], e["message"]] for e in service.get("events", [])[:limit]]
+    title = f"Events of {service['serviceName']} (newest first)"
+    return table_markup(title, ["time", "message"], rows)
+
+
 def events_view(lab: Lab, limit: int = 8) -> None:
     """The console's Events tab, newest first."""
-    if _no_service_yet(lab):
-        return
-    service = ecs.require_service(lab)
-    rows = [[e["createdAt"], e["message"]] for e in service.get("events", [])[:limit]]
-    table(f"Events of {lab.service_name} (newest first)", ["time", "message"], rows)
+    service = _service_or_note(lab)
+    if service:
+        show(*events_table(service, limit))
+
+
+def deployments_table(service: dict[str, Any]) -> tuple[str, str]:
+    """The service's deployments (a rollout shows two) as (HTML, plain text)."""
+    rows = [
+        [
+            d.get("status"),
+            short_arn(d.get("taskDefinition", "")),
+            d.get("desiredCount"),
+            d.get("runningCount"),
+            d.get("pendingCount"),
+        ]
+        for d in service.get("deployments", [])
+    ]
+    columns = ["status", "task definition", "desired", "running", "pending"]
+    return table_markup("Deployments", columns, rows)
 
 
 def details_view(lab: Lab) -> None:
     """The console's Details tab."""
-    if _no_service_yet(lab):
+    s = _service_or_note(lab)
+    if s is None:
         return
-    s = ecs.require_service(lab)
     lbs = "; ".join(
         f"{balancing_name(lb.get('targetGroupArn', ''))} "
         f"→ {lb['containerName']}:{lb['containerPort']}"
@@ -229,8 +260,8 @@ def details_view(lab: Lab) -> None:
     table(f"Details of {lab.service_name}", ["field", "value"], rows)
 
 
-def targets_view(lab: Lab) -> None:
-    """The target group's Targets tab."""
+def targets_table(target_group: str, targets: list[dict[str, Any]]) -> tuple[str, str]:
+    """The target group's Targets tab as (HTML, plain text)."""
     rows = [
         [
             t["Target"]["Id"],
@@ -238,6 +269,11 @@ def targets_view(lab: Lab) -> None:
             t["TargetHealth"]["State"],
             t["TargetHealth"].get("Description", ""),
         ]
-        for t in ecs.target_health(lab)
+        for t in targets
     ]
-    table(f"Targets of {lab.names.target_group}", ["target", "port", "health", "detail"], rows)
+    return table_markup(f"Targets of {target_group}", ["target", "port", "health", "detail"], rows)
+
+
+def targets_view(lab: Lab) -> None:
+    """The target group's Targets tab."""
+    show(*targets_table(lab.names.target_group, ecs.target_health(lab)))

@@ -20,8 +20,6 @@ from labkit.config import (
     LabConfig,
     ResolvedSettings,
     Setting,
-    coerce_repository_uri,
-    compare_repository_uri,
     is_set,
     refuse_unknown_settings,
     resolve_settings,
@@ -64,11 +62,6 @@ class ValidatedField:
             return f"{exc.what} {exc.why}"
         return None
 
-    @property
-    def value(self) -> Any:
-        """The coerced value; raises InputError (with a fix) if the field is invalid."""
-        return self.coerce(self.input.value)
-
     def describe(self) -> str:
         return str(self.coerce(self.input.value)) or "(default)"
 
@@ -79,53 +72,43 @@ class ValidatedField:
         )
 
 
-class Form:
-    """Validated fields shown together; ``str(form)`` is the plain-text twin."""
+class SettingsForm:
+    """The lab's settings: backend, region, account, repository name, service name.
 
-    def __init__(self, title: str, fields: dict[str, ValidatedField]) -> None:
-        self.title = title
-        self.fields = fields
-        self.widget = w.VBox([w.HTML(f"<b>{title}</b>"), *(f.box for f in fields.values())])
+    Pre-filled with what the parameters cell says, else what was saved last time
+    (:meth:`save`), else the defaults; :meth:`save` remembers the form's current values
+    for notebooks 01–06 (``labkit.open_lab()``). ``str(form)`` is the plain-text twin.
+    """
 
-    def __getitem__(self, name: str) -> Any:
-        return self.fields[name].value
+    title = "Lab settings"
 
-    #: A line under the plain-text twin (it is printed once, before any edit).
-    plain_note = ""
+    def __init__(self, **parameters: Any) -> None:
+        refuse_unknown_settings(parameters)
+        saved = saved_settings()
+        self.fields: dict[str, ValidatedField] = {}
+        for name, setting in SETTINGS.items():
+            # A given parameter as typed (even if invalid, so the form shows the ❌), else
+            # what was saved last time, else the default.
+            given = (v for v in (parameters.get(name), saved.get(name)) if is_set(name, v))
+            self.fields[name] = _setting_field(name, next(given, SETTING_DEFAULTS[name]), setting)
+        self.widget = w.VBox(
+            [w.HTML(f"<b>{self.title}</b>"), *(f.box for f in self.fields.values())]
+        )
 
     def __str__(self) -> str:
-        lines = [self.title, *(f"  {f.plain()}" for f in self.fields.values())]
-        return "\n".join(lines + ([f"  {self.plain_note}"] if self.plain_note else []))
+        # Printed once, before any edit.
+        note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
+        return "\n".join(
+            [self.title, *(f"  {f.plain()}" for f in self.fields.values()), f"  {note}"]
+        )
 
-    def show(self) -> Form:
+    def show(self) -> SettingsForm:
         if in_kernel():
             from IPython.display import display
 
             display(self.widget)
         print(self)
         return self
-
-
-class SettingsForm(Form):
-    """The lab's settings: backend, region, account, repository name, service name.
-
-    Pre-filled with what the parameters cell says, else what was saved last time
-    (:meth:`save`), else the defaults; :meth:`save` remembers the form's current values
-    for notebooks 01–06 (``labkit.open_lab()``).
-    """
-
-    plain_note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
-
-    def __init__(self, **parameters: Any) -> None:
-        refuse_unknown_settings(parameters)
-        saved = saved_settings()
-        fields = {}
-        for name, setting in SETTINGS.items():
-            # A given parameter as typed (even if invalid, so the form shows the ❌), else
-            # what was saved last time, else the default.
-            given = (v for v in (parameters.get(name), saved.get(name)) if is_set(name, v))
-            fields[name] = _setting_field(name, next(given, SETTING_DEFAULTS[name]), setting)
-        super().__init__("Lab settings", fields)
 
     @property
     def config(self) -> LabConfig:
@@ -168,18 +151,3 @@ def settings_form(**parameters: Any) -> SettingsForm:
     form = SettingsForm(**parameters)
     form.show()
     return form
-
-
-def repository_uri_form(uri: str, expected: str | None = None) -> Form:
-    """Step 19–20's ``REPOSITORY=…``: the URI pre-filled, validated, editable.
-
-    With ``expected`` (the lab's own URI) an edited or pasted value must also name your
-    registry, region, account and repository (see ``config.compare_repository_uri``)."""
-    coerce: Callable[[Any], str] = coerce_repository_uri
-    if expected:
-
-        def coerce(value: Any) -> str:
-            return compare_repository_uri(value, expected)
-
-    form = Form("REPOSITORY (step 20)", {"uri": ValidatedField("REPOSITORY", uri, coerce)})
-    return form.show()

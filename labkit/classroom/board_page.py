@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from labkit.classroom import board
+from labkit.classroom import board, host
 from labkit.classroom.state import Classroom
 
 PAGE_RELOAD_SECONDS = 5
@@ -137,19 +137,7 @@ def _stop_with_probes(*_: object) -> None:
     """Stop the probes still running (they run as learners) and reap them, then exit:
     orphaned, they would outlive `classroom down`, or linger as zombies where PID 1 does
     not reap (a container)."""
-    probes = psutil.Process().children(recursive=True)
-    for probe in probes:
-        try:
-            probe.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(probes, timeout=5)
-    for probe in alive:
-        try:
-            probe.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    host.stop_processes(psutil.Process().children(recursive=True), 5)
     os._exit(0)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +145,8 @@ def _start_board_page(room: Classroom) -> None:
     state = room.state_dir
     record = state / BOARD_RECORD
     running, _ = find_own(record, "board page")
-    if running is not None:
-        running.terminate()  # restarted: `up` may have changed its address or the roster
-        running.wait(10)
+    if running is not None:  # restarted: `up` may have changed its address or the roster
+        host.stop_processes([running], 10)
     argv = [sys.executable, "-m", "labkit.classroom.board_page", "--state", str(state)]
     argv += ["--ip", room.board_ip, "--port", str(room.board_port)]
 
@@ -187,7 +186,9 @@ def _start_child(
         start_new_session=True,
     )
     log.close()
-    ProcessRecord.of(process.pid).save(record)
+    # With argv: on a busy host the child may not have exec'd yet, and a record of the
+    # parent's command line would not match it at `down`, which would then leave it.
+    ProcessRecord.of(process.pid, argv).save(record)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -258,42 +259,38 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
     _require_root()
     room = Classroom.load(Path(state_dir))
     stopped: list[str] = []
-    hub, note = find_own(room.state_dir / HUB_RECORD, "hub")
-    if note:
-        say(f"Note: {note}")
-    if hub is not None:
-        hub.send_signal(signal.SIGTERM)  # the hub stops the servers and its proxy
-        try:
-            hub.wait(120)
-        except psutil.TimeoutExpired:
-            hub.kill()
-        stopped.append("JupyterHub")
-    (room.state_dir / HUB_RECORD).unlink(missing_ok=True)
-    board_page, note = find_own(room.state_dir / BOARD_RECORD, "board page")
-    if note:
-        say(f"Note: {note}")
-    if board_page is not None:
-        board_page.terminate()
-        try:
-            board_page.wait(15)
-        except psutil.TimeoutExpired:
-            board_page.kill()
-        stopped.append("the board page")
-    (room.state_dir / BOARD_RECORD).unlink(missing_ok=True)
+    # The hub first: stopping, it stops every server (so their sandboxes) and its proxy.
+    for record, what, label, timeout in (
+        (HUB_RECORD, "hub", "JupyterHub", 120),
+        (BOARD_RECORD, "board page", "the board page", 15),
+    ):
+        process, note = find_own(room.state_dir / record, what)
+        if note:
+            say(f"Note: {note}")
+        if process is not None:
+            host.stop_processes([process], timeout)
+            stopped.append(label)
+        (room.state_dir / record).unlink(missing_ok=True)
     proxy = _proxy_process(room)
     if proxy is not None:
         proxy.terminate()
         stopped.append("its proxy")
-    for learner in room.learners:
+
+    def sweep(learner: host.Learner) -> list[str]:
         entry = host.account(learner)
         if entry is None:
-            continue
+            return []
         env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
         left = host.stop_everything(entry, env, room.python)
-        if left:
-            stopped.append(f"{learner.name}: " + ", ".join(left))
-        if delete_accounts and host.delete_account(learner):
-            stopped.append(f"account {learner.unix_user}")
+        return [f"{learner.name}: " + ", ".join(left)] if left else []
+
+    # At once: one learner's Docker Engine may take half a minute to stop.
+    with ThreadPoolExecutor(8) as pool:
+        stopped += [line for found in pool.map(sweep, room.learners) for line in found]
+    if delete_accounts:  # one by one: userdel locks /etc/passwd
+        for learner in room.learners:
+            if host.delete_account(learner):
+                stopped.append(f"account {learner.unix_user}")
     say("Stopped: " + ("; ".join(stopped) if stopped else "nothing was running"))
     return stopped
 

@@ -63,11 +63,8 @@ class LearnerSpawner(LocalProcessSpawner):
         return env
 
     async def start(self) -> Any:
-        await asyncio.to_thread(_assign_ports, Path(self.state_dir), self.user.name)
-        room, learner, entry = self._learner()
-        env = learner_env(entry, learner, room.python, rootless=room.rootless)
-        self.log.info("classroom: starting %s's Docker Engine and sandbox", learner.name)
-        await asyncio.to_thread(_start_backend, room, entry, env)
+        self.log.info("classroom: starting %s's Docker Engine and sandbox", self.user.name)
+        room, entry, env = await asyncio.to_thread(self._start_backend)
         self.cmd = [room.python, "-m", "jupyterhub.singleuser"]
         # Kernels on Unix sockets in the learner's private runtime folder, not on TCP
         # ports: no other user can knock, and no port can be taken between pick and bind.
@@ -78,6 +75,24 @@ class LearnerSpawner(LocalProcessSpawner):
         except BaseException:
             await asyncio.to_thread(stop_everything, entry, env, room.python)
             raise
+
+    def _start_backend(self) -> tuple[classroom_state.Classroom, pwd.struct_passwd, dict]:
+        """Fresh ports, then the learner's Docker Engine and sandbox. A port picked free
+        can be taken before the sandbox binds it (a room starts at once): then again,
+        with other ports."""
+        for _ in range(3):
+            _assign_ports(Path(self.state_dir), self.user.name)
+            room, learner, entry = self._learner()
+            env = learner_env(entry, learner, room.python, rootless=room.rootless)
+            if room.rootless:
+                start_docker(entry, env)
+            done = run_as(entry, env, [room.python, "-m", "labkit.cli", "sandbox", "up"], 180)
+            if done.returncode == 0:
+                return room, entry, env
+            if "already in use" not in done.stderr:
+                break
+            self.log.warning("classroom: %s's ports were taken; new ones", learner.name)
+        raise RuntimeError(f"{entry.pw_name}'s sandbox did not start: {done.stderr[-800:]}")
 
     async def stop(self, now: bool = False) -> None:
         await super().stop(now=now)
@@ -109,13 +124,3 @@ def _assign_ports(state_dir: Path, name: str) -> None:
         learner.api_port = _free_block(2)
         learner.lb_port = _free_block(4)
         room.save()
-
-
-def _start_backend(
-    room: classroom_state.Classroom, entry: pwd.struct_passwd, env: dict[str, str]
-) -> None:
-    if room.rootless:
-        start_docker(entry, env)
-    done = run_as(entry, env, [room.python, "-m", "labkit.cli", "sandbox", "up"], 180)
-    if done.returncode != 0:
-        raise RuntimeError(f"{entry.pw_name}'s sandbox did not start: {done.stderr[-800:]}")

@@ -17,16 +17,7 @@ import importlib
 from labkit.backends import endpoint
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
-from labkit.tasks.exercise import (
-    Blank,
-    CheckResult,
-    Exercise,
-    NotDoneYet,
-    Solution,
-    Task,
-    Verdict,
-    ____,
-)
+from labkit.tasks.exercise import Task
 
 #: The task modules, in the lab's order.
 TASK_MODULES = ("task1", "task2", "task3", "task4")
@@ -59,18 +50,3 @@ def require(lab: Lab, task: int) -> None:
                 fix=f"Run {earlier.notebook} first (or catch up there with "
                 f"labkit.tasks.task{earlier.number}.TASK.solve()), then re-run this notebook.",
             )
-
-
-__all__ = [
-    "Blank",
-    "CheckResult",
-    "Exercise",
-    "NotDoneYet",
-    "Solution",
-    "TASK_MODULES",
-    "Task",
-    "Verdict",
-    "____",
-    "all_tasks",
-    "require",
-]

@@ -1,18 +1,10 @@
 """Exercises in the style of Kaggle's learntools: ``q1.check()``, ``q1.hint()``, ``q1.solution()``.
 
-The learner makes the real call (boto3 or the ``aws`` CLI); an :class:`Exercise` only
-looks at what really happened:
-
-- ``with q1.attempt():`` wraps the learner's cell. A blank (``____``) still in it, or an
-  error AWS answered with, becomes a short note instead of a traceback wall, so a
-  notebook as shipped runs to the end and a cell run twice explains itself;
-- ``q1.check()`` reads the real state (API, registry, HTTP), never the notebook's
-  variables, and shows ✅ or ❌ with the hint for that cause;
-- ``q1.hint()``, ``q1.hint(2)`` … tiered hints; ``q1.solution()`` shows the boto3 code
-  (``notebooks/solutions/<id>.py``, the same file ``%load`` and headless runs use), the
-  ``aws`` CLI line and the console path of the guide;
-- ``q1.solve()`` is the catch-up: it runs the reference solution for a learner who wants
-  to move on.
+The learner makes the real call (boto3 or the ``aws`` CLI) in ``with q1.attempt():``, so
+a blank (``____``) or AWS's refusal is a short note and a notebook as shipped runs to the
+end. An :class:`Exercise` only looks at what really happened: ``q1.check()`` reads the
+real state (API, registry, HTTP), never the notebook's variables. The reference solution
+``notebooks/solutions/<id>.py`` is what ``%load``, ``q1.solve()`` and headless runs use.
 
 Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
 :class:`~labkit.errors.CheckFailed` so papermill fails the run.
@@ -29,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.config import NOTEBOOKS, strict_checks
-from labkit.display import show
+from labkit.display import note, show
 from labkit.errors import CheckFailed, LabkitError
 from labkit.lab import Lab, current_lab
 
@@ -72,17 +64,6 @@ class NotDoneYet(LabkitError):
             "This exercise still has a blank (____).",
             fix="Replace each ____ with your answer, then run the cell again.",
         )
-
-
-def contains_blank(value: Any) -> bool:
-    """True when ``value`` (or anything nested in a dict, list or tuple) is ``____``."""
-    if value is ____:
-        return True
-    if isinstance(value, dict):
-        return any(contains_blank(k) or contains_blank(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set):
-        return any(contains_blank(v) for v in value)
-    return False
 
 
 def _is_blank_error(exc: BaseException) -> bool:
@@ -160,6 +141,7 @@ def _run_guarded(evaluate: Callable[[Lab], Verdict], lab: Lab) -> Verdict:
 
 
 def _show_result(result: CheckResult, more: str = "") -> None:
+    """Show ✅/❌ (and ``more``); under CI (``strict_checks``) a ❌ raises CheckFailed."""
     color = "#2ca02c" if result.passed else "#d62728"
     body = html.escape(str(result)).replace("\n", "<br>")
     extra = f"<div style='color:#555'>{html.escape(more)}</div>" if more else ""
@@ -167,6 +149,12 @@ def _show_result(result: CheckResult, more: str = "") -> None:
         f"<div style='color:{color};font-weight:bold'>{body}</div>{extra}",
         f"{result}\n   {more}" if more else str(result),
     )
+    if not result.passed and strict_checks():
+        raise CheckFailed(
+            f"{result.label} check failed: {result.message}.",
+            why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
+            fix=result.hint,
+        )
 
 
 @dataclass(frozen=True)
@@ -189,10 +177,6 @@ class Exercise:
     def label(self) -> str:
         return f"Exercise {self.task}.{self.number}"
 
-    @property
-    def notebook(self) -> str:
-        return NOTEBOOKS[self.task]
-
     # -- the learner's cell ---------------------------------------------------------------
 
     @contextmanager
@@ -205,11 +189,11 @@ class Exercise:
             yield
         except Exception as exc:
             if _is_blank_error(exc):
-                self._note(
-                    "⏳",
+                note(
                     f"{self.label} is not done yet: replace each ____ with your answer (in "
                     f"this cell, or the earlier one it uses) and run it again. Stuck? "
                     f"{self._var}.hint()",
+                    "⏳",
                 )
                 return
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -219,13 +203,13 @@ class Exercise:
                 meaning = self.expected_errors.get(
                     code, "Read AWS's message: it names the parameter or resource at fault."
                 )
-                self._note("⚠️", f"AWS refused {operation}: {code}: {message}\n   {meaning}")
+                note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
                 return
             if type(exc).__name__ == "ParamValidationError":
-                self._note(
-                    "⚠️",
+                note(
                     f"boto3 refused the call before sending it:\n{exc}\n   "
                     "Compare the parameter names and types with the hint.",
+                    "⚠️",
                 )
                 return
             raise
@@ -233,9 +217,6 @@ class Exercise:
     @property
     def _var(self) -> str:
         return f"q{self.number}"
-
-    def _note(self, emoji: str, text: str) -> None:
-        show(f"<div>{emoji} {html.escape(text).replace(chr(10), '<br>')}</div>", f"{emoji} {text}")
 
     # -- learntools' three -------------------------------------------------------------
 
@@ -249,12 +230,6 @@ class Exercise:
         result = self.evaluate(lab)
         more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
         _show_result(result, more)
-        if not result.passed and strict_checks():
-            raise CheckFailed(
-                f"{self.label} check failed: {result.message}.",
-                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
-                fix=result.hint,
-            )
 
     def hint(self, level: int = 1) -> None:
         """Hint ``level`` (1 = a nudge … the last one nearly gives it away)."""
@@ -285,11 +260,12 @@ class Exercise:
             plain,
         )
 
-    def solve(self, lab: Lab | None = None) -> None:
-        """Catch-up: run the reference solution, for a learner who wants to move on."""
+    def solve(self, lab: Lab | None = None) -> dict[str, Any]:
+        """Catch-up: run the reference solution, for a learner who wants to move on;
+        returns the names it set."""
         lab = lab or current_lab()
         print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
-        run_solution(self.solution_, lab, exercise=self)
+        return run_solution(self.solution_, lab, exercise=self)
 
 
 def run_solution(solution: Solution, lab: Lab, exercise: Exercise | None = None) -> dict[str, Any]:
@@ -339,14 +315,7 @@ class Task:
         return CheckResult(self.label, self.title, True, "; ".join(messages))
 
     def check(self, lab: Lab | None = None) -> None:
-        result = self.evaluate(lab)
-        _show_result(result)
-        if not result.passed and strict_checks():
-            raise CheckFailed(
-                f"{self.label} check failed: {result.message}.",
-                why="LABKIT_STRICT (or CI=true) makes failed checks fail the run.",
-                fix=result.hint,
-            )
+        _show_result(self.evaluate(lab))
 
     def solve(self, lab: Lab | None = None) -> None:
         """Catch-up for the whole task: each exercise not done yet runs its solution."""

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from labkit import ecr
 from labkit.lab import Lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
@@ -34,10 +32,6 @@ def _repository_created(lab: Lab) -> Verdict:
     )
 
 
-def _as_list(value: Any) -> list[Any]:
-    return [value] if isinstance(value, str | dict) else list(value or [])
-
-
 def _statement_set(lab: Lab) -> Verdict:
     if ecr.find_repository(lab) is None:
         return Verdict.wrong(
@@ -52,7 +46,7 @@ def _statement_set(lab: Lab) -> Verdict:
             "set_repository_policy with it as JSON text (json.dumps).",
         )
     sid = lab.names.repository_statement
-    statements = _as_list(policy.get("Statement"))
+    statements = ecr.as_list(policy.get("Statement"))
     mine = [s for s in statements if isinstance(s, dict) and s.get("Sid") == sid]
     if not mine:
         found = ", ".join(repr(s.get("Sid")) for s in statements if isinstance(s, dict))
@@ -62,7 +56,7 @@ def _statement_set(lab: Lab) -> Verdict:
         )
     statement = mine[0]
     principal = statement.get("Principal", {})
-    principals = _as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
+    principals = ecr.as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
     if lab.instance_role_arn not in principals:
         return Verdict.wrong(
             f"{sid} allows {principals or 'nobody'}, not the role {lab.names.instance_role}",
@@ -74,7 +68,7 @@ def _statement_set(lab: Lab) -> Verdict:
         return Verdict.wrong(
             f"{sid} has Effect {statement.get('Effect')!r}", 'The statement must "Allow" (step 14).'
         )
-    actions = set(_as_list(statement.get("Action")))
+    actions = set(ecr.as_list(statement.get("Action")))
     missing = sorted(set(ecr.REPOSITORY_ACTIONS) - actions)
     if missing and "ecr:*" not in actions:
         return Verdict.wrong(

@@ -16,7 +16,7 @@ from typing import Any
 from labkit import ecr
 from labkit.images import LAB_SAMPLE_IMAGE, docker_client
 from labkit.lab import Lab, current_lab
-from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____, run_solution
+from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
 __all__ = ["TASK", "q1", "____", "compare_digests", "push_with_lab_lines"]
 
@@ -67,18 +67,14 @@ def _config_digest(lab: Lab, digest: str) -> str:
     return ""
 
 
-def _images(lab: Lab) -> list[dict[str, Any]]:
-    pages = lab.ecr.get_paginator("describe_images").paginate(repositoryName=lab.repository_name)
-    return [image for page in pages for image in page["imageDetails"]]
-
-
 def _image_pushed(lab: Lab) -> Verdict:
     name = lab.repository_name
     if ecr.find_repository(lab) is None:
         return Verdict.wrong(
             f"repository {name!r} does not exist", "Do Task 1 first (notebook 01): it creates it."
         )
-    images = _images(lab)
+    pages = lab.ecr.get_paginator("describe_images").paginate(repositoryName=name)
+    images = [image for page in pages for image in page["imageDetails"]]
     if not images:
         return Verdict.wrong(
             f"nothing has been pushed to {name} yet",
@@ -132,7 +128,7 @@ def compare_digests(lab: Lab | None = None) -> bool:
     """Print the digest ECR reports for ``latest`` beside the one Docker recorded when it
     pushed (RepoDigests of the local sample image); True when they are the same."""
     lab = lab or current_lab()
-    image = ecr.find_image(lab, LAB_TAG) if ecr.find_repository(lab) else None
+    image = ecr.find_image(lab, LAB_TAG)
     if image is None:
         print(f"No image tagged {LAB_TAG} in {lab.repository_name} yet: nothing to compare.")
         return False
@@ -148,12 +144,12 @@ def compare_digests(lab: Lab | None = None) -> bool:
 
 
 class _PushExercise(Exercise):
-    def solve(self, lab: Lab | None = None) -> None:
+    def solve(self, lab: Lab | None = None) -> dict[str, Any]:
         """Catch-up: look the URI up (the solution cell), then run steps 18–25."""
         lab = lab or current_lab()
-        print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
-        namespace = run_solution(self.solution_, lab, exercise=self)
+        namespace = super().solve(lab)
         push_with_lab_lines(lab, namespace["REPOSITORY"])
+        return namespace
 
 
 q1 = _PushExercise(

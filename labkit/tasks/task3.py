@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from labkit import ecr, taskdef
-from labkit.errors import LabkitError
-from labkit.lab import Lab
+from labkit.errors import PrerequisiteError
+from labkit.lab import Lab, current_lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
 __all__ = ["TASK", "q1", "q2", "____"]
@@ -30,16 +30,11 @@ PLACEHOLDER = taskdef.IMAGE_PLACEHOLDER
 def _repository_uri(lab: Lab) -> str:
     repository = ecr.find_repository(lab)
     if repository is None:
-        raise _NoRepository()
-    return repository["repositoryUri"]
-
-
-class _NoRepository(LabkitError):
-    def __init__(self) -> None:
-        super().__init__(
+        raise PrerequisiteError(
             "the repository myrepo does not exist, so no image URI can be right",
             fix="Do Task 1 (notebook 01) and Task 2 (notebook 02) first.",
         )
+    return repository["repositoryUri"]
 
 
 def image_verdict(image: Any, repository_uri: str, where: str) -> Verdict | None:
@@ -151,16 +146,12 @@ q1 = Exercise(
 # -- q2: the registered revision (steps 28, 33–34) ------------------------------------
 
 
-def _families(lab: Lab) -> list[str]:
-    reply = lab.ecs.list_task_definition_families(status="ACTIVE")
-    return list(reply.get("families", []))
-
-
 def _registered(lab: Lab) -> Verdict:
     family = lab.names.task_family
     definition = taskdef.latest(lab)
     if definition is None:
-        others = [f for f in _families(lab) if f != family]
+        families = lab.ecs.list_task_definition_families(status="ACTIVE").get("families", [])
+        others = [f for f in families if f != family]
         if others:
             return Verdict.wrong(
                 f"no ACTIVE {family!r} task definition; registered families: "
@@ -229,8 +220,6 @@ class _Task3(Task):
     """Done when q2 passes; the catch-up also writes the file q2's solution registers."""
 
     def solve(self, lab: Lab | None = None) -> None:
-        from labkit.lab import current_lab
-
         lab = lab or current_lab()
         if not self.evaluate(lab).passed:
             if not my_file().exists():

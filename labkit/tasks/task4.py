@@ -18,20 +18,11 @@ from typing import Any
 
 from labkit import ecs, network
 from labkit.display import balancing_name, short_arn
-from labkit.errors import LabkitError
-from labkit.lab import Lab
+from labkit.errors import LabkitError, PrerequisiteError
+from labkit.lab import Lab, service_arns
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
 __all__ = ["TASK", "q1", "q2", "q3", "____"]
-
-
-class _NoNamespace(LabkitError):
-    def __init__(self, lab: Lab) -> None:
-        super().__init__(
-            f"the private DNS namespace {lab.names.namespace} does not exist yet",
-            fix="Run the cell with labkit.ecs.ensure_namespace(lab) first (the console "
-            "wizard creates the namespace for you in step 41).",
-        )
 
 
 # -- q1: the service discovery service (steps 41–42) ---------------------------------
@@ -67,15 +58,15 @@ def _discovery_config_verdict(lab: Lab, service_id: str, where: str) -> Verdict 
 def _discovery_created(lab: Lab) -> Verdict:
     namespace = ecs.find_namespace(lab)
     if namespace is None:
-        raise _NoNamespace(lab)
+        raise PrerequisiteError(
+            f"the private DNS namespace {lab.names.namespace} does not exist yet",
+            fix="Run the cell with labkit.ecs.ensure_namespace(lab) first (the console "
+            "wizard creates the namespace for you in step 41).",
+        )
     found = ecs.find_discovery_service(lab, namespace["Id"])
     name = lab.service_name
     if found is None:
-        filters = [{"Name": "NAMESPACE_ID", "Values": [namespace["Id"]], "Condition": "EQ"}]
-        others = [
-            s["Name"]
-            for s in lab.servicediscovery.list_services(Filters=filters).get("Services", [])
-        ]
+        others = [s["Name"] for s in ecs.discovery_services(lab, namespace["Id"])]
         if others:
             return Verdict.wrong(
                 f"no discovery service named {name} in {lab.names.namespace} "
@@ -132,7 +123,7 @@ q1 = Exercise(
 
 
 def _service_missing(lab: Lab) -> Verdict:
-    names = (short_arn(arn) for arn in ecs.service_arns(lab))
+    names = (short_arn(arn) for arn in service_arns(lab))
     others = [name for name in names if name != lab.service_name]
     if others:
         return Verdict.wrong(
@@ -174,7 +165,7 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
             "<myTargetgroup's ARN>, 'containerName': 'ecs-sample', 'containerPort': 80}]. "
             + _recreate(lab),
         )
-    group_arn = ecs.target_group_arn(lab)
+    group_arn = ecs.target_group(lab)["TargetGroupArn"]
     balancer = balancers[0]
     if balancer.get("targetGroupArn") != group_arn:
         return Verdict.wrong(

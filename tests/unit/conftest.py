@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -11,6 +12,7 @@ from moto import mock_aws
 
 from labkit.config import LAB
 from labkit.lab import Lab
+from labkit.tasks.exercise import Exercise, Task
 
 REGION = "us-west-2"
 
@@ -67,3 +69,19 @@ def lab() -> Iterator[Lab]:
     with mock_aws():
         provision_lab_environment()
         yield Lab.from_parameters(backend="aws", region=REGION)
+
+
+@pytest.fixture
+def catch_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Lab]:
+    """``catch_up(lab, task1.TASK, task4.q1, …)``: the lab as the reference solutions leave
+    it, run through the kit's catch-up path (``solve()``) with the learner's plain boto3
+    clients. Task 3's solution writes ``my-task-definition.json`` into a temp directory."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(lab: Lab, *steps: Exercise | Task) -> Lab:
+        lab.export_environment()
+        for step in steps:
+            step.solve(lab)
+        return lab
+
+    return run

@@ -13,12 +13,13 @@ import nbformat
 import pytest
 from moto import mock_aws
 
-from labkit import ecr, ecs, environment, taskdef, teardown
+from labkit import ecs, environment, teardown
 from labkit.backends.aws import provisioning
 from labkit.cli import main
 from labkit.config import LAB
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
+from labkit.tasks import task1, task3
 
 REGION = "us-west-2"
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -98,13 +99,11 @@ def test_aws_mode_provisions_then_namespace_goes_in_the_lab_vpc(empty_account, c
 
 
 def test_cleanup_command_tears_down_and_fails_when_something_is_left(
-    empty_account, monkeypatch, capsys
+    empty_account, catch_up, monkeypatch, capsys
 ):
     lab = empty_account
     environment.ensure_environment(lab, confirm_cost=True)
-    ecr.ensure_repository(lab)
-    ecr.ensure_repository_statement(lab)
-    taskdef.register_lab_task_definition(lab)
+    catch_up(lab, task1.TASK, task3.TASK)
     # moto's DeleteStack leaves the instance and the internet gateway behind (see
     # test_aws_account.py), so the report lists them and the command exits 1.
     assert main(["cleanup", "-p", "backend", "aws", "-p", "region", REGION]) == 1

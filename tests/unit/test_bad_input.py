@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import (
@@ -35,7 +34,8 @@ from labkit.errors import (
     PrerequisiteError,
     SandboxNotRunning,
 )
-from labkit.lab import Lab
+from labkit.lab import Lab, find_kit_services
+from labkit.tasks import task1, task3, task4
 from tests.conftest import remove_aws_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,18 +92,14 @@ def test_repository_uri_with_a_typo_another_region_or_account(pasted, expected, 
     assert compare_repository_uri(f"  {expected} ", expected) == expected
 
 
-def test_repository_uri_checked_against_the_labs_own(lab):
-    ecr.ensure_repository(lab)
+def test_repository_uri_checked_against_the_labs_own(lab, catch_up):
+    catch_up(lab, task1.q1)
     mine = ecr.repository_uri(lab)
     assert ecr.check_repository_uri(lab, mine) == mine
     with pytest.raises(InputError, match="not your registry"):
         ecr.check_repository_uri(lab, mine.replace("us-west-2", "eu-west-1"))
-    from labkit.widgets import repository_uri_form
-
-    form = repository_uri_form(mine.replace("123456789012", "999999999999"), expected=mine)
-    assert "account 999999999999" in form.fields["uri"].error
-    with pytest.raises(InputError):
-        form["uri"]  # noqa: B018 — the next cell reads the value: it must not pass
+    with pytest.raises(InputError, match="account 999999999999"):
+        ecr.check_repository_uri(lab, mine.replace("123456789012", "999999999999"))
 
 
 @pytest.mark.parametrize("region", ["us-west-9", "eu-wset-1", "zz-north-1"])
@@ -179,8 +175,8 @@ def test_task_definition_json_with_a_syntax_error_says_where(tmp_path):
         (lambda c: c.update(memory=0), "at least 6"),
     ],
 )
-def test_task_definition_unknown_key_or_missing_image_or_memory(lab, mutate, says):
-    ecr.ensure_repository(lab)
+def test_task_definition_unknown_key_or_missing_image_or_memory(lab, catch_up, mutate, says):
+    catch_up(lab, task1.q1)
     data = json.loads(_lab_json())
     mutate(data["containerDefinitions"][0])
     with pytest.raises(InputError) as info:
@@ -193,73 +189,23 @@ def test_task_definition_unknown_key_or_missing_image_or_memory(lab, mutate, say
 # -- the service -------------------------------------------------------------------------
 
 
-def _ready_for_task4(lab) -> None:
-    ecr.ensure_repository(lab)
-    ecr.ensure_repository_statement(lab)
-    taskdef.register_lab_task_definition(lab)
-
-
-def _discovery_state(lab) -> tuple[list, list]:
-    sd = lab.servicediscovery
-    return sd.list_namespaces()["Namespaces"], sd.list_services()["Services"]
-
-
-def test_a_service_name_already_in_use_by_someone_else(lab):
-    _ready_for_task4(lab)
-    definition = taskdef.latest(lab)
-    lab.ecs.create_service(  # made by hand, without the kit's tag
-        cluster=LAB.cluster,
-        serviceName="MYSERVICE4242",
-        taskDefinition=definition["taskDefinitionArn"],
-        desiredCount=2,
-    )
-    before = lab.ecs.describe_services(cluster=LAB.cluster, services=["MYSERVICE4242"])
-    mine = Lab.from_parameters(backend="aws", service_name="MYSERVICE4242")
-    with pytest.raises(InputError) as info:
-        ecs.ensure_service(mine)
-    _clear(info.value)
-    assert "already exists" in info.value.what and "Nothing was changed" in info.value.why
-    after = lab.ecs.describe_services(cluster=LAB.cluster, services=["MYSERVICE4242"])
-    assert after["services"][0]["desiredCount"] == before["services"][0]["desiredCount"] == 2
-    assert after["services"][0]["taskDefinition"] == before["services"][0]["taskDefinition"]
-    assert _discovery_state(lab) == ([], [])  # no namespace, no discovery service
-
-
-def test_a_desired_count_below_zero(lab):
-    _ready_for_task4(lab)
+def test_a_desired_count_below_zero(lab, catch_up):
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(InputError) as info:
-            ecs.ensure_service(lab, desired_count=bad)
+            ecs.scale(lab, bad)
         _clear(info.value)
-    assert _discovery_state(lab) == ([], [])
-    assert ecs.find_kit_services(lab) == []
-    ecs.ensure_service(lab)
-    with pytest.raises(InputError, match="Desired count -1"):
-        ecs.scale(lab, -1)
+        assert f"Desired count {bad!r}" in info.value.what
     assert ecs.find_service(lab)["desiredCount"] == 1
 
 
-def test_a_failed_create_service_leaves_no_discovery_service(lab, monkeypatch):
-    _ready_for_task4(lab)
-
-    def refuse(**_kwargs):
-        raise ClientError({"Error": {"Code": "InvalidParameterException", "Message": "no"}}, "x")
-
-    monkeypatch.setattr(lab.ecs, "create_service", refuse)
-    with pytest.raises(ClientError):
-        ecs.ensure_service(lab)
-    namespaces, services = _discovery_state(lab)
-    assert services == [] and len(namespaces) == 1  # the namespace is reusable; kit-tagged
-
-
-def test_a_notebook_run_before_the_ones_it_needs(lab):
+def test_a_notebook_run_before_the_ones_it_needs(lab, catch_up):
     for task, notebook in ((2, "01_task1_repository"), (4, "01_task1_repository")):
         with pytest.raises(PrerequisiteError) as info:
             tasks.require(lab, task)
         _clear(info.value)
         assert notebook in info.value.fix
-    ecr.ensure_repository(lab)
-    ecr.ensure_repository_statement(lab)
+    catch_up(lab, task1.TASK)
     with pytest.raises(PrerequisiteError, match="02_task2_push_image"):
         tasks.require(lab, 3)
 
@@ -281,9 +227,9 @@ def test_without_docker_api_steps_work_and_docker_steps_say_why(tmp_path):
         with mock_aws():
             boto3.client("ecs", region_name="us-west-2").create_cluster(clusterName=LAB.cluster)
             lab = Lab.from_parameters(backend="aws", region="us-west-2")
-            ecr.ensure_repository(lab)            # API only: works
+            lab.ecr.create_repository(repositoryName=lab.repository_name)  # API only: works
             print("API OK", ecr.repository_uri(lab))
-            for step in (lambda: images.push_image(lab),
+            for step in (lambda: images.ensure_sample_image(),
                          lambda: shell.docker_login(lab, "127.0.0.1:1")):
                 try:
                     step()
@@ -368,9 +314,8 @@ def _lab_begins_now(lab, monkeypatch):
     lab._remember_lab_began(lab.identity)
 
 
-def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab, monkeypatch):
-    _ready_for_task4(lab)
-    ecs.ensure_service(lab)
+def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab, catch_up, monkeypatch):
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
     sd = boto3.client("servicediscovery", region_name="us-west-2")
     other = lab.ecr.create_repository(repositoryName="someone-elses")["repository"]
     lab.ecs.register_task_definition(
@@ -451,4 +396,4 @@ def test_cleanup_twice_after_the_environment_is_gone():
         for _ in range(2):
             assert teardown.teardown(lab).deleted == []
         assert teardown.leftovers(lab) == {}
-        assert ecs.find_kit_services(lab) == [] and ecs.find_service(lab) is None
+        assert find_kit_services(lab) == [] and ecs.find_service(lab) is None

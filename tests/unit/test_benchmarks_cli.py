@@ -138,3 +138,30 @@ def test_labkit_run_summary_lines_are_read_per_notebook() -> None:
         "00_start_here.ipynb": 1.5,
         "05_operating_the_service.ipynb": 40.1,
     }
+
+
+def test_classroom_search_grows_then_bisects_to_the_largest_n_under_5_minutes(monkeypatch, capsys):
+    from benchmarks import classroom
+
+    tried = []
+
+    def fake_run(learners: int, log, limit: float) -> dict:
+        tried.append(learners)  # a lab that takes 20 s per learner: 14 is the largest
+        return {
+            "learners": learners,
+            "passed": learners,
+            "lab_seconds": 20.0 * learners,
+            "memory_mb_peak_total": 1.0,
+        }
+
+    monkeypatch.setattr(classroom, "run_n", fake_run)
+    classroom.main(["--search", "4", "--resolution", "1"])
+    summary = json.loads(capsys.readouterr().out)
+    assert tried == [4, 8, 15, 11, 13, 14]
+    assert summary["largest_n_under_5_minutes"] == 14
+    assert summary["smallest_n_over_5_minutes"] == 15
+
+    tried.clear()
+    classroom.main(["--learners", "10,15,20"])  # a list stops at the first N over
+    assert tried == [10, 15]
+    assert json.loads(capsys.readouterr().out)["largest_n_under_5_minutes"] == 10

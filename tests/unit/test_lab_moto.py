@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import boto3
@@ -11,8 +10,8 @@ import pytest
 from labkit import ecr, ecs, taskdef, tasks, teardown
 from labkit.config import KIT_TAG_KEY, LAB
 from labkit.errors import CheckFailed, InputError, PrerequisiteError
-from labkit.lab import Lab
-from labkit.tasks import task1, task2, task3
+from labkit.lab import Lab, find_kit_services
+from labkit.tasks import task1, task2, task3, task4
 
 
 def test_identity_and_account_guard(lab):
@@ -23,36 +22,20 @@ def test_identity_and_account_guard(lab):
         wrong.identity  # noqa: B018
 
 
-def test_task1_create_or_reuse(lab, capsys):
+def test_task1_catch_up_makes_the_repository_and_statement(lab, catch_up, capsys):
     assert not task1.TASK.evaluate(lab).passed
-    first = ecr.ensure_repository(lab)
-    assert "💲 AWS mode" in capsys.readouterr().out  # the cost notice before creating
-    again = ecr.ensure_repository(lab)
-    assert first["repositoryArn"] == again["repositoryArn"]
-    out = capsys.readouterr().out
-    assert "reusing" in out and "💲" not in out
-    ecr.ensure_repository_statement(lab)
-    ecr.ensure_repository_statement(lab)
+    lab.cost_notice("repository")  # notebook 01's cell before the learner's call
+    assert "💲 AWS mode" in capsys.readouterr().out
+    catch_up(lab, task1.TASK)
     policy = ecr.repository_policy(lab)
     assert [s["Sid"] for s in policy["Statement"]] == [LAB.repository_statement]
     statement = policy["Statement"][0]
     assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:role/Ec2instanceRole"}
     assert len(statement["Action"]) == len(ecr.REPOSITORY_ACTIONS)
-    tags = lab.ecr.list_tags_for_resource(resourceArn=first["repositoryArn"])["tags"]
+    arn = ecr.find_repository(lab)["repositoryArn"]
+    tags = lab.ecr.list_tags_for_resource(resourceArn=arn)["tags"]
     assert {"Key": KIT_TAG_KEY, "Value": "ecs-labkit"} in tags
     assert task1.TASK.evaluate(lab).passed
-
-
-def test_statement_keeps_other_statements(lab):
-    ecr.ensure_repository(lab)
-    other = {"Sid": "someone_else", "Effect": "Allow", "Principal": "*", "Action": "ecr:ListImages"}
-    lab.ecr.set_repository_policy(
-        repositoryName="myrepo",
-        policyText=json.dumps({"Version": "2012-10-17", "Statement": [other]}),
-    )
-    ecr.ensure_repository_statement(lab)
-    sids = [s["Sid"] for s in ecr.repository_policy(lab)["Statement"]]
-    assert sids == ["someone_else", LAB.repository_statement]
 
 
 def test_check_never_raises_unless_strict(lab, monkeypatch, capsys):
@@ -64,27 +47,26 @@ def test_check_never_raises_unless_strict(lab, monkeypatch, capsys):
         task2.TASK.check(lab)
 
 
-def test_prerequisites_name_the_notebook(lab):
+def test_prerequisites_name_the_notebook(lab, catch_up):
     with pytest.raises(PrerequisiteError) as info:
         tasks.require(lab, 2)
     assert "01_task1_repository.ipynb" in info.value.fix
-    ecr.ensure_repository(lab)
-    ecr.ensure_repository_statement(lab)
+    catch_up(lab, task1.TASK)
     tasks.require(lab, 2)
     with pytest.raises(PrerequisiteError) as info:
         tasks.require(lab, 3)
     assert "02_task2_push_image.ipynb" in info.value.fix
 
 
-def test_register_reuses_identical_revision(lab):
-    ecr.ensure_repository(lab)
-    prepared, first = taskdef.register_lab_task_definition(lab)
-    _, again = taskdef.register_lab_task_definition(lab)
+def test_register_variant_reuses_identical_revision(lab, catch_up):
+    catch_up(lab, task1.q1)
+    first = taskdef.register_variant(lab, "rollout-demo")
+    again = taskdef.register_variant(lab, "rollout-demo")
     assert (first.revision, first.reused) == (1, False)
     assert (again.revision, again.reused) == (1, True)
-    variant = taskdef.register_variant(lab, "rollout-demo")
+    variant = taskdef.register_variant(lab, "needs-room-demo")
     assert variant.revision == 2 and not variant.reused
-    assert taskdef.register_variant(lab, "rollout-demo").reused
+    assert taskdef.register_variant(lab, "needs-room-demo").reused
     assert task3.TASK.evaluate(lab).passed
 
 
@@ -94,16 +76,16 @@ def test_service_name_is_random_but_stable(lab):
     assert Lab(lab.config).service_name == name  # a new kernel's Lab: remembered
 
 
-def _build_service(lab):
-    ecr.ensure_repository(lab)
-    taskdef.register_lab_task_definition(lab)
-    return ecs.ensure_service(lab)
+def _build_service(lab, catch_up):
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
+    return ecs.find_service(lab)
 
 
-def test_service_as_the_console_wizard_makes_it(lab):
-    service = _build_service(lab)
-    assert ecs.ensure_service(lab)["serviceArn"] == service["serviceArn"]  # re-run reuses
-    assert len(ecs.find_kit_services(lab)) == 1
+def test_task4_catch_up_makes_the_console_wizards_service(lab, catch_up):
+    service = _build_service(lab, catch_up)
+    assert task4.q1.evaluate(lab).passed
+    assert "runs no task yet" in task4.q2.evaluate(lab).message  # moto runs no containers
+    assert len(find_kit_services(lab)) == 1
     assert service["launchType"] == "EC2" and service["desiredCount"] == 1
     assert service["loadBalancers"][0]["containerName"] == "ecs-sample"
     assert service["loadBalancers"][0]["containerPort"] == 80
@@ -115,8 +97,8 @@ def test_service_as_the_console_wizard_makes_it(lab):
     assert details["DnsConfig"]["DnsRecords"] == [{"Type": "SRV", "TTL": 10}]
 
 
-def test_cleanup_removes_only_what_the_kit_created(lab):
-    _build_service(lab)
+def test_cleanup_removes_only_what_the_kit_created(lab, catch_up):
+    _build_service(lab, catch_up)
     # Something the kit did not create, with a name the kit would use.
     boto3.client("ecr", region_name="us-west-2").create_repository(repositoryName="otherrepo")
     report = teardown.teardown(lab, timeout_s=5)
@@ -150,13 +132,13 @@ def test_cleanup_removes_what_the_learner_made_untagged_during_the_lab(lab):
     assert lab.began_at is None  # the next lab begins when labkit next works here
 
 
-def test_console_views_show_what_exists(lab, capsys):
+def test_console_views_show_what_exists(lab, catch_up, capsys):
     """Every view the notebooks call, as plain text (what papermill's logs show)."""
     from labkit import views
 
     views.tasks_view(lab)
     assert f"Service {lab.service_name} does not exist yet" in capsys.readouterr().out
-    _build_service(lab)
+    _build_service(lab, catch_up)
     for view in (
         views.identity_view,
         views.environment_tour,

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -71,3 +75,40 @@ def test_cli_check_reports_a_table_and_fails_without_backend(monkeypatch, capsys
     assert main(["check"]) == 1
     out = capsys.readouterr().out
     assert "Task 1: repository and permission statement" in out and "❌" in out
+
+
+def test_concurrent_runs_start_their_kernels_on_private_unix_sockets(tmp_path):
+    """Three `labkit run`s at once (a classroom's learners): each kernel on Unix sockets
+    in its own 0700 folder, not on TCP ports picked free and bound later, which two runs
+    can pick alike ("Address already in use")."""
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    _notebook(
+        notebooks / "00_where.ipynb",
+        "out = ''",
+        "import json, os, ipykernel.connect as c\n"
+        "info = json.loads(c.get_connection_info())\n"
+        "folder = os.path.dirname(c.get_connection_file())\n"
+        "info['folder'], info['mode'] = folder, os.stat(folder).st_mode & 0o777\n"
+        "open(out, 'w').write(json.dumps(info))",
+    )
+    env = dict(os.environ, LABKIT_BACKEND="sandbox")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "labkit.cli", "run", "-q", "--notebooks", str(notebooks)]
+            + ["-o", str(tmp_path / f"run{i}"), "-p", "out", str(tmp_path / f"kernel{i}.json")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outputs = [run.communicate(timeout=180)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    kernels = [json.loads((tmp_path / f"kernel{i}.json").read_text()) for i in range(3)]
+    assert {kernel["transport"] for kernel in kernels} == {"ipc"}
+    folders = {kernel["folder"] for kernel in kernels}
+    assert len(folders) == 3 and {kernel["mode"] for kernel in kernels} == {0o700}
+    assert all(kernel["ip"].startswith(kernel["folder"] + os.sep) for kernel in kernels)
+    assert not any(Path(folder).exists() for folder in folders)  # removed after the run

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from labkit import ecr, ecs, taskdef
-from labkit.tasks import task3, task4
+from labkit.config import has_kit_tag
+from labkit.tasks import task1, task3, task4
 
 
 @pytest.fixture
@@ -41,8 +42,8 @@ def _verdict(exercise, lab):
 # -- Task 3 -------------------------------------------------------------------------
 
 
-def test_task3_nothing_registered_then_each_wrong_image_has_its_hint(lab):
-    uri = ecr.ensure_repository(lab)["repositoryUri"]
+def test_task3_nothing_registered_then_each_wrong_image_has_its_hint(lab, catch_up):
+    uri = ecr.repository_uri(catch_up(lab, task1.q1))
     passed, message, hint = _verdict(task3.q2, lab)
     assert not passed and "no 'ecs-demo' task definition is registered yet" in message
     assert "register_task_definition" in hint
@@ -85,15 +86,15 @@ def test_task3_nothing_registered_then_each_wrong_image_has_its_hint(lab):
     assert not task3.TASK.evaluate(lab).passed
 
 
-def test_task3_misnamed_family_is_named(lab):
-    uri = ecr.ensure_repository(lab)["repositoryUri"]
+def test_task3_misnamed_family_is_named(lab, catch_up):
+    uri = ecr.repository_uri(catch_up(lab, task1.q1))
     _register(lab, f"{uri}:latest", family="ecs_demo")
     passed, message, hint = _verdict(task3.q2, lab)
     assert not passed and "ecs_demo" in message and '"ecs-demo"' in hint
 
 
-def test_task3_file_exercise_reads_the_learners_file(lab, workdir, capsys):
-    uri = ecr.ensure_repository(lab)["repositoryUri"]
+def test_task3_file_exercise_reads_the_learners_file(lab, workdir, catch_up, capsys):
+    uri = ecr.repository_uri(catch_up(lab, task1.q1))
     passed, message, hint = _verdict(task3.q1, lab)
     assert not passed and "does not exist" in message and "copy_lab_json" in hint
 
@@ -122,23 +123,19 @@ def test_task3_file_exercise_reads_the_learners_file(lab, workdir, capsys):
     assert written == request
 
 
-def test_task3_catch_up_writes_the_file_and_registers(lab, workdir):
-    ecr.ensure_repository(lab)
-    lab.export_environment()  # the solutions use plain boto3 clients, as a learner would
-    task3.TASK.solve(lab)
+def test_task3_catch_up_writes_the_file_and_registers(lab, catch_up):
+    catch_up(lab, task1.q1, task3.TASK)
     assert task3.q1.evaluate(lab).passed and task3.TASK.evaluate(lab).passed
     definition = taskdef.latest(lab)
-    assert taskdef.is_kit_tagged(definition) and definition["requiresCompatibilities"] == ["EC2"]
+    assert has_kit_tag(definition["tags"]) and definition["requiresCompatibilities"] == ["EC2"]
 
 
 # -- Task 4 -------------------------------------------------------------------------
 
 
 @pytest.fixture
-def task3_done(lab):
-    ecr.ensure_repository(lab)
-    taskdef.register_lab_task_definition(lab)
-    return lab
+def task3_done(lab, catch_up):
+    return catch_up(lab, task1.TASK, task3.TASK)
 
 
 def _discovery(lab, record_type="SRV", ttl=10, name=None):
@@ -163,7 +160,7 @@ def _create_service(lab, registry_arn, **overrides):
         desiredCount=1,
         launchType="EC2",
         role="ecsServiceRole",
-        loadBalancers=[{"targetGroupArn": ecs.target_group_arn(lab), **container}],
+        loadBalancers=[{"targetGroupArn": ecs.target_group(lab)["TargetGroupArn"], **container}],
         serviceRegistries=[{"registryArn": registry_arn, **container}],
     )
     params.update(overrides)

@@ -31,9 +31,8 @@ def test_unknown_parameter_is_refused():
         widgets.SettingsForm(repo="x")
 
 
-def test_repository_uri_form():
-    form = widgets.repository_uri_form("127.0.0.1:4711/myrepo")
-    assert form["uri"] == "127.0.0.1:4711/myrepo"
+def test_repository_uri_shape():
+    assert coerce_repository_uri(" 127.0.0.1:4711/myrepo ") == "127.0.0.1:4711/myrepo"
     with pytest.raises(InputError):
         coerce_repository_uri("myrepo:latest")
 
