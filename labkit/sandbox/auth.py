@@ -29,6 +29,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
+from werkzeug.datastructures import EnvironHeaders
 
 from labkit.sandbox.context import write_private
 
@@ -105,14 +106,7 @@ def _parse_authorization(header: str) -> dict[str, str] | None:
 
 
 def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
-    headers = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if environ.get(key):
-            headers[key.replace("_", "-").lower()] = environ[key]
-    return headers
+    return {name.lower(): value for name, value in EnvironHeaders(environ).items()}
 
 
 def check_signature(
@@ -180,21 +174,14 @@ def _service_of(environ: dict[str, Any]) -> str:
 def refusal_response(environ: dict[str, Any], refusal: _Refusal) -> tuple[str, list, bytes]:
     """(status, headers, body) in the error shape the called service's protocol uses."""
     request_id = str(uuid.uuid4())
-    content_type = environ.get("CONTENT_TYPE", "")
-    if content_type.startswith("application/x-amz-json"):  # ECR, ECS, Cloud Map
+    missing = refusal.message == "Missing Authentication Token"
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-amz-json"):  # ECR, ECS, Cloud Map
         code = "UnrecognizedClientException" if refusal.unknown_key else "InvalidSignatureException"
-        if refusal.message == "Missing Authentication Token":
-            code = "MissingAuthenticationTokenException"
+        code = "MissingAuthenticationTokenException" if missing else code
         body = json.dumps({"__type": code, "message": refusal.message}).encode()
-        return (
-            "400 Bad Request" if code != "MissingAuthenticationTokenException" else "403 Forbidden",
-            [
-                ("Content-Type", "application/x-amz-json-1.1"),
-                ("x-amzn-RequestId", request_id),
-                ("x-amzn-ErrorType", f"{code}:"),
-            ],
-            body,
-        )
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)]
+        status = "403 Forbidden" if missing else "400 Bad Request"
+        return status, [*headers, ("x-amzn-ErrorType", f"{code}:")], body
     if _service_of(environ) == "ec2":
         code = "AuthFailure" if refusal.unknown_key else "SignatureDoesNotMatch"
         xml = (
@@ -203,8 +190,7 @@ def refusal_response(environ: dict[str, Any], refusal: _Refusal) -> tuple[str, l
         )
         return "401 Unauthorized", [("Content-Type", "text/xml")], xml.encode()
     code = "InvalidClientTokenId" if refusal.unknown_key else "SignatureDoesNotMatch"
-    if refusal.message == "Missing Authentication Token":
-        code = "MissingAuthenticationToken"
+    code = "MissingAuthenticationToken" if missing else code
     xml = (
         f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
         f"<Message>{refusal.message}</Message></Error>"

@@ -6,6 +6,7 @@ Kept apart from :mod:`labkit.sandbox.server` so that ``labkit sandbox up`` and `
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from labkit.sandbox.context import CONTAINER_LABEL
@@ -31,8 +32,6 @@ def remove_sandbox_containers(docker_client: Any, home: str) -> int:
         all=True, filters={"label": f"{CONTAINER_LABEL}={home}"}
     )
     for container in containers:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             container.remove(force=True)
-        except Exception:  # already gone
-            pass
     return len(containers)

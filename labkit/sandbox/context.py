@@ -8,6 +8,7 @@ lists the images really pushed.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from labkit.names import DEFAULT_REGION, SANDBOX_ACCOUNT_ID
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 
@@ -189,28 +192,63 @@ class SandboxContext:
     def role_arn(self, role_name: str) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{role_name}"
 
-    # moto backends for the sandbox's account and region -------------------------------
-    def ecs(self) -> Any:
-        from moto.ecs.models import ecs_backends
+    def backend(self, service: str) -> Any:
+        """moto's backend of ``service`` ("ecs", "elbv2", ...) for this account and region."""
+        from moto.backends import get_backend
 
-        return ecs_backends[self.account_id][self.region]
+        return get_backend(service)[self.account_id][self.region]  # type: ignore[arg-type]
 
-    def ecr(self) -> Any:
-        from moto.ecr.models import ecr_backends
 
-        return ecr_backends[self.account_id][self.region]
+class Ticker:
+    """A daemon thread that calls ``tick`` every ``seconds``, and at once after ``wake.set()``.
 
-    def elbv2(self) -> Any:
-        from moto.elbv2.models import elbv2_backends
+    A failing tick is logged, never fatal: the next one runs as usual.
+    """
 
-        return elbv2_backends[self.account_id][self.region]
+    def __init__(self, name: str, seconds: float, tick: Callable[[], None]) -> None:
+        self.wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(seconds, tick), name=name)
+        self._thread.daemon = True
 
-    def servicediscovery(self) -> Any:
-        from moto.servicediscovery.models import servicediscovery_backends
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
-        return servicediscovery_backends[self.account_id][self.region]
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
 
-    def ec2(self) -> Any:
-        from moto.ec2.models import ec2_backends
+    def start(self) -> None:
+        self._thread.start()
 
-        return ec2_backends[self.account_id][self.region]
+    def stop(self, timeout: float) -> None:
+        """Let the running tick finish (up to ``timeout`` seconds); no tick after it."""
+        self._stopping.set()
+        self.wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self, seconds: float, tick: Callable[[], None]) -> None:
+        while not self._stopping.is_set():
+            try:
+                tick()
+            except Exception:  # one bad tick must not end the component
+                log.exception("%s: tick failed", self._thread.name)
+            self.wake.wait(seconds)
+            self.wake.clear()
+
+
+def shadow(backend: Any, owner: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """Replace ``backend.<name>`` by ``owner._<name>`` for this backend object only (an
+    instance attribute shadows the class's method); returns the replaced methods."""
+    originals = {name: getattr(backend, name) for name in names}
+    for name in names:
+        setattr(backend, name, getattr(owner, f"_{name}"))
+    return originals
+
+
+def unshadow(backend: Any, names: tuple[str, ...]) -> None:
+    """Undo :func:`shadow`: the backend's class methods answer again."""
+    for name in names:
+        backend.__dict__.pop(name, None)

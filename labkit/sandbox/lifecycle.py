@@ -119,29 +119,18 @@ def status(settings: Settings | None = None) -> SandboxStatus:
     try:
         live = _get_json(f"{settings.api_url}/_labkit/status")
     except OSError as exc:
-        return SandboxStatus(
-            running=False, pid=pid, problem=f"process {pid} does not answer: {exc}", **base
-        )
-    if live.get("pid") != pid:
-        return SandboxStatus(
-            running=False,
-            pid=pid,
-            problem=f"the API port answers for process {live.get('pid')}, not for {pid}",
-            **base,
-        )
-    if not live.get("ready"):
-        return SandboxStatus(running=False, pid=pid, problem="still starting", **base)
-    base.update(api_url=live["api_url"], registry=live["registry"], region=live["region"])
-    return SandboxStatus(
-        running=True,
-        pid=live["pid"],
-        docker=live["docker"],
-        started_at=live["started_at"],
-        ready_seconds=live["ready_seconds"],
-        components=live["components"],
-        load_balancers=live["load_balancers"],
-        **base,
-    )
+        live, problem = {"ready": True}, f"process {pid} does not answer: {exc}"
+    else:
+        answers = live.get("pid")
+        problem = f"the API port answers for process {answers}, not for {pid}"
+        problem = "" if answers == pid else problem
+    if not problem and not live.get("ready"):
+        problem = "still starting"
+    if problem:
+        return SandboxStatus(running=False, pid=pid, problem=problem, **base)
+    reported = ("api_url", "registry", "region", "pid", "docker", "started_at", "ready_seconds")
+    reported += ("components", "load_balancers")
+    return SandboxStatus(running=True, **{**base, **{name: live[name] for name in reported}})
 
 
 def _port_taken(port: int) -> bool:
@@ -154,28 +143,26 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def _stop_recorded(settings: Settings, record: str, what: str, timeout: float) -> tuple[bool, str]:
+def _stop_recorded(
+    settings: Settings, record: str, what: str, timeout: float, notes: list[str]
+) -> bool:
     """Stop the process ``record`` names if it is provably the sandbox's, then drop the record.
 
-    Returns (stopped, note); the note says which stale record's process was left alone.
+    True when it stopped; ``notes`` gets which stale record's process was left alone.
     """
     path = settings.home / record
     process, note = processes.find_own(path, what)
     stopped = process is not None and processes.stop(process, timeout)
     path.unlink(missing_ok=True)  # the record is the kit's own file, stale or not
-    return stopped, note
+    notes += [note] if note else []
+    return stopped
 
 
 def _stop_leftovers(settings: Settings, notes: list[str]) -> list[str]:
     """Stop what a killed sandbox left behind: its registry and its containers."""
     stopped = []
-    registry_stopped, note = _stop_recorded(
-        settings, REGISTRY_RECORD, "sandbox's registry", timeout=5
-    )
-    if registry_stopped:
+    if _stop_recorded(settings, REGISTRY_RECORD, "sandbox's registry", 5, notes):
         stopped.append("registry process")
-    if note:
-        notes.append(note)
     from labkit.sandbox.containers import docker_or_none, remove_sandbox_containers
 
     removed = remove_sandbox_containers(docker_or_none(), str(settings.home))
@@ -191,21 +178,15 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     if current.running:
         return current
     notes: list[str] = []
-    _, note = _stop_recorded(settings, SANDBOX_RECORD, "sandbox", timeout=15)
-    notes += [note] if note else []
+    _stop_recorded(settings, SANDBOX_RECORD, "sandbox", 15, notes)
     _stop_leftovers(settings, notes)
-    for name, port in (
-        ("API", settings.api_port),
-        ("registry", settings.registry_port),
-        ("load balancer", settings.lb_port),
+    for name, port, variable in (
+        ("API", settings.api_port, "LABKIT_SANDBOX_API_PORT"),
+        ("registry", settings.registry_port, "LABKIT_SANDBOX_REGISTRY_PORT"),
+        ("load balancer", settings.lb_port, "LABKIT_SANDBOX_LB_PORT"),
     ):
         # In a classroom the ports are forwarded ones, held by RootlessKit between runs.
         if rootless.state_dir() is None and _port_taken(port):
-            variable = {
-                "API": "LABKIT_SANDBOX_API_PORT",
-                "registry": "LABKIT_SANDBOX_REGISTRY_PORT",
-                "load balancer": "LABKIT_SANDBOX_LB_PORT",
-            }[name]
             raise BackendError(
                 f"The sandbox cannot start: its {name} port {LOOPBACK}:{port} is taken.",
                 why="Another program (or another sandbox with a different home) listens there.",
@@ -257,22 +238,14 @@ def down(settings: Settings | None = None) -> str:
     """Stop everything the sandbox started (process, registry, containers), nothing else."""
     settings = settings or Settings()
     stopped, notes = [], []
-    sandbox_stopped, note = _stop_recorded(settings, SANDBOX_RECORD, "sandbox", timeout=15)
-    if sandbox_stopped:
+    if _stop_recorded(settings, SANDBOX_RECORD, "sandbox", 15, notes):
         stopped.append("sandbox process")
-    if note:
-        notes.append(note)
     settings.state_file.unlink(missing_ok=True)
     stopped += _stop_leftovers(settings, notes)
+    message = "The sandbox was not running; nothing to stop."
     if stopped:
-        message = (
-            "Stopped: "
-            + ", ".join(stopped)
-            + ". Pushed images stay in "
-            + str(settings.home / "registry")
-        )
-    else:
-        message = "The sandbox was not running; nothing to stop."
+        images = settings.home / "registry"
+        message = f"Stopped: {', '.join(stopped)}. Pushed images stay in {images}"
     return "\n".join([message, *(f"Note: {note}" for note in notes)])
 
 

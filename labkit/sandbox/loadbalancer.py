@@ -1,32 +1,25 @@
 """ELBv2 listeners as real TCP proxies on 127.0.0.1, with real health checks.
 
-Every listener in moto's elbv2 backend (the lab's NLB ``Myloadbalancer`` on TCP 80, and any
-created later) gets a real listening socket on the loopback interface: the first at
-``settings.lb_port``, the next at ``lb_port + 1``, and so on.
+Each listener in moto's elbv2 backend gets a loopback socket: the first at
+``settings.lb_port``, the next at ``lb_port + 1``, and so on. Targets are virtual (an EC2
+instance id and a port, as ECS registers them, keyed by both: moto keys them by id alone);
+the agent says where each really listens (:meth:`LoadBalancers.set_endpoint`); a loopback
+IPv4 target id is reachable as it is.
 
-Targets are virtual (an EC2 instance id and a port, as ECS registers them); the agent tells us
-where each one really listens (:meth:`LoadBalancers.set_endpoint`). Targets whose id is a
-loopback IPv4 address are reachable as they are. A target is its instance id *and* port, in
-our tables and in moto's registrations (moto keys them by id alone, so two tasks on one
-container instance with dynamic host ports would overwrite each other).
-
-Routing, as an NLB does it (AWS, "Health checks for Network Load Balancer target groups"):
-a new target gets traffic only once it has passed its initial health checks, so ``initial``
-targets get none; connections go, round robin, to ``healthy`` targets only; and only when
-*every* registered target has failed its checks does the load balancer fail open and spread
-connections over all of them. With no target to use, the client's connection is reset.
-
-Health checks probe the application, through the same published loopback port that traffic
-takes (see :func:`probe_target` for why that is the probe, and where it is an inference).
-They run **once a second** (sandbox speed; AWS uses ``HealthCheckIntervalSeconds``, 10 or 30
-s); a target turns healthy after ``HealthyThresholdCount`` passes in a row and unhealthy after
-``UnhealthyThresholdCount`` failures, as configured. ``DescribeTargetHealth`` reports these
-results (moto on its own reports every target healthy), and a deregistered target stays
-``draining`` for a short sandbox drain time (AWS: the deregistration delay, 300 s).
+Routing as an NLB routes (AWS, "Health checks for Network Load Balancer target groups"):
+``initial`` targets get no traffic, connections go round robin to ``healthy`` ones, and
+only when every target has failed does it fail open to all; with none, the connection is
+reset. Health checks (see :func:`probe_target`) run every :data:`HEALTH_CHECK_INTERVAL`
+(sandbox speed; AWS: ``HealthCheckIntervalSeconds``, 10 or 30 s) with the target group's
+thresholds, and ``DescribeTargetHealth`` reports them (moto alone reports every target
+healthy). A deregistered target is ``draining`` for :data:`DRAIN_SECONDS` (AWS: the
+deregistration delay, 300 s).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ipaddress
 import itertools
 import logging
@@ -35,11 +28,13 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.sandbox.context import LOOPBACK, SandboxContext
+from labkit.sandbox.context import LOOPBACK, SandboxContext, Ticker, shadow, unshadow
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +130,14 @@ def _failed(reason: str, description: str, detail: str) -> ProbeResult:
 def probe_target(address: tuple[str, int], check: HealthCheck) -> ProbeResult:
     """One health check of the application behind ``address`` (a published loopback port).
 
-    Why this probe: a task's port is published on 127.0.0.1, and whatever forwards it (Docker's
-    userland proxy on Linux; the VM port forwarder of Docker Desktop on macOS and Windows)
-    *accepts* a connection before it knows whether anything listens in the container, so a bare
-    TCP connect always passes. When nothing listens, the forwarder hangs up at once (EOF or
-    reset). So a TCP check connects, then waits :data:`PROXY_HANGUP_WAIT`: a hang-up fails
-    the check; bytes from the app, or silence (a server waiting for its client), pass it. An
-    HTTP(S) check sends the real request and matches the status, which is exact anywhere.
-    With Docker's iptables-only publishing (``userland-proxy: false``) the connect itself is
-    refused, which fails too. We chose this over probing from inside the container's network
-    namespace (a probe sidecar per task, or ``setns`` into ``/proc/<pid>/ns/net``) and over
-    connecting to the container's IP: those need root, a Linux host, or an extra container per
-    task, while this runs unchanged wherever a published port works, and it checks the very
-    path the traffic takes, as an NLB checks the instance's host port.
-    Where it differs from an NLB: a TCP server that accepts and then closes at once, without
-    a byte, fails here but passes an NLB's TCP check.
+    Whatever forwards a published port (Docker's userland proxy; Docker Desktop's VM
+    forwarder) accepts a connection before it knows whether anything listens in the
+    container, and hangs up at once when nothing does. So a TCP check connects, then waits
+    :data:`PROXY_HANGUP_WAIT`: a hang-up fails; bytes or silence pass. An HTTP(S) check
+    matches the real answer's status. This needs no root, no Linux-only namespace tricks and
+    no extra container, and it checks the very path the traffic takes, as an NLB checks the
+    instance's host port. Where it differs from an NLB: a TCP server that accepts and closes
+    at once, without a byte, fails here but passes an NLB's TCP check.
     """
     try:
         sock = socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT)
@@ -184,6 +172,7 @@ def probe_target(address: tuple[str, int], check: HealthCheck) -> ProbeResult:
 
 
 def _probe_http(sock: socket.socket, address: tuple[str, int], check: HealthCheck) -> ProbeResult:
+    connection = http.client.HTTPConnection(*address, timeout=HEALTH_CHECK_TIMEOUT)
     try:
         if check.protocol == "HTTPS":  # an NLB does not verify the target's certificate
             context = ssl.create_default_context()
@@ -191,33 +180,22 @@ def _probe_http(sock: socket.socket, address: tuple[str, int], check: HealthChec
             context.verify_mode = ssl.CERT_NONE
             sock = context.wrap_socket(sock)
         sock.settimeout(HEALTH_CHECK_TIMEOUT)
-        host = f"{address[0]}:{address[1]}"
-        request = (
-            f"GET {check.path} HTTP/1.1\r\nHost: {host}\r\n"
-            "User-Agent: ELB-HealthChecker/2.0\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        )
-        sock.sendall(request.encode())
-        head = b""
-        while b"\r\n" not in head and len(head) < 1024:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            head += chunk
+        connection.sock = sock  # connected already: the request goes over this socket
+        connection.request("GET", check.path, headers={"User-Agent": "ELB-HealthChecker/2.0"})
+        status = connection.getresponse().status
     except TimeoutError:
         return _failed("Target.Timeout", "Request timed out", "no HTTP answer in time")
-    except OSError as exc:
-        head = b""
-        if not isinstance(exc, ConnectionError):
-            return _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
-    parts = head.split(b"\r\n", 1)[0].split()
-    if len(parts) < 2 or not parts[1].isdigit():
+    except (http.client.HTTPException, ConnectionError):
         return _failed(
             "Target.FailedHealthChecks",
             "Health checks failed",
             "the connection closed without an HTTP answer: nothing in the container listens "
             "on the container port, or it does not speak HTTP",
         )
-    status = int(parts[1])
+    except OSError as exc:
+        return _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
+    finally:
+        connection.close()
     if check.accepts(status):
         return ProbeResult(True)
     return _failed(
@@ -282,10 +260,8 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
         return
     finally:
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
 
 class LoadBalancers:
@@ -304,45 +280,35 @@ class LoadBalancers:
         self._listeners: dict[str, _Listener] = {}
         self._endpoints: dict[tuple[str, int], tuple[str, int]] = {}
         self._health: dict[TargetKey, _Health] = {}
+        #: Connections open (or opening) to each real address: a draining target's count.
+        self._open: Counter[tuple[str, int]] = Counter()
         self._state_lock = threading.RLock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("labkit-lb", POLL_INTERVAL, self._tick)
         self._probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-lb-probe")
         self._originals: dict[str, Any] = {}
 
     # lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Patch target registration and health, open the existing listeners, start polling."""
-        backend = self.ctx.elbv2()
+        backend = self.ctx.backend("elbv2")
         with self.ctx.lock:
             if not self._originals:
-                for name in self._PATCHED:
-                    self._originals[name] = getattr(backend, name)
-                    # Instance attribute: shadows the class method for this backend only.
-                    setattr(backend, name, getattr(self, f"_{name}"))
+                self._originals = shadow(backend, self, self._PATCHED)
                 for tg in list(backend.target_groups.values()):
                     self._rekey(tg)
         self._sync_listeners()
-        self._thread = threading.Thread(target=self._run, name="labkit-lb", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
         """Close every listener and stop health checks; restore moto's methods."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._ticker.stop(timeout=5)
         self._probes.shutdown(wait=True, cancel_futures=True)
         with self._state_lock:
             for listener in list(self._listeners.values()):
                 self._close_listener(listener)
             self._listeners.clear()
         with self.ctx.lock:
-            backend = self.ctx.elbv2()
-            for name in self._originals:
-                if backend.__dict__.get(name) == getattr(self, f"_{name}"):
-                    del backend.__dict__[name]
+            unshadow(self.ctx.backend("elbv2"), self._PATCHED)
             self._originals.clear()
 
     # public queries -----------------------------------------------------------------------
@@ -365,17 +331,12 @@ class LoadBalancers:
             names = {x.dns_name for x in self._listeners.values()}
         return {name: self.url_for(name) for name in sorted(names)}
 
-    def listener_ports(self) -> dict[str, int]:
-        """Listener ARN -> the real loopback port it listens on."""
-        with self._state_lock:
-            return {arn: x.port for arn, x in self._listeners.items()}
-
     # called by the agent ------------------------------------------------------------------
     def set_endpoint(self, target_id: str, port: int, address: tuple[str, int]) -> None:
         """Where the virtual target ``target_id:port`` really listens."""
         with self._state_lock:
             self._endpoints[(target_id, int(port))] = address
-        self._wake.set()
+        self._ticker.wake.set()
 
     def remove_endpoint(
         self, target_id: str, port: int, address: tuple[str, int] | None = None
@@ -385,6 +346,11 @@ class LoadBalancers:
             key = (target_id, int(port))
             if address is None or self._endpoints.get(key) == address:
                 self._endpoints.pop(key, None)
+
+    def open_connections(self, address: tuple[str, int]) -> int:
+        """How many client connections the load balancers hold open to ``address``."""
+        with self._state_lock:
+            return self._open[address]
 
     def begin_draining(self, tg_arn: str, target_id: str, port: int) -> None:
         """Report the (just deregistered) target as draining for :data:`DRAIN_SECONDS`."""
@@ -412,24 +378,18 @@ class LoadBalancers:
         return address
 
     # the poll loop ------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._sync_listeners()
-                self._check_health()
-            except Exception:  # keep the data plane alive whatever a tick trips on
-                log.exception("load balancer tick failed")
-            self._wake.wait(POLL_INTERVAL)
-            self._wake.clear()
+    def _tick(self) -> None:
+        self._sync_listeners()
+        self._check_health()
 
     def _sync_listeners(self) -> None:
         with self.ctx.lock:
             wanted: dict[str, tuple[str, str, int]] = {}
-            for lb in list(self.ctx.elbv2().load_balancers.values()):
+            for lb in list(self.ctx.backend("elbv2").load_balancers.values()):
                 for listener in list(lb.listeners.values()):
                     wanted[listener.arn] = (lb.arn, lb.dns_name, int(listener.port or 0))
         with self._state_lock:
-            if self._stop.is_set():
+            if self._ticker.stopping:
                 return
             for arn in list(self._listeners):
                 if arn not in wanted:
@@ -466,20 +426,16 @@ class LoadBalancers:
 
     @staticmethod
     def _close_listener(listener: _Listener) -> None:
-        try:
-            # shutdown() first: close() alone leaves the socket listening until the accept
-            # thread's pending poll returns.
+        # shutdown() first: close() alone leaves the socket listening until the accept
+        # thread's pending poll returns.
+        with contextlib.suppress(OSError):
             listener.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             listener.sock.close()
-        except OSError:
-            pass
 
     # forwarding ---------------------------------------------------------------------------
     def _accept_loop(self, listener: _Listener) -> None:
-        while not self._stop.is_set():
+        while not self._ticker.stopping:
             try:
                 conn, _ = listener.sock.accept()
             except TimeoutError:
@@ -492,16 +448,10 @@ class LoadBalancers:
             ).start()
 
     def _candidates(self, listener_arn: str) -> list[tuple[str, int]]:
-        """The real addresses a new connection may go to, chosen as an NLB chooses.
-
-        Healthy targets only. ``initial`` targets get nothing: an NLB routes to a new target
-        once it "passes the initial health checks". Only if every registered target has
-        failed its checks does the NLB fail open, to all of them ("If all targets fail health
-        checks at the same time in all enabled Availability Zones, the load balancer fails
-        open"; both from AWS's "Health checks for Network Load Balancer target groups").
-        """
+        """The real addresses a new connection may go to: the healthy targets, or, when every
+        target has failed its checks, all of them (an NLB fails open); never ``initial`` ones."""
         with self.ctx.lock:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             lb = backend.load_balancers.get(self._listeners[listener_arn].lb_arn)
             listener = lb.listeners.get(listener_arn) if lb else None
             targets: list[tuple[str, str, int]] = []
@@ -531,20 +481,31 @@ class LoadBalancers:
             start = next(listener.rr)
             for i in range(len(candidates)):
                 address = candidates[(start + i) % len(candidates)]
-                try:
-                    upstream = socket.create_connection(address, timeout=2)
-                except OSError:
-                    continue  # a dying target: try the next one
-                upstream.settimeout(None)
-                _pipe(conn, upstream)
+                with self._counted(address):
+                    try:
+                        upstream = socket.create_connection(address, timeout=2)
+                    except OSError:
+                        continue  # a dying target: try the next one
+                    upstream.settimeout(None)
+                    _pipe(conn, upstream)
                 return
         conn.close()  # no target: the client sees the connection reset, as with an NLB
+
+    @contextlib.contextmanager
+    def _counted(self, address: tuple[str, int]) -> Iterator[None]:
+        with self._state_lock:
+            self._open[address] += 1
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                self._open[address] -= 1
 
     # health checks ------------------------------------------------------------------------
     def _check_health(self) -> None:
         now = time.monotonic()
         with self.ctx.lock:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             registered: dict[TargetKey, tuple[HealthCheck, bool]] = {}
             for tg in list(backend.target_groups.values()):
                 check = HealthCheck.of(tg)
@@ -629,7 +590,7 @@ class LoadBalancers:
     def _target_group(self, arn: str) -> Any:
         from moto.elbv2.exceptions import TargetGroupNotFoundError
 
-        tg = self.ctx.elbv2().target_groups.get(arn)
+        tg = self.ctx.backend("elbv2").target_groups.get(arn)
         if tg is None:
             raise TargetGroupNotFoundError()
         return tg
@@ -646,7 +607,7 @@ class LoadBalancers:
             port = _target_port(target, tg)
             tg.targets[(target["Id"], port)] = {"Id": target["Id"], "Port": port}
             tg.deregistered_targets.pop(target["Id"], None)
-        self._wake.set()
+        self._ticker.wake.set()
 
     def _deregister_targets(self, target_group_arn: str, instances: list[dict[str, Any]]) -> None:
         from moto.elbv2.exceptions import InvalidTargetError
@@ -660,7 +621,7 @@ class LoadBalancers:
             tg.deregistered_targets[target["Id"]] = found
 
     def _notify_terminate_instances(self, instance_ids: list[str]) -> None:
-        for tg in list(self.ctx.elbv2().target_groups.values()):
+        for tg in list(self.ctx.backend("elbv2").target_groups.values()):
             self._rekey(tg)
             for key in [k for k in tg.targets if k[0] in instance_ids]:
                 tg.terminated_targets[key[0]] = tg.targets.pop(key)

@@ -1,20 +1,15 @@
 """ECS and Cloud Map state that outlives the sandbox process, as it outlives a host on AWS.
 
-A restarted sandbox (``labkit sandbox down``/``up``, or a killed process) starts a fresh
-moto. Three things make it look like the same AWS account afterwards:
+A restarted sandbox starts a fresh moto, and looks like the same account because:
 
 * the lab environment is provisioned with moto's random generator seeded from the sandbox
-  home, so its ids (VPC, instances, container instances, load balancer, target group) come
-  out the same every time;
-* clusters, task definitions (every revision, in order), Cloud Map namespaces and services,
-  and ECS services (with their deploymentConfiguration and event history) are kept in
-  ``services.json`` in the sandbox home and replayed through moto's own create calls at
-  start; Cloud Map ids, which moto draws at random, are put back as they were;
-* tasks are not kept: their containers went with the old process (the sandbox removes any
-  that are left), so each service starts new tasks, which register as targets and Cloud Map
-  instances again: what ECS does when a host comes back.
-
-The file is written atomically, owner-only, whenever what it would hold changes.
+  home, so its ids come out the same every time;
+* clusters, task definitions (every revision), Cloud Map namespaces and services (with
+  their ids) and ECS services (with deploymentConfiguration and events) are saved to
+  ``services.json`` (atomically, owner-only, when they change) and replayed through moto's
+  own create calls at start;
+* tasks are not kept: their containers went with the old process, so each service starts
+  new ones, which register again: what ECS does when a host comes back.
 """
 
 from __future__ import annotations
@@ -24,11 +19,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
-from labkit.sandbox.context import SandboxContext, write_private
+from labkit.sandbox.context import SandboxContext, Ticker, write_private
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +47,36 @@ _TASK_DEFINITION_FIELDS = (
     "pid_mode",
     "ephemeral_storage",
 )
+_NAMESPACE_FIELDS = ("id", "name", "type", "vpc", "description", "creator_request_id")
+#: Also the keyword arguments of moto's create_service.
+_DISCOVERY_SERVICE_FIELDS = (
+    "name",
+    "namespace_id",
+    "description",
+    "creator_request_id",
+    "dns_config",
+    "health_check_config",
+    "health_check_custom_config",
+    "service_type",
+)
+#: Saved as they are; "cluster" is added (the attribute is cluster_name).
+_SERVICE_FIELDS = (
+    "name",
+    "task_definition",
+    "desired_count",
+    "load_balancers",
+    "service_registries",
+    "launch_type",
+    "scheduling_strategy",
+    "deployment_controller",
+    "deployment_configuration",
+    "health_check_grace_period_seconds",
+    "role_arn",
+    "propagate_tags",
+    "tags",
+    "created_at",
+    "events",
+)
 
 
 def seed_for(home: Path) -> int:
@@ -67,28 +91,18 @@ class SavedState:
         self.ctx = ctx
         self.path = ctx.settings.home / "services.json"
         self._last = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("labkit-persist", SAVE_EVERY_SECONDS, self.save)
 
     # saving -------------------------------------------------------------------------------
     def start(self) -> None:
         """Save now and whenever the state changes, from a thread of its own."""
         self.save()
-        self._thread = threading.Thread(target=self._run, name="labkit-persist", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._ticker.started:  # a start cut short must not overwrite what was saved
+            self._ticker.stop(timeout=5)
             self.save()
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAVE_EVERY_SECONDS):
-            try:
-                self.save()
-            except Exception:  # a failed save must not end saving
-                log.exception("saving %s failed", self.path)
 
     def save(self) -> None:
         with self.ctx.lock:
@@ -99,7 +113,7 @@ class SavedState:
 
     def snapshot(self) -> dict[str, Any]:
         """What a restarted sandbox needs to re-create; call with ``ctx.lock`` held."""
-        ecs, sd = self.ctx.ecs(), self.ctx.servicediscovery()
+        ecs, sd = self.ctx.backend("ecs"), self.ctx.backend("servicediscovery")
         clusters = [
             {"name": c.name, "tags": c.tags or []}
             for c in ecs.clusters.values()
@@ -118,54 +132,23 @@ class SavedState:
                 )
                 task_definitions.append(saved)
         namespaces = [
-            {
-                "id": ns.id,
-                "name": ns.name,
-                "type": ns.type,
-                "vpc": ns.vpc,
-                "description": ns.description,
-                "creator_request_id": ns.creator_request_id,
-                "dns_properties": ns.dns_properties,
-                "tags": sd.tagger.list_tags_for_resource(ns.arn).get("Tags", []),
-            }
+            dict(
+                _fields(ns, _NAMESPACE_FIELDS),
+                dns_properties=ns.dns_properties,
+                tags=sd.tagger.list_tags_for_resource(ns.arn).get("Tags", []),
+            )
             for ns in sd.namespaces.values()
         ]
         discovery_services = [
-            {
-                "id": s.id,
-                "name": s.name,
-                "namespace_id": s.namespace_id,
-                "description": s.description,
-                "creator_request_id": s.creator_request_id,
-                "dns_config": s.dns_config,
-                "health_check_config": s.health_check_config,
-                "health_check_custom_config": s.health_check_custom_config,
-                "service_type": s.service_type,
-                "tags": sd.tagger.list_tags_for_resource(s.arn).get("Tags", []),
-            }
+            dict(
+                _fields(s, _DISCOVERY_SERVICE_FIELDS),
+                id=s.id,
+                tags=sd.tagger.list_tags_for_resource(s.arn).get("Tags", []),
+            )
             for s in sd.services.values()
         ]
         services = [
-            {
-                "cluster": s.cluster_name,
-                "name": s.name,
-                "task_definition": s.task_definition,
-                "desired_count": s.desired_count,
-                "load_balancers": s.load_balancers,
-                "service_registries": s.service_registries,
-                "launch_type": s.launch_type,
-                "scheduling_strategy": s.scheduling_strategy,
-                "deployment_controller": s.deployment_controller,
-                "deployment_configuration": getattr(s, "deployment_configuration", None),
-                "health_check_grace_period_seconds": getattr(
-                    s, "health_check_grace_period_seconds", None
-                ),
-                "role_arn": s.role_arn,
-                "propagate_tags": s.propagate_tags,
-                "tags": s.tags or [],
-                "created_at": getattr(s, "created_at", None),
-                "events": s.events,
-            }
+            dict(_fields(s, _SERVICE_FIELDS), cluster=s.cluster_name)
             for s in ecs.services.values()
             if s.status == "ACTIVE"
         ]
@@ -189,7 +172,7 @@ class SavedState:
 
     def restore_definitions(self, saved: dict[str, Any]) -> None:
         """Clusters, task definitions and Cloud Map: before the agent starts."""
-        ecs, sd = self.ctx.ecs(), self.ctx.servicediscovery()
+        ecs, sd = self.ctx.backend("ecs"), self.ctx.backend("servicediscovery")
         for cluster in saved.get("clusters", []):
             ecs.create_cluster(cluster["name"], tags=cluster.get("tags") or None)
         for td in saved.get("task_definitions", []):
@@ -207,17 +190,8 @@ class SavedState:
         for ns in saved.get("namespaces", []):
             self._restore_namespace(sd, ns)
         for service in saved.get("discovery_services", []):
-            made = sd.create_service(
-                name=service["name"],
-                namespace_id=service["namespace_id"],
-                creator_request_id=service.get("creator_request_id"),
-                description=service.get("description"),
-                dns_config=service.get("dns_config"),
-                health_check_config=service.get("health_check_config"),
-                health_check_custom_config=service.get("health_check_custom_config"),
-                tags=service.get("tags") or None,
-                service_type=service.get("service_type"),
-            )
+            kwargs = {f: service.get(f) for f in _DISCOVERY_SERVICE_FIELDS}
+            made = sd.create_service(tags=service.get("tags") or None, **kwargs)
             _rekey(sd.services, sd.tagger, made, service["id"], "service")
 
     def _restore_namespace(self, sd: Any, ns: dict[str, Any]) -> None:
@@ -240,7 +214,7 @@ class SavedState:
 
     def restore_services(self, saved: dict[str, Any]) -> list[str]:
         """ECS services, through the sandbox's agent: it starts their tasks afresh."""
-        ecs = self.ctx.ecs()
+        ecs = self.ctx.backend("ecs")
         restored = []
         for s in saved.get("services", []):
             try:
@@ -269,6 +243,10 @@ class SavedState:
                 service.created_at = dt.datetime.fromisoformat(str(s["created_at"]))
             restored.append(s["name"])
         return restored
+
+
+def _fields(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(obj, name, None) for name in names}
 
 
 def _rekey(table: dict[str, Any], tagger: Any, made: Any, saved_id: str, kind: str) -> None:

@@ -8,6 +8,7 @@ all three still match. Everything else is left alone, and the caller says so.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shlex
@@ -149,8 +150,6 @@ def stop(process: psutil.Process, timeout: float) -> bool:
         if not _alive(process):
             return True
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         process.kill()
-    except psutil.NoSuchProcess:
-        pass
     return True

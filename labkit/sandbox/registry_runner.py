@@ -1,28 +1,21 @@
 """Where the sandbox's registry runs: the host's registry binary, or a ``registry:2`` container.
 
-Debian and Ubuntu ship the CNCF registry as a package (``docker-registry``): a host process
-starts fastest, so it stays the default there. Everywhere else (macOS and Windows with
-Docker Desktop, Linux without root or apt) the registry runs as a container of the CNCF
-distribution image, ``registry:2``, pulled once like any image.
+Debian and Ubuntu package the CNCF registry (``docker-registry``); a host process starts
+fastest, so it is the default there. Elsewhere (Docker Desktop on macOS and Windows, Linux
+without root or apt) the registry is a container of ``registry:2``, pulled once.
 
-Who calls what, and from where (see docs/desktop.md for the reasoning):
-
-- The *engine* (Docker's daemon) calls the registry on ``docker login``/``push``/``pull``
-  and for the ECS agent's pulls, and on a 401 it calls the token *realm* named in the
-  registry's challenge: the daemon, not the ``docker`` CLI, runs the token exchange.
-  Docker Desktop's engine lives in a VM whose ``127.0.0.1`` is not the host's, so
-  there the registry must be a container publishing ``127.0.0.1:PORT`` (Desktop forwards
-  published ports to the host's loopback too) and the realm must name the host the way
-  the VM reaches it: ``host.docker.internal``. A Linux engine shares the host's loopback,
-  so the realm is ``127.0.0.1`` there.
-- The *registry container* calls nothing on the host: the token service's public key is
-  copied into the container before it starts, and the sandbox reads the registry on
-  demand instead of taking notifications.
-- The *sandbox* (a host process) calls the registry at its published ``127.0.0.1`` port.
+Who calls whom (docs/desktop.md has the reasoning): the *engine's daemon*, not the
+``docker`` CLI, calls the registry and, on its 401, the token realm. Docker Desktop's
+engine lives in a VM whose ``127.0.0.1`` is not the host's, so there the registry is a
+container publishing ``127.0.0.1:PORT`` and the realm is ``host.docker.internal``; a Linux
+engine shares the host's loopback, so the realm is ``127.0.0.1``. The registry container
+calls nothing on the host (the token key is copied in before it starts); the sandbox
+calls the registry at its published loopback port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -37,7 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from labkit.errors import BackendError
 from labkit.sandbox.context import (
@@ -279,47 +272,62 @@ def registry_config(*, storage: str, addr: str, realm: str, cert: str) -> dict[s
     }
 
 
-def _wait_until_answers(url: str, alive: Any, failure: Any, timeout: float = 20) -> None:
-    """Wait for the registry's 401 on ``/v2/``; ``alive()`` False means it died."""
-    deadline = time.monotonic() + timeout
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.monotonic() < deadline:
-        if not alive():
-            raise failure()
-        try:
-            opener.open(url, timeout=1)
-        except urllib.error.HTTPError:
-            return  # 401: it answers, and asks for a token as it should
-        except OSError:
-            time.sleep(0.05)
-    raise BackendError(
-        f"The registry did not answer at {url} within {timeout:.0f} s.",
-        fix="See registry.log in the sandbox home; `labkit doctor` checks the set-up.",
-    )
-
-
 # -- the two runners ---------------------------------------------------------------------
 
 
-class RegistryRunner(Protocol):
+class RegistryRunner:
+    """What both runners share: settings, the token certificate, waiting for the start."""
+
     kind: str
 
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
+    def __init__(self, settings: Settings, cert_path: Path) -> None:
+        self.settings = settings
+        self.cert_path = cert_path
+
     @property
-    def running(self) -> bool: ...
-    def describe(self) -> str: ...
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _last_words(self) -> str:
+        """The end of the registry's log: why it stopped."""
+        raise NotImplementedError
+
+    def _wait_until_answers(self, timeout: float = 20) -> None:
+        """Wait for the registry's 401 on ``/v2/``; raise saying why if it stops first."""
+        url = f"http://{self.settings.registry_host}/v2/"
+        deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise BackendError(
+                    f"The registry ({self.describe()}) stopped at start.",
+                    why=self._last_words().strip() or "it printed nothing",
+                    fix=f"Check that port {self.settings.registry_port} is free "
+                    "(LABKIT_SANDBOX_REGISTRY_PORT picks another); `labkit doctor` checks more.",
+                )
+            try:
+                opener.open(url, timeout=1)
+            except urllib.error.HTTPError:
+                return  # 401: it answers, and asks for a token as it should
+            except OSError:
+                time.sleep(0.05)
+        raise BackendError(
+            f"The registry did not answer at {url} within {timeout:.0f} s.",
+            fix="See registry.log in the sandbox home; `labkit doctor` checks the set-up.",
+        )
 
 
-class HostBinaryRegistry:
+class HostBinaryRegistry(RegistryRunner):
     """Debian's ``docker-registry`` as a host process (the engine shares the host's loopback)."""
 
     kind = "binary"
 
     def __init__(self, settings: Settings, binary: str, cert_path: Path) -> None:
-        self.settings = settings
+        super().__init__(settings, cert_path)
         self.binary = binary
-        self.cert_path = cert_path
         self.home = settings.home
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -349,18 +357,10 @@ class HostBinaryRegistry:
             )
         # Read now, while the child cannot have been replaced: it is not reaped until we wait.
         ProcessRecord.of(self._process.pid, argv).save(self.home / "registry.pid")
+        self._wait_until_answers()
 
-        def failure() -> BackendError:
-            return BackendError(
-                "The registry process exited at start.",
-                why=(self.home / "registry.log").read_text(errors="replace")[-800:],
-                fix=f"Check that port {self.settings.registry_port} is free "
-                "(LABKIT_SANDBOX_REGISTRY_PORT picks another).",
-            )
-
-        _wait_until_answers(
-            f"http://{self.settings.registry_host}/v2/", lambda: self.running, failure
-        )
+    def _last_words(self) -> str:
+        return (self.home / "registry.log").read_text(errors="replace")[-800:]
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -384,7 +384,7 @@ def container_name(home: Path) -> str:
     return "labkit-registry-" + hashlib.sha256(str(home).encode()).hexdigest()[:10]
 
 
-class ContainerRegistry:
+class ContainerRegistry(RegistryRunner):
     """``registry:2`` in a container: loopback-published, its storage in the sandbox home."""
 
     kind = "container"
@@ -397,10 +397,9 @@ class ContainerRegistry:
         cert_path: Path,
         image: str | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, cert_path)
         self.client = client
         self.facts = facts
-        self.cert_path = cert_path
         self.image = image or registry_image()
         self.name = container_name(settings.home)
         self.in_vm = engine_in_vm(facts)
@@ -413,17 +412,15 @@ class ContainerRegistry:
     def ensure_image(self) -> None:
         """Use the engine's ``registry:2``, or pull it (once, about 10 MB)."""
         import docker.errors
+        from docker.utils import parse_repository_tag
 
         try:
             self.client.images.get(self.image)
             return
         except docker.errors.ImageNotFound:
             pass
-        repository, _, tag = self.image.rpartition(":")
-        if not repository or "/" in tag:
-            repository, tag = self.image, "latest"
         try:
-            self.client.images.pull(repository, tag=tag)
+            self.client.images.pull(*parse_repository_tag(self.image))  # no tag: latest
         except docker.errors.APIError as exc:
             reason = " ".join(str(getattr(exc, "explanation", "") or exc).split())[:300]
             raise BackendError(
@@ -493,31 +490,19 @@ class ContainerRegistry:
         # nothing but the storage is shared with the host.
         container.put_archive("/", self._config_archive())
         container.start()
+        self._wait_until_answers()
 
-        def failure() -> BackendError:
-            logs = ""
-            try:
-                logs = container.logs(tail=20).decode(errors="replace")
-            except Exception:
-                pass
-            return BackendError(
-                f"The registry container {self.name} ({self.image}) stopped at start.",
-                why=logs.strip() or "it printed nothing",
-                fix=f"Check that port {self.settings.registry_port} is free "
-                "(LABKIT_SANDBOX_REGISTRY_PORT picks another); `labkit doctor` checks more.",
-            )
-
-        _wait_until_answers(
-            f"http://{self.settings.registry_host}/v2/", lambda: self.running, failure
-        )
+    def _last_words(self) -> str:
+        try:
+            return self._container.logs(tail=20).decode(errors="replace")
+        except Exception:  # the container is gone: nothing to read
+            return ""
 
     def stop(self) -> None:
         if self._container is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # already gone: the sandbox's own sweep removed it
             self._container.remove(force=True)
-        except Exception:  # already gone: the sandbox's own sweep removed it
-            pass
         self._container = None
 
     @property

@@ -54,23 +54,16 @@ def forwarded_ports(settings: Settings) -> list[int]:
 
 def forward_ports(state: Path, settings: Settings) -> None:
     """Host 127.0.0.1:P → the namespace's 127.0.0.1:P for each sandbox port (idempotent)."""
-    socket = str(state / "api.sock")
-    listed = subprocess.run(
-        ["rootlessctl", "--socket", socket, "list-ports"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+
+    def rootlessctl(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["rootlessctl", "--socket", str(state / "api.sock"), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    listed = rootlessctl("list-ports").stdout
     for port in forwarded_ports(settings):
-        spec = f"{LOOPBACK}:{port}:{port}/tcp"
         if f"{LOOPBACK}:{port}" in listed:
             continue
-        done = subprocess.run(
-            ["rootlessctl", "--socket", socket, "add-ports", spec],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = rootlessctl("add-ports", f"{LOOPBACK}:{port}:{port}/tcp")
         if done.returncode != 0:
             raise BackendError(
                 f"The sandbox port {port} could not be forwarded from the Docker namespace.",

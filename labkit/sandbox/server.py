@@ -7,6 +7,7 @@ so it outlives the notebook kernel that started it. Settings come from the envir
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -134,10 +135,8 @@ class Sandbox:
     def stop(self) -> None:
         for component in (self.saved_state, self.agent, self.load_balancers, self.registry):
             if component is not None:
-                try:
+                with contextlib.suppress(Exception):  # stopping the rest matters more than this one
                     component.stop()
-                except Exception:  # stopping the rest matters more than this one
-                    pass
         remove_sandbox_containers(self.ctx.docker, str(self.settings.home))
         self.api.stop()
 

@@ -234,7 +234,7 @@ def test_api_only_mode_reports_why_tasks_cannot_start(tmp_path: Path) -> None:
     # Another account: moto keeps its backends apart from the lab sandbox's.
     settings = Settings(home=tmp_path, account_id="210987654321", lb_port=0)
     ctx = SandboxContext(settings=settings, docker=None)
-    ec2, ecs = ctx.ec2(), ctx.ecs()
+    ec2, ecs = ctx.backend("ec2"), ctx.backend("ecs")
     image_id = next(iter(ec2.amis))
     instance = ec2.run_instances(image_id, 1, None, [], is_instance_type_default=True)
     lbs = LoadBalancers(ctx)

@@ -16,8 +16,6 @@ process, so what the agent writes is what the API reports). Its parts, around on
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 
 from labkit.sandbox.agent.hooks import MotoHooks
@@ -26,12 +24,10 @@ from labkit.sandbox.agent.runtime import DockerRuntime
 from labkit.sandbox.agent.scheduler import Scheduler
 from labkit.sandbox.agent.table import TaskTable
 from labkit.sandbox.agent.tasks import TaskLifecycle, count_cluster_tasks
-from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.context import SandboxContext, Ticker
 from labkit.sandbox.loadbalancer import LoadBalancers
 
 __all__ = ["EcsAgent"]
-
-log = logging.getLogger(__name__)
 
 #: Seconds between two reconciler passes.
 TICK_SECONDS = 0.25
@@ -43,28 +39,21 @@ class EcsAgent:
     def __init__(self, ctx: SandboxContext, lbs: LoadBalancers | None) -> None:
         self.ctx = ctx
         self.table = TaskTable()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker("labkit-agent", TICK_SECONDS, self._tick)
+        wake = self._ticker.wake
         self.registration = Registration(ctx, lbs)
-        self.lifecycle = TaskLifecycle(
-            ctx, self.table, DockerRuntime(ctx), self.registration, self._wake
-        )
+        self.lifecycle = TaskLifecycle(ctx, self.table, DockerRuntime(ctx), self.registration, wake)
         self.scheduler = Scheduler(ctx, self.table, self.lifecycle, self.registration)
-        self.hooks = MotoHooks(ctx, self.table, self.scheduler, self._wake)
+        self.hooks = MotoHooks(ctx, self.table, self.scheduler, wake)
 
     def start(self) -> None:
         """Take over task states from moto and start the reconciler thread."""
         self.hooks.install()
-        self._thread = threading.Thread(target=self._run, name="labkit-agent", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
         """Stop the reconciler, then stop and remove every container the agent started."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        self._ticker.stop(timeout=10)
         self.lifecycle.stop_all()
         with self.ctx.lock:
             self.hooks.remove()
@@ -73,20 +62,11 @@ class EcsAgent:
         """Task ARN -> {"containerName:containerPort": "127.0.0.1:realPort"} for running tasks."""
         return self.registration.endpoints(self.table.records())
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._tick()
-            except Exception:  # one bad tick must not kill the agent
-                log.exception("agent tick failed")
-            self._wake.wait(TICK_SECONDS)
-            self._wake.clear()
-
     def _tick(self) -> None:
         docker_states = self.lifecycle.docker_states()
         now = time.monotonic()
         with self.ctx.lock:
-            backend = self.ctx.ecs()
+            backend = self.ctx.backend("ecs")
             # Services first, so their state exists before their tasks are adopted.
             self.scheduler.track_services(backend)
             for cluster_tasks in list(backend.tasks.values()):

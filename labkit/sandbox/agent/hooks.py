@@ -27,7 +27,7 @@ from moto.moto_api import state_manager
 
 from labkit.sandbox.agent.scheduler import Scheduler
 from labkit.sandbox.agent.table import TaskTable, active_instances, shortfall
-from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.context import SandboxContext, shadow, unshadow
 
 _ECS_HOOKS = (
     "run_task",
@@ -58,22 +58,16 @@ class MotoHooks:
         # The agent sets task.last_status itself; moto must not advance it on Describe.
         state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
         with self.ctx.lock:
-            backend = self.ctx.ecs()
-            # Instance attributes shadow the class's methods for this backend only.
-            for name in _ECS_HOOKS:
-                self._originals[name] = getattr(backend, name)
-                setattr(backend, name, getattr(self, f"_{name}"))
-            discovery = self.ctx.servicediscovery()
+            self._originals = shadow(self.ctx.backend("ecs"), self, _ECS_HOOKS)
+            discovery = self.ctx.backend("servicediscovery")
             self._originals["discovery_create_service"] = discovery.create_service
             discovery.create_service = self._create_discovery_service
         _ACTIVE["hooks"] = self
         _install_response_hooks()
 
     def remove(self) -> None:
-        backend = self.ctx.ecs()
-        for name in _ECS_HOOKS:
-            backend.__dict__.pop(name, None)
-        self.ctx.servicediscovery().__dict__.pop("create_service", None)
+        unshadow(self.ctx.backend("ecs"), _ECS_HOOKS)
+        self.ctx.backend("servicediscovery").__dict__.pop("create_service", None)
         self._originals.clear()
         if _ACTIVE.get("hooks") is self:
             del _ACTIVE["hooks"]
@@ -89,7 +83,7 @@ class MotoHooks:
 
     def _run_task(self, cluster_str: str, *args: Any, **kwargs: Any) -> list[Any]:
         with self.ctx.lock:
-            backend = self.ctx.ecs()
+            backend = self.ctx.backend("ecs")
             cluster = backend._get_cluster(cluster_str)
             fargate = "FARGATE" in (args[5:6] or [kwargs.get("launch_type")])
             if not fargate and not active_instances(backend, cluster.name):
@@ -102,7 +96,7 @@ class MotoHooks:
     def run_task_failures(self, cluster_str: str, task_definition: str) -> list[dict[str, str]]:
         """What RunTask answers for tasks it could not place: per instance, ECS's reason."""
         with self.ctx.lock:
-            backend = self.ctx.ecs()
+            backend = self.ctx.backend("ecs")
             cluster = backend._get_cluster(cluster_str)
             needs = backend._calculate_task_resource_requirements(
                 backend.describe_task_definition(task_definition)
@@ -125,7 +119,7 @@ class MotoHooks:
     def _stop_task(self, cluster_str: str, task_str: str, reason: str) -> Any:
         # ECS answers StopTask with desiredStatus STOPPED while the task is still running;
         # the agent drains and stops it, then frees its resources (moto frees them at once).
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         with self.ctx.lock:
             cluster = backend._get_cluster(cluster_str)
             task_id = task_str.split("/")[-1]
@@ -163,7 +157,7 @@ class MotoHooks:
     def _list_services(self, cluster_str: str, *args: Any, **kwargs: Any) -> list[str]:
         # ECS lists ACTIVE and DRAINING services; a deleted (INACTIVE) one only describes.
         arns = self._originals["list_services"](cluster_str, *args, **kwargs)
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         inactive = {s.arn for s in list(backend.services.values()) if s.status == "INACTIVE"}
         return [arn for arn in arns if arn not in inactive]
 
@@ -172,7 +166,7 @@ class MotoHooks:
         name = kwargs.get("service_name", args[1] if len(args) > 1 else "")
         with self.ctx.lock:
             # ECS keeps one ACTIVE service per name in a cluster; moto would replace it.
-            backend = self.ctx.ecs()
+            backend = self.ctx.backend("ecs")
             cluster = backend._get_cluster(cluster_str)
             existing = backend.services.get(f"{cluster.name}:{name}")
             if existing is not None and existing.status != "INACTIVE":
@@ -188,7 +182,7 @@ class MotoHooks:
 
     def _create_discovery_service(self, name: str, namespace_id: str, *args: Any, **kwargs: Any):
         # Cloud Map refuses a second service of the same name in a namespace.
-        for existing in list(self.ctx.servicediscovery().services.values()):
+        for existing in list(self.ctx.backend("servicediscovery").services.values()):
             if existing.name == name and existing.namespace_id == namespace_id:
                 raise JsonRESTError(
                     "ServiceAlreadyExists",
@@ -200,7 +194,7 @@ class MotoHooks:
     def _update_service(self, props: dict[str, Any]) -> Any:
         force = bool(props.get("force_new_deployment"))
         with self.ctx.lock:
-            backend = self.ctx.ecs()
+            backend = self.ctx.backend("ecs")
             before = backend._get_service(props.get("cluster", "default"), props["service"])
             old_ids = [d.get("id") for d in before.deployments]
             config = props.pop("deployment_configuration", None)
@@ -235,7 +229,8 @@ def _install_response_hooks() -> None:
 
     def ours(response: Any) -> MotoHooks | None:
         hooks = _ACTIVE.get("hooks")
-        return hooks if hooks is not None and response.ecs_backend is hooks.ctx.ecs() else None
+        mine = hooks is not None and response.ecs_backend is hooks.ctx.backend("ecs")
+        return hooks if mine else None
 
     def create_service(response: Any) -> Any:
         result = original_create_service(response)

@@ -7,6 +7,7 @@ are told) and as a Cloud Map instance; both are undone when the task stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -26,22 +27,19 @@ class Registration:
     ctx: SandboxContext
     lbs: LoadBalancers | None
 
-    def publish(self, rec: TaskRecord) -> None:
-        """Tell the load balancers which loopback port each virtual host port is."""
+    def publish(self, rec: TaskRecord, published: bool = True) -> None:
+        """Tell the load balancers which loopback port each virtual host port is (or, with
+        ``published`` False, that it is no more)."""
         if rec.instance is not None and self.lbs is not None:
+            change = self.lbs.set_endpoint if published else self.lbs.remove_endpoint
             for virtual, real in rec.ports.values():
-                self.lbs.set_endpoint(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
-
-    def unpublish(self, rec: TaskRecord) -> None:
-        if rec.instance is not None and self.lbs is not None:
-            for virtual, real in rec.ports.values():
-                self.lbs.remove_endpoint(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
+                change(rec.instance.ec2_instance_id, virtual, (LOOPBACK, real))
 
     def register(self, rec: TaskRecord) -> None:
         """Register a service's running task in its target groups and Cloud Map services."""
         service = rec.service
         if rec.instance is not None:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             for lb in service.load_balancers or []:
                 tg_arn = lb.get("targetGroupArn")
                 key = (lb.get("containerName"), int(lb.get("containerPort") or 0))
@@ -59,7 +57,7 @@ class Registration:
                     service,
                     f"(service {service.name}) registered 1 targets in (target-group {tg_arn})",
                 )
-        sd = self.ctx.servicediscovery()
+        sd = self.ctx.backend("servicediscovery")
         for registry in service.service_registries or []:
             arn = registry.get("registryArn", "")
             service_id = arn.split("/")[-1]
@@ -83,7 +81,7 @@ class Registration:
         """Remove the task from target groups and Cloud Map; True when targets must drain."""
         drained = False
         if rec.targets:
-            backend = self.ctx.elbv2()
+            backend = self.ctx.backend("elbv2")
             by_group: dict[str, int] = {}
             for tg_arn, target_id, port in rec.targets:
                 try:
@@ -103,14 +101,19 @@ class Registration:
             drained = any(c.last_status == "RUNNING" for c in rec.task.containers)
             rec.targets = []
         if rec.registrations:
-            sd = self.ctx.servicediscovery()
+            sd = self.ctx.backend("servicediscovery")
             for service_id, instance_id in rec.registrations:
-                try:
+                with contextlib.suppress(Exception):
                     sd.deregister_instance(service_id, instance_id)
-                except Exception:
-                    pass
             rec.registrations = []
         return drained
+
+    def idle(self, rec: TaskRecord) -> bool:
+        """No connection through the load balancers is open to the task (it has drained)."""
+        if self.lbs is None:
+            return True
+        addresses = [(LOOPBACK, real) for _virtual, real in rec.ports.values()]
+        return not any(self.lbs.open_connections(address) for address in addresses)
 
     def targets_healthy(self, rec: TaskRecord) -> bool:
         if self.lbs is None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -84,11 +85,9 @@ class Scheduler:
     def _normalize_task_definition(self, service: Any) -> None:
         # UpdateService may name the task definition "family:rev"; ECS reports the ARN.
         if service.task_definition and not service.task_definition.startswith("arn:"):
-            try:
-                td = self.ctx.ecs().describe_task_definition(service.task_definition)
+            with contextlib.suppress(Exception):  # not found: keep the name as given
+                td = self.ctx.backend("ecs").describe_task_definition(service.task_definition)
                 service.task_definition = td.arn
-            except Exception:
-                pass
 
     def refresh_deployments(self, state: ServiceState, force: bool = False) -> None:
         """A new PRIMARY deployment when the task definition changed (or on force)."""
@@ -174,11 +173,12 @@ class Scheduler:
         # A failed deployment launches nothing more and keeps what still runs (ECS).
         failed = service.deployments and service.deployments[0].get("rolloutState") == "FAILED"
 
-        # Old deployments: stop what minimumHealthyPercent allows; unhealthy ones first.
+        # Old deployments: stop what minimumHealthyPercent allows; unhealthy ones first, but
+        # not one whose first health checks are still running (it is about to serve).
         if old and not failed:
             healthy = [r for r in primary + old if self._healthy(r)]
             spare = max(len(healthy) - min_healthy, 0)
-            victims = [r for r in old if not self._healthy(r)]
+            victims = [r for r in old if not self._healthy(r) and not self._checking(r)]
             victims += [r for r in old if self._healthy(r)][:spare]
             self._stop(state, victims)
             old = [r for r in old if r not in victims]
@@ -273,6 +273,11 @@ class Scheduler:
             return False  # not registered (yet, or its port never came up): not serving
         return self.registration.targets_healthy(rec)
 
+    def _checking(self, rec: TaskRecord) -> bool:
+        """Running and registered, with no target that failed its checks (yet)."""
+        running = rec.live and rec.phase == "running" and bool(rec.targets)
+        return running and self.registration.unhealthy_target(rec) is None
+
     def _check_circuit_breaker(self, state: ServiceState) -> None:
         """Fail the deployment once enough of its tasks failed; roll back if asked to."""
         service = state.service
@@ -335,7 +340,7 @@ class Scheduler:
 
     def _place_service_task(self, state: ServiceState) -> tuple[TaskRecord | None, str]:
         service = state.service
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         td = backend.describe_task_definition(service.task_definition)
         needs = backend._calculate_task_resource_requirements(td)
         instances = active_instances(backend, service.cluster_name)

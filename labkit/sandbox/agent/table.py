@@ -54,7 +54,10 @@ class TaskRecord:
     #: (Cloud Map service id, instance id)
     registrations: list[tuple[str, str]] = field(default_factory=list)
     released: bool = False
+    #: Draining: stop no sooner than ``drain_until``, and once its connections are closed,
+    #: or at ``drain_deadline`` with connections still open (the deregistration delay).
     drain_until: float = 0.0
+    drain_deadline: float = 0.0
     #: time.monotonic() when the task turned RUNNING: the health-check grace period starts here
     running_since: float = 0.0
     exit_codes: dict[str, int] = field(default_factory=dict)

@@ -9,6 +9,7 @@ task moves through the phases of its :class:`~labkit.sandbox.agent.table.TaskRec
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -25,8 +26,12 @@ from labkit.sandbox.agent.runtime import DockerRuntime
 from labkit.sandbox.agent.table import TaskRecord, TaskTable, service_event
 from labkit.sandbox.context import LOOPBACK, SandboxContext
 
-#: Seconds a deregistered target drains before its container is stopped (sandbox speed).
+#: Seconds a deregistered target drains at most before its container is stopped (sandbox
+#: speed; AWS: the deregistration delay, 300 s). It stops sooner once no connection through
+#: the load balancer is open, but not before DRAIN_MINIMUM_SECONDS: a connection the load
+#: balancer routed just before the deregistration gets time to be counted.
 DRAIN_SECONDS = 1.0
+DRAIN_MINIMUM_SECONDS = 0.25
 
 DockerStates = dict[str, tuple[str, int | None]]
 
@@ -46,7 +51,7 @@ class TaskLifecycle:
 
     def adopt(self, task: Any) -> TaskRecord:
         """Put a moto task in the table, PENDING, with ECS's container models."""
-        backend = self.ctx.ecs()
+        backend = self.ctx.backend("ecs")
         td = backend.describe_task_definition(task.task_definition_arn)
         instance = None
         if task.container_instance_arn:
@@ -116,21 +121,21 @@ class TaskLifecycle:
         """One step of the task's lifecycle, as far as its containers and desired status go."""
         task = rec.task
         stop_wanted = task.desired_status == "STOPPED"
-        if rec.phase == "launching" and not rec.busy:
-            if rec.launch_error is not None:
-                self._fail_launch(rec, now)
-                return
-            if rec.containers and not stop_wanted:
-                self._mark_running(rec)
-                return
-            if stop_wanted:
-                self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
-        if rec.phase == "running":
-            if stop_wanted:
-                self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
-            elif docker_states is not None:  # None: Docker did not answer; decide nothing
-                self._check_containers(rec, docker_states)
-        if rec.phase == "draining" and now >= rec.drain_until and not rec.busy:
+        launched = rec.phase == "launching" and not rec.busy
+        if launched and rec.launch_error is not None:
+            self._fail_launch(rec, now)
+            return
+        if launched and rec.containers and not stop_wanted:
+            self._mark_running(rec)
+            return
+        if stop_wanted and (launched or rec.phase == "running"):
+            self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
+        elif rec.phase == "running" and docker_states is not None:  # None: Docker did not answer
+            self._check_containers(rec, docker_states)
+        drained = now >= rec.drain_until and (
+            now >= rec.drain_deadline or self.registration.idle(rec)
+        )
+        if rec.phase == "draining" and drained and not rec.busy:
             rec.phase = "stopping"
             rec.task.last_status = "STOPPING"
             self._in_pool(self.runtime.stop, rec)
@@ -150,7 +155,9 @@ class TaskLifecycle:
         drain = self.registration.deregister(rec)
         task.last_status = "DEACTIVATING" if drain else "STOPPING"
         rec.phase = "draining"
-        rec.drain_until = time.monotonic() + (DRAIN_SECONDS if drain else 0.0)
+        now = time.monotonic()
+        rec.drain_until = now + (DRAIN_MINIMUM_SECONDS if drain else 0.0)
+        rec.drain_deadline = now + (DRAIN_SECONDS if drain else 0.0)
 
     def _mark_running(self, rec: TaskRecord) -> None:
         task = rec.task
@@ -232,14 +239,12 @@ class TaskLifecycle:
         task.desired_status = "STOPPED"
         task.stopped_at = task.execution_stopped_at = utcnow()
         if rec.instance is not None and not rec.released:
-            try:
-                self.ctx.ecs().update_container_instance_resources(
+            with contextlib.suppress(ValueError):  # moto already freed them
+                self.ctx.backend("ecs").update_container_instance_resources(
                     rec.instance, task.resource_requirements, removing=True
                 )
-            except ValueError:
-                pass  # moto already freed them
         rec.released = True
-        self.registration.unpublish(rec)
+        self.registration.publish(rec, published=False)
         rec.phase = "stopped"
         self.table.done.add(rec.arn)
         del self.table.tasks[rec.arn]

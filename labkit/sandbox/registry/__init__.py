@@ -67,7 +67,7 @@ class Registry:
 
     def restore_repositories(self) -> list[str]:
         """Re-create the repositories saved by an earlier sandbox; returns their names."""
-        ecr = self.ctx.ecr()
+        ecr = self.ctx.backend("ecr")
         restored = self.store.restore(ecr)
         for name in restored:
             self.ecr_hooks.sync(name)

@@ -105,7 +105,7 @@ class RegistryAccess:
         """
         needed = REGISTRY_ACTION_NEEDS.get(registry_action)
         with self.ctx.lock:
-            repo = self.ctx.ecr().repositories.get(repository)
+            repo = self.ctx.backend("ecr").repositories.get(repository)
             if repo is None or needed is None:
                 return list(needed or ("ecr:*",))
             if principal_arn == self.user_arn:
@@ -121,7 +121,7 @@ class RegistryAccess:
         assumed = f"arn:aws:sts::{self.ctx.account_id}:assumed-role/{role}/container-instance"
         resource = f"arn:aws:ecr:{self.ctx.region}:{self.ctx.account_id}:repository/{repository}"
         with self.ctx.lock:
-            exists = repository in self.ctx.ecr().repositories
+            exists = repository in self.ctx.backend("ecr").repositories
         if not exists:
             return f"The repository with name '{repository}' does not exist in the registry."
         action = denied[0]

@@ -68,7 +68,7 @@ class EcrHooks:
 
     def sync(self, repository: str) -> None:
         """Make moto's image list for ``repository`` what the registry really holds."""
-        repo = self.ctx.ecr().repositories.get(repository)
+        repo = self.ctx.backend("ecr").repositories.get(repository)
         if repo is None:
             return
         by_digest: dict[str, list[str]] = {}
@@ -106,7 +106,7 @@ class EcrHooks:
 
     def _reconcile_deletions(self, repository: str, before: dict[str, set[str]]) -> None:
         """After moto applied BatchDeleteImage, make the registry match moto."""
-        repo = self.ctx.ecr().repositories.get(repository)
+        repo = self.ctx.backend("ecr").repositories.get(repository)
         after = {i.get_image_digest(): set(i.image_tags) for i in (repo.images if repo else [])}
         for digest, tags in before.items():
             if digest in after and after[digest] == tags:
@@ -176,7 +176,7 @@ def _hook(name: str) -> None:
     @functools.wraps(original)
     def hooked(backend: Any, *args: Any, **kwargs: Any) -> Any:
         hooks: EcrHooks | None = _ACTIVE.get("hooks")
-        if hooks is None or backend is not hooks.ctx.ecr():
+        if hooks is None or backend is not hooks.ctx.backend("ecr"):
             return original(backend, *args, **kwargs)
         return getattr(hooks, f"_ecr_{name}")(original, backend, *args, **kwargs)
 
