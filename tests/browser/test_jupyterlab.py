@@ -216,7 +216,7 @@ def test_settings_in_the_browser_then_the_lab_and_the_page(
         timeout=20_000,
     )
     text = board.text_content()
-    assert "running 1" in text and "Events (newest first)" in text and "healthy" in text
+    assert "running 1" in text and "(newest first)" in text and "healthy" in text
     _shot(page, artifacts, "06-live-dashboard.png", board)
     _run_cell_code(page, "board.stop()")
 
