@@ -234,9 +234,9 @@ def _docker_hub_answers(timeout: float = 2.0) -> bool:
 
 
 def gather() -> MachineFacts:
-    from labkit.images import _local_busybox_image, _static_busybox
+    from labkit.images import local_busybox_image, static_busybox
     from labkit.sandbox import lifecycle
-    from labkit.sandbox.context import Settings
+    from labkit.sandbox.context import Settings, port_is_free
 
     settings = Settings()
     engine, error, client = None, "", None
@@ -256,14 +256,14 @@ def gather() -> MachineFacts:
             return False
 
     image = registry_image()
-    busybox_image = _local_busybox_image(client) if client is not None else None
+    busybox_image = local_busybox_image(client) if client is not None else None
     running = lifecycle.status(settings).running
     ports = {
         "API": settings.api_port,
         "registry": settings.registry_port,
         "load balancer": settings.lb_port,
     }
-    static = _static_busybox()
+    static = static_busybox()
     return MachineFacts(
         system=platform.system(),
         wsl=is_wsl(),
@@ -278,9 +278,7 @@ def gather() -> MachineFacts:
         busybox_image=busybox_image,
         sample_image_present=present(SAMPLE_IMAGE),
         docker_hub=_docker_hub_answers(),
-        ports={
-            name: (port, running or not lifecycle._port_taken(port)) for name, port in ports.items()
-        },
+        ports={name: (port, running or port_is_free(port)) for name, port in ports.items()},
         sandbox_running=running,
         proxies={k: v for k in PROXY_VARIABLES if (v := os.environ.get(k))},
         no_proxy=os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or "",

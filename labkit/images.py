@@ -53,7 +53,7 @@ SAMPLE_BASE_VARIABLE = "LABKIT_SAMPLE_BASE_IMAGE"
 BUSYBOX_IMAGES = ("busybox:latest", "busybox:stable", "busybox:musl", "busybox:uclibc")
 
 
-def _static_busybox() -> Path | None:
+def static_busybox() -> Path | None:
     """The host's static busybox (Linux only: the image is ``FROM scratch``), or None."""
     chosen = os.environ.get(BUSYBOX_VARIABLE, "").strip()
     if chosen.lower() == "none":
@@ -65,7 +65,7 @@ def _static_busybox() -> Path | None:
     return None
 
 
-def _local_busybox_image(client) -> str | None:
+def local_busybox_image(client) -> str | None:
     """An image the engine already has whose busybox serves HTTP, or None."""
     import docker.errors
 
@@ -87,8 +87,8 @@ def build_sample_image(tag: str = LAB_SAMPLE_IMAGE, client=None) -> str:
     busybox image the engine already holds. Building twice reuses Docker's cache.
     """
     client = client or docker_client()
-    busybox = _static_busybox()
-    base = None if busybox is not None else _local_busybox_image(client)
+    busybox = static_busybox()
+    base = None if busybox is not None else local_busybox_image(client)
     if busybox is None and base is None:
         raise PrerequisiteError(
             "The offline sample image cannot be built here.",

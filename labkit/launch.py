@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
+from labkit.sandbox.context import port_is_free
 
 #: JupyterLab's usual port; the next free one is taken if it is busy.
 DEFAULT_PORT = 8888
@@ -43,15 +43,6 @@ def has_display() -> bool:
     """Could a browser window open here? (macOS and Windows: yes; Linux: X or Wayland.)"""
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
     return True
 
 

@@ -95,6 +95,18 @@ def default_home() -> Path:
     return Path(os.environ.get("LABKIT_SANDBOX_HOME") or Path.home() / ".labkit" / "sandbox")
 
 
+def port_is_free(port: int) -> bool:
+    """True if a server may bind ``port`` on loopback now (as servers do, with
+    SO_REUSEADDR, so a port in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_block(size: int = 1) -> int:
     """A free loopback port whose next ``size - 1`` neighbours are free too."""
     for _ in range(200):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from labkit.sandbox.context import (
     Settings,
     no_proxy_value,
     open_private_log,
+    port_is_free,
     private_dir,
 )
 from labkit.sandbox.processes import ProcessRecord
@@ -133,16 +133,6 @@ def status(settings: Settings | None = None) -> SandboxStatus:
     return SandboxStatus(running=True, **{**base, **{name: live[name] for name in reported}})
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return True
-    return False
-
-
 def _stop_recorded(
     settings: Settings, record: str, what: str, timeout: float, notes: list[str]
 ) -> bool:
@@ -186,7 +176,7 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         ("load balancer", settings.lb_port, "LABKIT_SANDBOX_LB_PORT"),
     ):
         # In a classroom the ports are forwarded ones, held by RootlessKit between runs.
-        if rootless.state_dir() is None and _port_taken(port):
+        if rootless.state_dir() is None and not port_is_free(port):
             raise BackendError(
                 f"The sandbox cannot start: its {name} port {LOOPBACK}:{port} is taken.",
                 why="Another program (or another sandbox with a different home) listens there.",

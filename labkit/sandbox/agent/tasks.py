@@ -28,10 +28,10 @@ from labkit.sandbox.context import LOOPBACK, SandboxContext
 
 #: Seconds a deregistered target drains at most before its container is stopped (sandbox
 #: speed; AWS: the deregistration delay, 300 s). It stops sooner once no connection through
-#: the load balancer is open, but not before DRAIN_MINIMUM_SECONDS: a connection the load
+#: the load balancer is open, but not before DRAIN_MIN_SECONDS: a connection the load
 #: balancer routed just before the deregistration gets time to be counted.
-DRAIN_SECONDS = 1.0
-DRAIN_MINIMUM_SECONDS = 0.25
+DRAIN_CAP_SECONDS = 1.0
+DRAIN_MIN_SECONDS = 0.25
 
 DockerStates = dict[str, tuple[str, int | None]]
 
@@ -156,8 +156,8 @@ class TaskLifecycle:
         task.last_status = "DEACTIVATING" if drain else "STOPPING"
         rec.phase = "draining"
         now = time.monotonic()
-        rec.drain_until = now + (DRAIN_MINIMUM_SECONDS if drain else 0.0)
-        rec.drain_deadline = now + (DRAIN_SECONDS if drain else 0.0)
+        rec.drain_until = now + (DRAIN_MIN_SECONDS if drain else 0.0)
+        rec.drain_deadline = now + (DRAIN_CAP_SECONDS if drain else 0.0)
 
     def _mark_running(self, rec: TaskRecord) -> None:
         task = rec.task
