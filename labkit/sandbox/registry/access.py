@@ -4,16 +4,14 @@ Docker asks the realm (``/_labkit/registry/token``) for a bearer token with the 
 from ``GetAuthorizationToken``; anonymous, wrong and expired passwords are refused. A
 repository's actions are granted the way ECR grants them: the account's own user may do
 everything; any other principal (the container instance role) only what the repository
-policy allows it, Deny winning.
+policy allows it, Deny winning (:mod:`~labkit.sandbox.registry.policy` evaluates it as
+IAM does). An explicit Deny applies to the account's user too, as on AWS.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import hmac
-import json
-from typing import Any
 
 from moto.sts.models import sts_backends
 from moto.utilities.utils import get_partition
@@ -22,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 from labkit.sandbox.api import json_response
 from labkit.sandbox.auth import read_credentials
 from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.registry.policy import Caller, Decision, decide
 from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner, EcrTokens
 
 #: The ECR actions each registry action needs, as IAM evaluates a repository policy
@@ -103,19 +102,30 @@ class RegistryAccess:
 
         An unknown registry action, or a repository that does not exist, is refused.
         """
+        return [a for a, _ in self._refusals(principal_arn, repository, registry_action)]
+
+    def _refusals(
+        self, principal_arn: str, repository: str, registry_action: str
+    ) -> list[tuple[str, Decision]]:
         needed = REGISTRY_ACTION_NEEDS.get(registry_action)
         with self.ctx.lock:
             repo = self.ctx.backend("ecr").repositories.get(repository)
             if repo is None or needed is None:
-                return list(needed or ("ecr:*",))
-            if principal_arn == self.user_arn:
-                return []  # the account's own administrator, as the learner is in the lab
-            return [a for a in needed if not policy_allows(repo.policy, principal_arn, a)]
+                return [(a, Decision.IMPLICIT_DENY) for a in (needed or ("ecr:*",))]
+            policy = repo.policy
+        if principal_arn == self.user_arn:
+            # The account's administrator (the learner): allowed all, unless a Deny matches.
+            caller = Caller.user(principal_arn, self.ctx.account_id)
+            decisions = [(a, decide(policy, caller, a)) for a in needed]
+            return [(a, d) for a, d in decisions if d is Decision.EXPLICIT_DENY]
+        caller = Caller.role(principal_arn, self.ctx.account_id)
+        decisions = [(a, decide(policy, caller, a)) for a in needed]
+        return [(a, d) for a, d in decisions if d is not Decision.ALLOW]
 
     def pull_denial_reason(self, principal_arn: str, repository: str) -> str | None:
         """ECR's AccessDenied sentence for a refused pull, or None when it is allowed."""
-        denied = self.denied_actions(principal_arn, repository, "pull")
-        if not denied:
+        refused = self._refusals(principal_arn, repository, "pull")
+        if not refused:
             return None
         role = principal_arn.rsplit("/", 1)[-1]
         assumed = f"arn:aws:sts::{self.ctx.account_id}:assumed-role/{role}/container-instance"
@@ -124,10 +134,13 @@ class RegistryAccess:
             exists = repository in self.ctx.backend("ecr").repositories
         if not exists:
             return f"The repository with name '{repository}' does not exist in the registry."
-        action = denied[0]
+        action, decision = refused[0]
+        if decision is Decision.EXPLICIT_DENY:
+            why = "with an explicit deny in a resource-based policy"
+        else:
+            why = f"because no resource-based policy allows the {action} action"
         return (
-            f"User: {assumed} is not authorized to perform: {action} on resource: "
-            f"{resource} because no resource-based policy allows the {action} action"
+            f"User: {assumed} is not authorized to perform: {action} on resource: {resource} {why}"
         )
 
     def caller_arn(self, access_key_id: str | None) -> str:
@@ -139,41 +152,6 @@ class RegistryAccess:
             if assumed is not None:
                 return assumed.role_arn
         return self.user_arn
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _principal_matches(statement: dict[str, Any], principal_arn: str) -> bool:
-    principal = statement.get("Principal")
-    if principal == "*":
-        return True
-    if not isinstance(principal, dict):
-        return False
-    return any(arn in ("*", principal_arn) for arn in _as_list(principal.get("AWS")))
-
-
-def _action_matches(statement: dict[str, Any], action: str) -> bool:
-    return any(
-        fnmatch.fnmatchcase(action.lower(), pattern.lower())
-        for pattern in _as_list(statement.get("Action"))
-    )
-
-
-def policy_allows(policy_text: str | None, principal_arn: str, action: str) -> bool:
-    """Whether a repository policy allows ``action`` to ``principal_arn`` (Deny wins)."""
-    if not policy_text:
-        return False
-    statements = _as_list(json.loads(policy_text).get("Statement"))
-    relevant = [
-        s for s in statements if _principal_matches(s, principal_arn) and _action_matches(s, action)
-    ]
-    if any(s.get("Effect") == "Deny" for s in relevant):
-        return False
-    return any(s.get("Effect") == "Allow" for s in relevant)
 
 
 def _registry_error(status: int, message: str) -> Response:

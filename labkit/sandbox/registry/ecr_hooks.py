@@ -13,15 +13,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from moto.backends import get_backend
 from moto.core.responses import ActionResult
 from moto.ecr.exceptions import InvalidParameterException
 from moto.ecr.models import ECRBackend, Image
 from moto.ecr.responses import ECRResponse
+from moto.utilities.utils import get_partition
 
 from labkit.sandbox.context import SandboxContext
 from labkit.sandbox.registry.access import RegistryAccess
 from labkit.sandbox.registry.client import RegistryClient
 from labkit.sandbox.registry.persistence import RepositoryStore
+from labkit.sandbox.registry.policy import PolicyRefused, check_repository_policy
 
 _HOOKED = (
     "create_repository",
@@ -156,7 +159,27 @@ class EcrHooks:
         self.store.save(backend)
         return result
 
-    _ecr_set_repository_policy = _saved
+    def _ecr_set_repository_policy(self, original: Any, backend: Any, *a: Any, **kw: Any) -> Any:
+        # Refused before moto stores it: what ECR refuses, and what the sandbox could not
+        # evaluate (it is never stored to be quietly allowed or ignored at pull time).
+        registry_id, name, text = _arguments(
+            ("registry_id", "repository_name", "policy_text"), a, kw
+        )
+        backend._get_repository(name, registry_id)  # RepositoryNotFoundException first
+        try:
+            check_repository_policy(text, self.ctx.account_id, self._principal_exists)
+        except PolicyRefused as exc:
+            raise InvalidParameterException(str(exc)) from None
+        return self._saved(original, backend, *a, **kw)
+
+    def _principal_exists(self, arn: str) -> bool:
+        """Whether a role or user ARN of this account exists in the sandbox's IAM."""
+        if arn == self.access.user_arn:
+            return True
+        iam = get_backend("iam")[self.ctx.account_id][get_partition(self.ctx.region)]
+        entities = list(iam.roles.values()) + list(iam.users.values())
+        return any(entity.arn == arn for entity in entities)
+
     _ecr_delete_repository_policy = _saved
     _ecr_tag_resource = _saved
     _ecr_untag_resource = _saved
@@ -181,6 +204,11 @@ def _hook(name: str) -> None:
         return getattr(hooks, f"_ecr_{name}")(original, backend, *args, **kwargs)
 
     setattr(ECRBackend, name, hooked)
+
+
+def _arguments(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """moto's backend arguments by name, however they were passed."""
+    return [kwargs[n] if n in kwargs else args[i] for i, n in enumerate(names)]
 
 
 def _get_authorization_token(response: Any, original: Any) -> Any:
