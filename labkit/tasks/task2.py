@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit import ecr
+from labkit.backends import endpoint
 from labkit.images import LAB_SAMPLE_IMAGE, docker_client
 from labkit.lab import Lab, current_lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
-__all__ = ["TASK", "q1", "____", "compare_digests", "push_with_lab_lines"]
+__all__ = ["TASK", "q1", "____", "compare_digests", "push_address", "push_with_lab_lines"]
 
 #: The tag the lab pushes: ``docker push $REPOSITORY`` without a tag pushes ``latest``.
 LAB_TAG = "latest"
@@ -112,15 +113,32 @@ def _image_pushed(lab: Lab) -> Verdict:
 # -- the lab's lines, for the catch-up and the digest cross-check ---------------------------
 
 
+def push_address(lab: Lab, repository: str) -> str:
+    """Where ``docker tag``/``login``/``push`` send the repository URI ``repository``.
+
+    The URI itself, except on an AWS-compatible endpoint whose ECR names AWS's registry
+    host (``ACCOUNT.dkr.ecr.REGION.amazonaws.com``, which does not resolve here) while the
+    endpoint serves the registry API on its own port: then it says so and returns the same
+    repository on that port."""
+    address = endpoint.push_address(lab, repository)
+    if address != repository:
+        print(
+            f"This endpoint's repository URI names AWS's registry ({ecr.registry_host(repository)}"
+            f"), which does not resolve here; the endpoint serves the registry itself at "
+            f"{ecr.registry_host(address)}, so Docker pushes to {address}."
+        )
+    return address
+
+
 def push_with_lab_lines(lab: Lab, repository: str) -> None:
     """Steps 18–25 as the notebook's cells run them: the sample image, tag, login, push."""
     from labkit.images import ensure_sample_image
     from labkit.shell import docker_login, sh
 
     print(ensure_sample_image())
-    env = {"REPOSITORY": repository}
+    env = {"REPOSITORY": push_address(lab, repository)}
     sh(f"docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY", env=env, check=True)
-    docker_login(lab, registry=ecr.registry_host(repository))
+    docker_login(lab, registry=ecr.registry_host(env["REPOSITORY"]))
     sh("docker push $REPOSITORY", env=env, check=True)
 
 
@@ -132,7 +150,7 @@ def compare_digests(lab: Lab | None = None) -> bool:
     if image is None:
         print(f"No image tagged {LAB_TAG} in {lab.repository_name} yet: nothing to compare.")
         return False
-    uri = ecr.repository_uri(lab)
+    uri = endpoint.push_address(lab, ecr.repository_uri(lab))  # where Docker pushed it
     sample = local_sample()
     recorded = [d for d in (sample.repo_digests if sample else ()) if d.startswith(f"{uri}@")]
     pushed = recorded[0].split("@", 1)[1] if recorded else "(none: not pushed from here)"

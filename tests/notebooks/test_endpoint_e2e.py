@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,41 +35,47 @@ REGION = "us-west-2"
 PARAMETERS = {"backend": "endpoint"}
 
 
+@contextmanager
+def kernels_pointed_at(url: str, home: Path) -> Iterator[None]:
+    """Point the notebook kernels (this process's environment) at the endpoint ``url``."""
+    empty = home / "empty"
+    empty.write_text("")
+    dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HTTP_PROXY": dead_proxy,
+        "HTTPS_PROXY": dead_proxy,
+        "LABKIT_BACKEND": "endpoint",
+        "LABKIT_STATE_DIR": str(home / "state"),
+        "LABKIT_STRICT": "1",
+    }
+    dropped = ["AWS_PROFILE", "AWS_SESSION_TOKEN", "NO_PROXY", "no_proxy"]
+    saved = {k: os.environ.get(k) for k in [*env, *dropped]}
+    for key in dropped:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="module")
 def endpoint_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh moto_server process, and an environment that points the kernels at it."""
     home = tmp_path_factory.mktemp("endpoint-home")
-    empty = home / "empty"
-    empty.write_text("")
-    dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with moto_server_process() as url:
-        env = {
-            "AWS_ENDPOINT_URL": url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_CONFIG_FILE": str(empty),
-            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "HTTP_PROXY": dead_proxy,
-            "HTTPS_PROXY": dead_proxy,
-            "LABKIT_BACKEND": "endpoint",
-            "LABKIT_STATE_DIR": str(home / "state"),
-            "LABKIT_STRICT": "1",
-        }
-        dropped = ["AWS_PROFILE", "AWS_SESSION_TOKEN", "NO_PROXY", "no_proxy"]
-        saved = {k: os.environ.get(k) for k in [*env, *dropped]}
-        for key in dropped:
-            os.environ.pop(key, None)
-        os.environ.update(env)
-        try:
-            yield url
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with moto_server_process() as url, kernels_pointed_at(url, home):
+        yield url
 
 
 @pytest.fixture(scope="module")

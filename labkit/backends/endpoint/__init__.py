@@ -13,7 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from labkit.backends.endpoint import provisioning
-from labkit.backends.endpoint.probes import TASK_TITLES, EndpointCapabilities, probe
+from labkit.backends.endpoint.probes import (
+    TASK_TITLES,
+    EndpointCapabilities,
+    probe,
+    push_address_on,
+)
 from labkit.backends.endpoint.provisioning import EndpointEnvironment, find_environment
 from labkit.backends.lookup import find_cluster
 from labkit.backends.report import TeardownReport
@@ -74,6 +79,15 @@ def unserved_tasks(lab: Lab) -> frozenset[int]:
     if lab.backend is not Backend.ENDPOINT:
         return frozenset()
     return capabilities(lab).unserved
+
+
+def push_address(lab: Lab, uri: str) -> str:
+    """Where Docker pushes the repository ``uri``: ``uri`` itself, except on an endpoint
+    whose ECR names AWS's own registry host (unreachable from here) while the endpoint
+    serves the registry API on its own port: then the same repository on that port."""
+    if lab.backend is not Backend.ENDPOINT:
+        return uri
+    return push_address_on(capabilities(lab), uri)
 
 
 def require_served(lab: Lab, task: int) -> None:

@@ -60,6 +60,10 @@ class EndpointCapabilities:
     ecr_detail: str = ""
     registry: str = ""
     registry_detail: str = ""
+    #: The registry host this endpoint's ECR names (its login's proxyEndpoint), when that
+    #: is real AWS's (ACCOUNT.dkr.ecr.REGION.amazonaws.com): its URIs name it, Docker
+    #: pushes to ``registry`` instead (see :func:`push_address_on`).
+    named_registry: str = ""
     container_instances: int = 0
     container_detail: str = ""
     listener: bool = False
@@ -97,6 +101,16 @@ class EndpointCapabilities:
                 return TaskSupport(1, title, True, "the ECR API stores the repository and policy")
             return TaskSupport(1, title, False, f"no ECR API ({self.ecr_detail})")
         if task == 2:
+            if self.registry and self.named_registry:
+                served = _host(self.registry)
+                return TaskSupport(
+                    2,
+                    title,
+                    True,
+                    f"its repository URIs name AWS's registry {self.named_registry}, which "
+                    f"does not resolve here, but the registry API answers at {self.registry}: "
+                    f"Task 2 pushes to {served}/REPOSITORY-NAME instead",
+                )
             if self.registry:
                 return TaskSupport(2, title, True, f"a registry answers at {self.registry}")
             return TaskSupport(2, title, False, f"no registry to push to: {self.registry_detail}")
@@ -130,6 +144,21 @@ class EndpointCapabilities:
         return "\n".join(out)
 
 
+def push_address_on(capabilities: EndpointCapabilities, uri: str) -> str:
+    """Where Docker pushes the repository ``uri`` on this endpoint: ``uri`` itself, or, when
+    its host is the AWS registry the endpoint's ECR names while the endpoint serves the
+    registry API itself, the same repository on the endpoint's host and port."""
+    host, _, path = uri.partition("/")
+    if not (capabilities.registry and path and _aws_name(host.split(":")[0])):
+        return uri
+    return f"{_host(capabilities.registry)}/{path}"
+
+
+def _host(url: str) -> str:
+    """``http://127.0.0.1:4566/`` → ``127.0.0.1:4566``: what Docker names a registry by."""
+    return urllib.parse.urlsplit(url).netloc or url
+
+
 # ------------------------------------------------------------------------ probes
 def _aws_name(host: str) -> bool:
     """True for real AWS's DNS names: nothing at a local endpoint answers there."""
@@ -156,11 +185,13 @@ def _get(url: str) -> tuple[int, dict[str, str]]:
         return exc.code, dict(exc.headers or {})
 
 
-def _probe_registry(lab: Lab) -> tuple[str, str]:
-    """The address of a registry behind this endpoint's ECR, or ``("", why not)``."""
+def _probe_registry(lab: Lab) -> tuple[str, str, str]:
+    """The address of a registry behind this endpoint's ECR, or ``("", why not)``, and the
+    AWS registry host its ECR names instead, if it does."""
     endpoint = lab.target.endpoint_url or ""
     candidates: list[str] = []
     notes: list[str] = []
+    named = ""
     try:
         data = lab.ecr.get_authorization_token()["authorizationData"]
         proxy = data[0].get("proxyEndpoint", "") if data else ""
@@ -170,6 +201,7 @@ def _probe_registry(lab: Lab) -> tuple[str, str]:
     if proxy:
         host = urllib.parse.urlsplit(proxy).hostname or ""
         if _aws_name(host):
+            named = host
             notes.append(f"its login token is for {proxy}, real AWS's registry, not this one's")
         else:
             candidates.append(proxy)
@@ -184,9 +216,9 @@ def _probe_registry(lab: Lab) -> tuple[str, str]:
             continue
         # The distribution API sends this header on /v2/, with 200 or 401 alike.
         if any(k.lower() == "docker-distribution-api-version" for k in headers):
-            return base, ""
+            return base, "", named
         notes.append(f"{url} is not a registry (HTTP {status})")
-    return "", "; ".join(notes) or "no registry address was found"
+    return "", "; ".join(notes) or "no registry address was found", ""
 
 
 def _resolve(host: str) -> str:
@@ -219,7 +251,7 @@ def _probe_load_balancer(dns: str, name: str) -> tuple[str, str]:
 def probe(lab: Lab, env: EndpointEnvironment) -> EndpointCapabilities:
     """Probe what the endpoint serves (a few read-only calls, a GET, a DNS lookup)."""
     ecr_api, ecr_detail = _answers(lambda: lab.ecr.describe_repositories(maxResults=1))
-    registry, registry_detail = _probe_registry(lab)
+    registry, registry_detail, named_registry = _probe_registry(lab)
     address, lb_detail = _probe_load_balancer(env.load_balancer_dns, lab.names.load_balancer)
     cloud_map, cloud_map_detail = _answers(
         lambda: lab.servicediscovery.list_namespaces(MaxResults=1)
@@ -231,6 +263,7 @@ def probe(lab: Lab, env: EndpointEnvironment) -> EndpointCapabilities:
         ecr_detail=ecr_detail,
         registry=registry,
         registry_detail=registry_detail,
+        named_registry=named_registry,
         container_instances=env.container_instances,
         container_detail=env.container_detail
         or ("none registered" if not env.container_instances else ""),
