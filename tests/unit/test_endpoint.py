@@ -242,10 +242,30 @@ def test_a_registry_behind_the_endpoints_token_is_found(lab: Lab, monkeypatch) -
 
     monkeypatch.setattr(lab.ecr, "get_authorization_token", token)
     try:
-        address, why = probes._probe_registry(lab)
+        found = probes._probe_registry(lab)
     finally:
         server.shutdown()
-    assert (address, why) == (registry, "")
+    assert found == (registry, "", "")  # its token names this registry, not AWS's
+
+
+def test_an_endpoint_naming_aws_registry_but_serving_v2_gets_task_2_on_its_port() -> None:
+    caps = probes.EndpointCapabilities(
+        "http://127.0.0.1:4566",
+        "us-west-2",
+        ecr_api=True,
+        registry="http://127.0.0.1:4566",
+        named_registry="123456789012.dkr.ecr.us-west-2.amazonaws.com",
+    )
+    support = caps.support(2)
+    assert support.served
+    assert "123456789012.dkr.ecr.us-west-2.amazonaws.com, which does not resolve" in support.reason
+    assert "pushes to 127.0.0.1:4566/REPOSITORY-NAME" in support.reason
+    uri = "123456789012.dkr.ecr.us-west-2.amazonaws.com/myrepo"
+    assert probes.push_address_on(caps, uri) == "127.0.0.1:4566/myrepo"
+    assert probes.push_address_on(caps, "127.0.0.1:4566/myrepo") == "127.0.0.1:4566/myrepo"
+    # Without a registry there is nowhere else to push: the URI stays, and Task 2 is refused.
+    bare = probes.EndpointCapabilities("http://127.0.0.1:5000", "us-west-2", ecr_api=True)
+    assert probes.push_address_on(bare, uri) == uri and not bare.support(2).served
 
 
 def test_loopback_endpoint_calls_bypass_http_proxies(lab: Lab, monkeypatch) -> None:
