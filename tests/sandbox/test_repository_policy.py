@@ -81,7 +81,18 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), REFUSED)
+REFUSED_IDS = [
+    "role-not-found",
+    "not-json",
+    "resource-element",
+    "wildcard-principal",
+    "unknown-operator",
+    "for-all-values",
+    "unknown-key",
+]
+
+
+@pytest.mark.parametrize(("text", "message"), REFUSED, ids=REFUSED_IDS)
 def test_set_repository_policy_refuses_and_stores_nothing(
     aws: Any, repo: str, text: str, message: str
 ) -> None:
