@@ -135,8 +135,10 @@ q2 = Exercise(
         "RepositoryNotFoundException": "The repository does not exist: do Exercise 1.1 first.",
         "NoSuchEntity": "IAM has no role by that name: the lab's is Ec2instanceRole (step 13), "
         "and role names are case-sensitive.",
-        "InvalidParameterException": "ECR could not read the policy: is policyText the JSON "
-        "text of a document with Version and Statement, and is the principal a real ARN?",
+        "InvalidParameterException": "ECR refused the policy. 'Principal not found': no role "
+        "or user has that ARN (take Ec2instanceRole's from iam.get_role). 'Invalid repository "
+        "policy provided': is policyText the JSON text (json.dumps) of a document with Version "
+        "and Statement, each statement without a Resource?",
     },
 )
 

@@ -295,3 +295,12 @@ def test_the_lab_policy_and_the_2008_version_are_accepted() -> None:
     old = json.dumps({"Version": "2008-10-17", "Statement": allow()})
     check_repository_policy(old, ACCOUNT, lambda arn: arn == ROLE)
     assert decide(old, ROLE_CALLER, PULL) is ALLOW
+
+
+def test_a_stored_policy_the_checker_would_refuse_fails_closed() -> None:
+    """An older sandbox's ecr.json may hold one: an Allow is not granted, a Deny applies."""
+    unknown = {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}
+    assert decide(policy(allow(Condition=unknown)), ROLE_CALLER, PULL) is IMPLICIT
+    assert decide(policy(allow(), deny(Condition=unknown)), ROLE_CALLER, PULL) is EXPLICIT
+    key = {"StringEquals": {"aws:SourceVpce": "vpce-1"}}
+    assert decide(policy(allow(), deny(Condition=key)), ROLE_CALLER, PULL) is EXPLICIT

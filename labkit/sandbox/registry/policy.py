@@ -250,7 +250,15 @@ def decide(policy_text: str | None, caller: Caller, action: str) -> Decision:
         return Decision.IMPLICIT_DENY
     allowed = False
     for statement in _statements(policy_text):
-        if not _action_matches(statement, action) or not _condition_holds(statement, caller):
+        if not _action_matches(statement, action):
+            continue
+        try:
+            holds = _condition_holds(statement, caller)
+        except _Unevaluable:
+            # Only a policy stored before it was checked gets here (an older sandbox's
+            # ecr.json): fail closed, a Deny applies and an Allow does not.
+            holds = statement.get("Effect") == "Deny"
+        if not holds:
             continue
         if statement.get("Effect") == "Deny":
             if _names(statement, caller, for_deny=True):
@@ -308,15 +316,28 @@ def _aws_principals(principal: Any) -> set[str]:
 
 
 def _condition_holds(statement: dict[str, Any], caller: Caller) -> bool:
-    for operator, block in (statement.get("Condition") or {}).items():
+    condition = statement.get("Condition") or {}
+    if not isinstance(condition, dict):
+        raise _Unevaluable("Condition")
+    for operator, block in condition.items():
+        if not isinstance(block, dict):
+            raise _Unevaluable(operator)
         for key, values in block.items():
+            if key.lower() not in CONTEXT_KEYS:
+                raise _Unevaluable(key)
             if not _operator_holds(operator, caller.context.get(key.lower()), _as_list(values)):
                 return False
     return True
 
 
+class _Unevaluable(Exception):
+    """A condition outside what ``check_repository_policy`` lets through."""
+
+
 def _operator_holds(operator: str, value: str | None, wanted: list[Any]) -> bool:
     base = operator.removesuffix("IfExists")
+    if base not in OPERATORS or operator == "NullIfExists":
+        raise _Unevaluable(operator)
     if base == "Null":  # "true": the key must be absent; "false": present
         return any((value is None) == (_text(w).lower() == "true") for w in wanted)
     if value is None:
