@@ -5,8 +5,9 @@
   manifests and speaks the OCI distribution API on ``127.0.0.1:<registry_port>``; Docker
   trusts a loopback registry over plain HTTP, so stock ``docker tag``/``push`` reach it.
 - :mod:`~labkit.sandbox.registry.access`: the registry's token realm plays ECR, granting
-  a repository's actions by its policy; :mod:`~labkit.sandbox.registry.tokens` signs the
-  ECR passwords and the registry's bearer tokens.
+  a repository's actions by its policy, which :mod:`~labkit.sandbox.registry.policy`
+  checks when it is set and evaluates as IAM does; :mod:`~labkit.sandbox.registry.tokens`
+  signs the ECR passwords and the registry's bearer tokens.
 - :mod:`~labkit.sandbox.registry.ecr_hooks`: ECR's API is moto's, kept in step with the
   registry through :mod:`~labkit.sandbox.registry.client` (the registry's HTTP API).
 - :mod:`~labkit.sandbox.registry.persistence`: repositories and their policies are saved
