@@ -15,6 +15,7 @@ are class-level, and defer to the active agent only for its own backend.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,10 @@ _ECS_HOOKS = (
     "delete_service",
     "list_services",
 )
+
+#: ECS's service-linked role: the role a service acts as when CreateService names none.
+SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
+SERVICE_LINKED_ROLE_PATH = "/aws-service-role/ecs.amazonaws.com/"
 
 #: The hooks moto's patched ECS responses defer to (one sandbox per process).
 _ACTIVE: dict[str, Any] = {}
@@ -172,7 +177,10 @@ class MotoHooks:
             if existing is not None and existing.status != "INACTIVE":
                 raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
-            if service.role_arn and not service.role_arn.startswith("arn:"):
+            if not service.role_arn:
+                # Without a role, ECS acts as its service-linked role (made on first use).
+                service.role_arn = ensure_service_linked_role(self.ctx)
+            elif not service.role_arn.startswith("arn:"):
                 # ECS answers with the role's ARN, whichever way it was named.
                 service.role_arn = f"arn:aws:iam::{self.ctx.account_id}:role/{service.role_arn}"
             self.scheduler.set_deployment_configuration(service, None)
@@ -216,6 +224,36 @@ class MotoHooks:
             service.desired_count = 0
         self.wake.set()
         return service
+
+
+def ensure_service_linked_role(ctx: SandboxContext) -> str:
+    """The ARN of ECS's service-linked role, created in IAM the first time, as ECS does."""
+    from moto.backends import get_backend
+
+    iam = get_backend("iam")[ctx.account_id]["aws"]
+    role = next((r for r in list(iam.roles.values()) if r.name == SERVICE_LINKED_ROLE), None)
+    if role is None:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ecs.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        role = iam.create_role(
+            SERVICE_LINKED_ROLE,
+            json.dumps(trust),
+            SERVICE_LINKED_ROLE_PATH,
+            permissions_boundary=None,
+            description="Role to enable Amazon ECS to manage your cluster.",
+            tags=[],
+            max_session_duration=None,
+            linked_service="ecs.amazonaws.com",
+        )
+    return role.arn
 
 
 def _install_response_hooks() -> None:
