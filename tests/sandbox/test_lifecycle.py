@@ -301,7 +301,6 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             taskDefinition=td,
             desiredCount=1,
             launchType="EC2",
-            role="ecsServiceRole",
             deploymentConfiguration=config,
             healthCheckGracePeriodSeconds=5,
             loadBalancers=[
@@ -311,7 +310,9 @@ def test_service_survives_down_up_and_a_killed_sandbox(
                     "containerPort": 80,
                 }
             ],
-            serviceRegistries=[{"registryArn": discovery["Arn"]}],
+            serviceRegistries=[
+                {"registryArn": discovery["Arn"], "containerName": "web", "containerPort": 80}
+            ],
         )["service"]
         lb_url = next(iter(first.load_balancers.values()))
         wait_for(lambda: serves_page(lb_url), 60, every=0.1)
@@ -342,7 +343,17 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             assert after["serviceArn"] == service["serviceArn"]
             assert (after["status"], after["taskDefinition"]) == ("ACTIVE", td)
             assert after["loadBalancers"][0]["targetGroupArn"] == tg["TargetGroupArn"]
-            assert after["serviceRegistries"] == [{"registryArn": discovery["Arn"]}]
+            registry = {
+                "registryArn": discovery["Arn"],
+                "containerName": "web",
+                "containerPort": 80,
+            }
+            assert after["serviceRegistries"] == [registry]
+            # Created without a role: ECS's service-linked role, still there after the restart.
+            assert after["roleArn"] == service["roleArn"]
+            assert service["roleArn"].endswith("/ecs.amazonaws.com/AWSServiceRoleForECS")
+            linked = aws("iam").get_role(RoleName="AWSServiceRoleForECS")["Role"]
+            assert linked["Arn"] == service["roleArn"]
             kept = after["deploymentConfiguration"]
             assert (kept["minimumHealthyPercent"], kept["maximumPercent"]) == (50, 200)
             assert after["healthCheckGracePeriodSeconds"] == 5

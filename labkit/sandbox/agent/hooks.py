@@ -7,7 +7,9 @@
 * StopTask only asks a task to stop (the agent drains and stops it); ListTasks filters on
   RUNNING and serviceName; ListServices leaves out deleted services;
 * CreateService and UpdateService keep ``deploymentConfiguration`` and
-  ``healthCheckGracePeriodSeconds`` (moto drops them) and start a new deployment.
+  ``healthCheckGracePeriodSeconds`` (moto drops them) and start a new deployment;
+  CreateService without ``role`` reports ECS's service-linked role, created in IAM on first
+  use. (What ECS refuses is refused before, by :mod:`labkit.sandbox.validation`.)
 
 The backend hooks are instance attributes of this sandbox's backends; the response hooks
 are class-level, and defer to the active agent only for its own backend.
@@ -177,8 +179,9 @@ class MotoHooks:
             if existing is not None and existing.status != "INACTIVE":
                 raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
-            if not service.role_arn:
-                # Without a role, ECS acts as its service-linked role (made on first use).
+            if not service.role_arn or service.role_arn.endswith(f"/{SERVICE_LINKED_ROLE}"):
+                # Without a role, ECS acts as its service-linked role (made on first use;
+                # a restored service finds it again in a fresh IAM).
                 service.role_arn = ensure_service_linked_role(self.ctx)
             elif not service.role_arn.startswith("arn:"):
                 # ECS answers with the role's ARN, whichever way it was named.
