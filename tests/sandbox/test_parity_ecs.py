@@ -54,6 +54,9 @@ def setup(aws: Callable[[str], Any]) -> Iterator[dict[str, str]]:
         )["Service"]["Arn"]
 
     target_group = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"][0]
+    lonely = elbv2.create_target_group(
+        Name=unique("lonely"), Protocol="TCP", Port=80, VpcId=vpc["VpcId"]
+    )["TargetGroups"][0]["TargetGroupArn"]
     yield {
         "td": td["taskDefinitionArn"],
         "family": family,
@@ -62,7 +65,9 @@ def setup(aws: Callable[[str], Any]) -> Iterator[dict[str, str]]:
         "srv": discovery("SRV"),
         "a": discovery("A"),
         "tg": target_group["TargetGroupArn"],
+        "lonely_tg": lonely,
     }
+    elbv2.delete_target_group(TargetGroupArn=lonely)
 
 
 def refused(call: Callable[..., Any], **kwargs: Any) -> dict[str, str]:
@@ -120,6 +125,8 @@ def balancer(setup: dict[str, str], **override: Any) -> list[dict[str, Any]]:
             "'containerPort' must be specified from the task definition.",
         ),
         ("bridge_registry_with_a_records", "InvalidParameterException", None),
+        ("unknown_target_group", "InvalidParameterException", None),
+        ("target_group_without_load_balancer", "InvalidParameterException", None),
         (
             "fargate_for_ec2_definition",
             "InvalidParameterException",
@@ -147,15 +154,77 @@ def test_create_service_refused_as_ecs_refuses_it(
         ),
         "fargate_for_ec2_definition": dict(launchType="FARGATE"),
     }
+    unknown_group = setup["tg"].rsplit("/", 2)[0] + "/nosuchgroup/0123456789abcdef"
+    calls["unknown_target_group"] = dict(
+        loadBalancers=balancer(setup, targetGroupArn=unknown_group)
+    )
+    calls["target_group_without_load_balancer"] = dict(
+        loadBalancers=balancer(setup, targetGroupArn=setup["lonely_tg"])
+    )
+    expected = {
+        "unknown_target_group": (
+            f"The target group with targetGroupArn {unknown_group} does not exist."
+        ),
+        "target_group_without_load_balancer": (
+            f"The target group with targetGroupArn {setup['lonely_tg']} does not have an "
+            "associated load balancer."
+        ),
+    }
     ecs = aws("ecs")
     call = service_call(setup, **calls[case])
     error = refused(ecs.create_service, **call)
     assert error["Code"] == code
-    if message is not None:
+    if case in expected:
+        assert error["Message"] == expected[case]
+    elif message is not None:
         assert error["Message"] == message
     else:  # ECS's wording is not documented: the sandbox's names the record type and the fix
         assert "SRV" in error["Message"] and setup["a"] in error["Message"]
     assert_no_service(ecs, call["serviceName"])
+
+
+def test_a_second_service_of_a_name_is_refused_and_the_first_kept(
+    aws: Callable[[str], Any], setup: dict[str, str]
+) -> None:
+    ecs = aws("ecs")
+    call = service_call(setup)
+    first = ecs.create_service(**call)["service"]
+    try:
+        error = refused(ecs.create_service, **dict(call, desiredCount=2))
+        assert (error["Code"], error["Message"]) == (
+            "InvalidParameterException",
+            "Creation of service was not idempotent.",
+        )
+        (kept,) = ecs.describe_services(cluster=LAB.cluster, services=[call["serviceName"]])[
+            "services"
+        ]
+        assert (kept["serviceArn"], kept["desiredCount"]) == (first["serviceArn"], 0)
+    finally:
+        ecs.delete_service(cluster=LAB.cluster, service=call["serviceName"], force=True)
+
+
+def test_a_second_discovery_service_of_a_name_is_refused(
+    aws: Callable[[str], Any], setup: dict[str, str]
+) -> None:
+    sd = aws("servicediscovery")
+    ns_id = next(
+        n["Id"] for n in sd.list_namespaces()["Namespaces"] if n["Name"] == setup["namespace"]
+    )
+    name = sd.get_service(Id=setup["srv"].rsplit("/", 1)[-1])["Service"]["Name"]
+    error = refused(
+        sd.create_service,
+        Name=name,
+        NamespaceId=ns_id,
+        DnsConfig={"DnsRecords": [{"Type": "SRV", "TTL": 10}]},
+    )
+    assert error["Code"] == "ServiceAlreadyExists"
+    services = sd.list_services()["Services"]
+    assert [s["Name"] for s in services].count(name) == 1
+
+
+def test_unknown_target_group_name(aws: Callable[[str], Any]) -> None:
+    error = refused(aws("elbv2").describe_target_groups, Names=["myTargetGroup"])
+    assert error["Code"] == "TargetGroupNotFound"
 
 
 def test_the_labs_create_service_without_role_uses_the_service_linked_role(

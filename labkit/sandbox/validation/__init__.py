@@ -52,8 +52,10 @@ class AwsChecks:
         with self.ctx.lock:
             # A task definition that does not exist is moto's to refuse, as ECS does.
             task_definition = _task_definition_or_none(response.ecs_backend, name)
-            discovery = get_backend("servicediscovery")[response.current_account][response.region]
-            check_create_service(params, task_definition, discovery)
+            account, region = response.current_account, response.region
+            discovery = get_backend("servicediscovery")[account][region]
+            elbv2 = get_backend("elbv2")[account][region]
+            check_create_service(params, task_definition, discovery, elbv2)
 
     def register_task_definition(self, response: Any) -> None:
         params = {

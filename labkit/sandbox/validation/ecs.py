@@ -38,13 +38,16 @@ _GB = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*gb\s*$", re.IGNORECASE)
 
 
 def check_create_service(
-    params: dict[str, Any], task_definition: Any | None, discovery: Any | None
+    params: dict[str, Any],
+    task_definition: Any | None,
+    discovery: Any | None,
+    elbv2: Any | None = None,
 ) -> None:
     """Raise ECS's error for a CreateService that ECS refuses; return when it accepts it.
 
     ``params`` is the request (camelCase, as sent); ``task_definition`` the moto
-    TaskDefinition it names (None when it names none); ``discovery`` moto's Cloud Map
-    backend, to read the record types of the registries the service names.
+    TaskDefinition it names (None when it names none); ``discovery`` and ``elbv2`` moto's
+    Cloud Map and ELB backends, to read the registries and target groups it names.
     """
     role = params.get("role")
     balancers = params.get("loadBalancers") or []
@@ -62,6 +65,9 @@ def check_create_service(
             raise InvalidParameterException(SLR_REQUIRED)
         if not balancers:
             raise InvalidParameterException(ROLE_WITHOUT_LOAD_BALANCER)
+    if elbv2 is not None:
+        for balancer in balancers:
+            _check_target_group(balancer.get("targetGroupArn") or "", elbv2)
     if task_definition is None:
         return
     for balancer in balancers:
@@ -91,6 +97,19 @@ def _check_container_port(task_definition: Any, name: str | None, target: dict[s
     if int(port) not in mapped:
         raise InvalidParameterException(
             f"The container {name} did not have a container port {port} defined."
+        )
+
+
+def _check_target_group(arn: str, elbv2: Any) -> None:
+    group = elbv2.target_groups.get(arn)
+    if group is None:
+        # ECS's wording for an unknown target group is not documented (see docs/parity.md).
+        raise InvalidParameterException(
+            f"The target group with targetGroupArn {arn} does not exist."
+        )
+    if not group.load_balancer_arns:
+        raise InvalidParameterException(
+            f"The target group with targetGroupArn {arn} does not have an associated load balancer."
         )
 
 
