@@ -351,6 +351,26 @@ def test_a_second_private_namespace_in_the_vpc_is_allowed_unless_it_has_the_same
     assert sd.get_namespace(Id=made["Id"])["Namespace"]["Type"] == "DNS_PRIVATE"
 
     error = refused(sd.create_private_dns_namespace, Name=other, Vpc=setup["vpc"])
-    assert error["Code"] == "ConflictingDomainExists"
+    assert error["Code"] == "NamespaceAlreadyExists"
+    assert other in error["Message"] and made["Id"] in error["Message"]
     assert [n["Name"] for n in sd.list_namespaces()["Namespaces"]].count(other) == 1
     sd.delete_namespace(Id=made["Id"])
+
+
+def test_run_task_in_a_cluster_without_container_instances(aws: Callable[[str], Any]) -> None:
+    ecs = aws("ecs")
+    cluster = unique("empty")
+    ecs.create_cluster(clusterName=cluster)
+    family = unique("lonely")
+    ecs.register_task_definition(
+        family=family, containerDefinitions=[{"name": "c", "image": "busybox", "memory": 32}]
+    )
+    try:
+        error = refused(ecs.run_task, cluster=cluster, taskDefinition=family, launchType="EC2")
+        assert (error["Code"], error["Message"]) == (
+            "InvalidParameterException",
+            "No Container Instances were found in your cluster.",
+        )
+        assert ecs.list_tasks(cluster=cluster)["taskArns"] == []
+    finally:
+        ecs.delete_cluster(cluster=cluster)

@@ -1,12 +1,15 @@
 """CreatePrivateDnsNamespace as Cloud Map answers it: one VPC may hold several namespaces.
 
-moto refuses any second private namespace in a VPC (``ConflictingDomainExists``). Cloud
-Map creates a Route 53 private hosted zone per namespace, and Route 53 refuses only a
-second zone of the same name in the same VPC; so the sandbox refuses only that.
+moto refuses any second private namespace in a VPC (``ConflictingDomainExists``, an error
+of Route 53's, not Cloud Map's). Cloud Map creates a Route 53 private hosted zone per
+namespace, and a VPC may have many zones, only not two of one name; so the sandbox refuses
+only a second namespace of the same name in the VPC, with Cloud Map's
+``NamespaceAlreadyExists`` (which carries the existing namespace's id).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +17,24 @@ from typing import Any
 from moto.core.exceptions import JsonRESTError
 
 from labkit.sandbox.context import SandboxContext
+
+
+def _already_exists(namespace: Any, vpc: str) -> JsonRESTError:
+    # Cloud Map's documented meaning; this wording is the sandbox's (see docs/parity.md).
+    error = JsonRESTError(
+        "NamespaceAlreadyExists",
+        f"The namespace {namespace.name} already exists in VPC {vpc}: use it "
+        f"({namespace.id}), or choose another name.",
+    )
+    error.description = json.dumps(
+        {
+            "__type": "NamespaceAlreadyExists",
+            "message": error.message,
+            "NamespaceId": namespace.id,
+            "CreatorRequestId": namespace.creator_request_id or "",
+        }
+    )
+    return error
 
 
 @dataclass
@@ -37,13 +58,8 @@ class NamespaceRule:
         with self.ctx.lock:
             for namespace in list(backend.namespaces.values()):
                 if namespace.vpc == vpc and namespace.name.rstrip(".") == name.rstrip("."):
-                    # moto's message is the VPC id alone; this one says what conflicts.
-                    raise JsonRESTError(
-                        "ConflictingDomainExists",
-                        f"A namespace named {name} already exists in VPC {vpc} "
-                        f"({namespace.id}). Use it, or choose another name.",
-                    )
-            # moto checks the VPC only: create under a name no namespace has, then set it.
+                    raise _already_exists(namespace, vpc)
+            # moto checks the VPC only: create under a VPC id no namespace has, then set it.
             placeholder = f"{vpc}/labkit-{uuid.uuid4().hex}"
             operation_id = self._original(name, *args, vpc=placeholder, **kwargs)
             for namespace in list(backend.namespaces.values()):
