@@ -113,6 +113,7 @@ def balancer(setup: dict[str, str], **override: Any) -> list[dict[str, Any]]:
             "InvalidParameterException",
             "The container web does not exist in the task definition.",
         ),
+        ("blank_container", "InvalidParameterException", "Container Name can not be blank."),
         (
             "unmapped_port",
             "InvalidParameterException",
@@ -145,6 +146,9 @@ def test_create_service_refused_as_ecs_refuses_it(
         ),
         "role_without_load_balancers": dict(role=LAB.service_role),
         "unknown_container": dict(loadBalancers=balancer(setup, containerName="web")),
+        "blank_container": dict(
+            loadBalancers=[{"targetGroupArn": setup["tg"], "containerPort": 80}]
+        ),
         "unmapped_port": dict(loadBalancers=balancer(setup, containerPort=8080)),
         "bridge_registry_without_container": dict(
             serviceRegistries=[{"registryArn": setup["srv"]}]

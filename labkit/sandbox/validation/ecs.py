@@ -67,7 +67,8 @@ def check_create_service(
             raise InvalidParameterException(ROLE_WITHOUT_LOAD_BALANCER)
     if elbv2 is not None:
         for balancer in balancers:
-            _check_target_group(balancer.get("targetGroupArn") or "", elbv2)
+            if balancer.get("targetGroupArn"):  # a Classic Load Balancer is named instead
+                _check_target_group(balancer["targetGroupArn"], elbv2)
     if task_definition is None:
         return
     for balancer in balancers:
@@ -84,6 +85,8 @@ def check_create_service(
 
 
 def _check_container_port(task_definition: Any, name: str | None, target: dict[str, Any]) -> None:
+    if not name:
+        raise InvalidParameterException("Container Name can not be blank.")
     definitions = {c.get("name"): c for c in task_definition.container_definitions}
     container = definitions.get(name)
     if container is None:
