@@ -25,9 +25,6 @@ from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 
 __all__ = ["TASK", "q1", "q2", "q3", "____"]
 
-#: The role ECS acts as for a service created without ``role``.
-SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
-
 
 # -- q1: the service discovery service (steps 41–42) ---------------------------------
 
@@ -215,14 +212,14 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
             f"ecs.update_service(cluster={names.cluster!r}, service={name!r}, desiredCount=1).",
         )
     role = short_arn(service.get("roleArn") or "")
-    if role and role != SERVICE_LINKED_ROLE:
+    if role and role != names.service_linked_role:
         # Only an endpoint that does not check (moto) gets here: ECS refuses the call.
         return Verdict.wrong(
             f"{name} uses the service role {role}, which ECS refuses for a service with "
             "service discovery",
-            "Leave role out: ECS then acts as its service-linked role AWSServiceRoleForECS "
-            "(step 39's ecsServiceRole is what the console of the guide's day chose). "
-            + _recreate(lab),
+            f"Leave role out: ECS then acts as its service-linked role "
+            f"{names.service_linked_role} (step 39's {names.service_role} is what the console "
+            "of the guide's day chose). " + _recreate(lab),
         )
     return None
 

@@ -17,7 +17,6 @@ are class-level, and defer to the active agent only for its own backend.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 
+from labkit.names import LAB, role_trust_policy
 from labkit.sandbox.agent.scheduler import Scheduler
 from labkit.sandbox.agent.table import TaskTable, active_instances, shortfall
 from labkit.sandbox.context import SandboxContext, shadow, unshadow
@@ -43,9 +43,8 @@ _ECS_HOOKS = (
     "list_services",
 )
 
-#: ECS's service-linked role: the role a service acts as when CreateService names none.
-SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
-SERVICE_LINKED_ROLE_PATH = "/aws-service-role/ecs.amazonaws.com/"
+#: The service ECS's service-linked role is linked to.
+ECS_PRINCIPAL = "ecs.amazonaws.com"
 
 #: The hooks moto's patched ECS responses defer to (one sandbox per process).
 _ACTIVE: dict[str, Any] = {}
@@ -179,7 +178,7 @@ class MotoHooks:
             if existing is not None and existing.status != "INACTIVE":
                 raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
-            if not service.role_arn or service.role_arn.endswith(f"/{SERVICE_LINKED_ROLE}"):
+            if not service.role_arn or service.role_arn.endswith(f"/{LAB.service_linked_role}"):
                 # Without a role, ECS acts as its service-linked role (made on first use;
                 # a restored service finds it again in a fresh IAM).
                 service.role_arn = ensure_service_linked_role(self.ctx)
@@ -232,29 +231,21 @@ class MotoHooks:
 def ensure_service_linked_role(ctx: SandboxContext) -> str:
     """The ARN of ECS's service-linked role, created in IAM the first time, as ECS does."""
     from moto.backends import get_backend
+    from moto.utilities.utils import get_partition
 
-    iam = get_backend("iam")[ctx.account_id]["aws"]
-    role = next((r for r in list(iam.roles.values()) if r.name == SERVICE_LINKED_ROLE), None)
+    iam = get_backend("iam")[ctx.account_id][get_partition(ctx.region)]
+    name = LAB.service_linked_role
+    role = next((r for r in list(iam.roles.values()) if r.name == name), None)
     if role is None:
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ecs.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
         role = iam.create_role(
-            SERVICE_LINKED_ROLE,
-            json.dumps(trust),
-            SERVICE_LINKED_ROLE_PATH,
+            name,
+            role_trust_policy(ECS_PRINCIPAL),
+            f"/aws-service-role/{ECS_PRINCIPAL}/",
             permissions_boundary=None,
             description="Role to enable Amazon ECS to manage your cluster.",
             tags=[],
             max_session_duration=None,
-            linked_service="ecs.amazonaws.com",
+            linked_service=ECS_PRINCIPAL,
         )
     return role.arn
 
