@@ -288,6 +288,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
         vpc = tg["VpcId"]
         sd.create_private_dns_namespace(Name="survivor.local", Vpc=vpc)
         namespace = sd.list_namespaces()["Namespaces"][0]
+        # A second namespace in the same VPC (one made while exploring): AWS allows it.
+        sd.create_private_dns_namespace(Name="explored.local", Vpc=vpc)
         discovery = sd.create_service(
             Name="survivor",
             NamespaceId=namespace["Id"],
@@ -368,6 +370,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             instances = sd.list_instances(ServiceId=discovery["Id"])["Instances"]
             assert [i["Id"] for i in instances] == [task["taskArn"].split("/")[-1]]
             assert sd.get_namespace(Id=namespace["Id"])["Namespace"]["Name"] == "survivor.local"
+            names = sorted(n["Name"] for n in sd.list_namespaces()["Namespaces"])
+            assert names == ["explored.local", "survivor.local"]
             tags = sd.list_tags_for_resource(ResourceARN=discovery["Arn"])["Tags"]
             assert tags == [{"Key": "labkit:created-by", "Value": "ecs-labkit"}]
             # No orphans: no container from before, only the running task's own.
