@@ -300,7 +300,6 @@ class LabService:
             taskDefinition=task_definition_arn or self.task_definition_arn,
             desiredCount=1,
             launchType="EC2",
-            role=LAB.service_role,
             loadBalancers=[
                 {
                     "targetGroupArn": self.target_group_arn,

@@ -46,6 +46,8 @@ class LabNames:
     cluster: str = "ECSCluster"
     instance_role: str = "Ec2instanceRole"
     service_role: str = "ecsServiceRole"
+    #: ECS's own role, which services without ``role`` act as (created on first use).
+    service_linked_role: str = "AWSServiceRoleForECS"
     load_balancer: str = "Myloadbalancer"
     target_group: str = "myTargetgroup"
     # Created by the learner in Tasks 1–4.

@@ -33,6 +33,7 @@ from labkit.sandbox.context import (
 from labkit.sandbox.environment import provision
 from labkit.sandbox.persistence import SavedState, seed_for
 from labkit.sandbox.registry import Registry
+from labkit.sandbox.validation import AwsChecks
 
 
 class Sandbox:
@@ -50,6 +51,7 @@ class Sandbox:
         self.credentials: SandboxCredentials | None = None
         self.started_at: dt.datetime | None = None
         self.ready_seconds: float | None = None
+        self.checks: AwsChecks | None = None
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -93,6 +95,9 @@ class Sandbox:
 
         self.registry = Registry(self.ctx, self.settings.api_url)
         self.registry.install_ecr_patches()
+        # Before provisioning and restoring: what AWS refuses is refused from the first call.
+        self.checks = AwsChecks(self.ctx)
+        self.checks.install()
         self.api.add_route("health", lambda request: json_response({"ok": True}))
         self.api.add_route("status", lambda request: json_response(self.status()))
         self.api.add_route("registry/token", self.registry.token_route)
@@ -139,6 +144,9 @@ class Sandbox:
                     component.stop()
         remove_sandbox_containers(self.ctx.docker, str(self.settings.home))
         self.api.stop()
+        if self.checks is not None:
+            with self.ctx.lock:
+                self.checks.remove()
 
     def status(self) -> dict[str, Any]:
         lbs = self.load_balancers.urls() if self.load_balancers is not None else {}

@@ -3,9 +3,10 @@
 - ``q1``: the service discovery service ``MYSERVICE<n>`` in the private DNS namespace
   ``myprivatednsnamespace``: SRV records, TTL 10 (steps 41–42);
 - ``q2``: ``create_service`` with the wizard's values: cluster ``ECSCluster``,
-  ``MYSERVICE<n>``, task definition ``ecs-demo``, 1 task, EC2, role ``ecsServiceRole``,
-  the target group ``myTargetgroup`` → container ``ecs-sample`` port 80, and the
-  service registry of ``q1`` (steps 35–48), running (steps 49–50);
+  ``MYSERVICE<n>``, task definition ``ecs-demo``, 1 task, EC2, no ``role`` (ECS acts as
+  its service-linked role, as it must with service discovery), the target group
+  ``myTargetgroup`` → container ``ecs-sample`` port 80, and the service registry of
+  ``q1`` (steps 35–48), running (steps 49–50);
 - ``q3``: find it: Cloud Map's ``discover_instances`` answers with the task's address
   and port, and the load balancer's DNS name serves the page (steps 51–59).
 
@@ -211,11 +212,14 @@ def _service_verdict(lab: Lab, service: dict[str, Any]) -> Verdict | None:
             f"ecs.update_service(cluster={names.cluster!r}, service={name!r}, desiredCount=1).",
         )
     role = short_arn(service.get("roleArn") or "")
-    if role != names.service_role:
+    if role and role != names.service_linked_role:
+        # Only an endpoint that does not check (moto) gets here: ECS refuses the call.
         return Verdict.wrong(
-            f"{name} uses the service role {role or '(none)'}, not {names.service_role}",
-            f"Step 39: Service IAM role {names.service_role}: ECS uses it to register the "
-            f"tasks with the load balancer. Pass role={names.service_role!r}. " + _recreate(lab),
+            f"{name} uses the service role {role}, which ECS refuses for a service with "
+            "service discovery",
+            f"Leave role out: ECS then acts as its service-linked role "
+            f"{names.service_linked_role} (step 39's {names.service_role} is what the console "
+            "of the guide's day chose). " + _recreate(lab),
         )
     return None
 
@@ -236,7 +240,7 @@ def _service_running(lab: Lab) -> Verdict:
     return Verdict.ok(
         f"{service['serviceName']}: EC2, {short_arn(service['taskDefinition'])}, "
         f"{service['runningCount']}/{service['desiredCount']} running, behind "
-        f"{lab.names.target_group} (ecs-sample:80), discovery on, role {lab.names.service_role}"
+        f"{lab.names.target_group} (ecs-sample:80), discovery on, as ECS's service-linked role"
     )
 
 
@@ -247,34 +251,36 @@ q2 = Exercise(
     evaluate_fn=_service_running,
     hints=(
         "The ECS client's create_service takes the wizard's choices as parameters: "
-        "cluster, serviceName, taskDefinition, desiredCount, launchType, role, "
-        "loadBalancers and serviceRegistries.",
+        "cluster, serviceName, taskDefinition, desiredCount, launchType, loadBalancers "
+        "and serviceRegistries (no role: ECS uses its service-linked role).",
         "cluster 'ECSCluster' (step 36), serviceName lab.service_name, taskDefinition "
         "'ecs-demo' (the family: ECS takes its highest revision), desiredCount 1, "
-        "launchType 'EC2' (step 37), role 'ecsServiceRole' (step 39), and both lists "
-        "with containerName 'ecs-sample', containerPort 80.",
+        "launchType 'EC2' (step 37), no role (step 39: the service-linked role), and both "
+        "lists with containerName 'ecs-sample', containerPort 80.",
         "target_group_arn = elbv2.describe_target_groups(Names=['myTargetgroup'])"
         "['TargetGroups'][0]['TargetGroupArn']; registry_arn: the 'Arn' of your discovery "
         "service (sd.list_services); then ecs.create_service(cluster='ECSCluster', "
         "serviceName=lab.service_name, taskDefinition='ecs-demo', desiredCount=1, "
-        "launchType='EC2', role='ecsServiceRole', loadBalancers=[...], serviceRegistries=[...])",
+        "launchType='EC2', loadBalancers=[...], serviceRegistries=[...])",
     ),
     solution_=Solution(
         file="task4_q2_create_service.py",
         cli="aws ecs create-service --cluster ECSCluster --service-name MYSERVICE<n> "
         "--task-definition ecs-demo --desired-count 1 --launch-type EC2 "
-        "--role ecsServiceRole "
         "--load-balancers targetGroupArn=<TG ARN>,containerName=ecs-sample,containerPort=80 "
         "--service-registries registryArn=<REGISTRY ARN>,containerName=ecs-sample,"
         "containerPort=80\n"
         "aws ecs wait services-stable --cluster ECSCluster --services MYSERVICE<n>",
         console="ECS → Clusters → ECSCluster → Services → Create: EC2, MYSERVICE<n>, 1 task "
-        "→ Next → Network Load Balancer, ecsServiceRole, Add to load balancer "
+        "→ Next → Network Load Balancer (today's console picks no role: ECS's service-linked "
+        "role), Add to load balancer "
         "(ecs-sample:80 → myTargetgroup), service discovery (steps 35–43) → Next (no auto "
         "scaling, step 44) → Create Service → View Service (steps 45–48).",
     ),
     expected_errors={
-        "InvalidParameterException": "ECS refused a value; if the message is 'Creation of "
+        "InvalidParameterException": "ECS refused a value; 'You cannot specify an IAM role "
+        "for services that require a service linked role' means: leave role out (service "
+        "discovery needs ECS's own role). If the message is 'Creation of "
         "service was not idempotent', a service with this name is already ACTIVE in the "
         "cluster (an earlier run of this cell). ECS never makes a second service of the "
         "same name, nor changes the existing one here (that is update_service). Nothing "

@@ -19,7 +19,7 @@ with q2.attempt():
         taskDefinition="ecs-demo",  # Task 3's family: its highest ACTIVE revision
         desiredCount=1,  # step 37: number of tasks
         launchType="EC2",  # step 37
-        role="ecsServiceRole",  # step 39: lets ECS register tasks with the load balancer
+        # step 39: no role: ECS registers the tasks as its service-linked role
         loadBalancers=[{"targetGroupArn": target_group_arn, **container}],  # step 40
         serviceRegistries=[{"registryArn": registry_arn, **container}],  # steps 41-42
         tags=lab.tags("key"),  # the kit's tag: notebook 06 deletes only what carries it

@@ -141,7 +141,6 @@ def create_service(lab: Lab, name: str, td_arn: str, count: int = 1, **extra: An
         taskDefinition=td_arn,
         desiredCount=count,
         launchType="EC2",
-        role="ecsServiceRole",
         loadBalancers=[
             {
                 "targetGroupArn": lab.env["target_group_arn"],

@@ -228,10 +228,11 @@ def test_service_discovery_registers_the_task(lab: Lab) -> None:
     registry = sd.create_service(
         Name="web",
         NamespaceId=ns["Id"],
-        DnsConfig={"DnsRecords": [{"Type": "A", "TTL": 10}]},
+        DnsConfig={"DnsRecords": [{"Type": "SRV", "TTL": 10}]},  # bridge mode: ECS wants SRV
     )["Service"]
     name = unique()
-    create_service(lab, name, register(lab), serviceRegistries=[{"registryArn": registry["Arn"]}])
+    entry = {"registryArn": registry["Arn"], "containerName": "ecs-sample", "containerPort": 80}
+    create_service(lab, name, register(lab), serviceRegistries=[entry])
     try:
         wait_stable(lab, name)
         (task,) = running_tasks(lab, name)

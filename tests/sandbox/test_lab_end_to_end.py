@@ -108,7 +108,6 @@ def test_repository_policy_gates_the_pull_and_the_page_comes_back_through_the_nl
         taskDefinition=task_definition,
         desiredCount=1,
         launchType="EC2",
-        role="ecsServiceRole",
         loadBalancers=[
             {"targetGroupArn": tg_arn, "containerName": "ecs-sample", "containerPort": 80}
         ],

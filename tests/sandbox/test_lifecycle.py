@@ -288,6 +288,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
         vpc = tg["VpcId"]
         sd.create_private_dns_namespace(Name="survivor.local", Vpc=vpc)
         namespace = sd.list_namespaces()["Namespaces"][0]
+        # A second namespace in the same VPC (one made while exploring): AWS allows it.
+        sd.create_private_dns_namespace(Name="explored.local", Vpc=vpc)
         discovery = sd.create_service(
             Name="survivor",
             NamespaceId=namespace["Id"],
@@ -301,7 +303,6 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             taskDefinition=td,
             desiredCount=1,
             launchType="EC2",
-            role="ecsServiceRole",
             deploymentConfiguration=config,
             healthCheckGracePeriodSeconds=5,
             loadBalancers=[
@@ -311,7 +312,9 @@ def test_service_survives_down_up_and_a_killed_sandbox(
                     "containerPort": 80,
                 }
             ],
-            serviceRegistries=[{"registryArn": discovery["Arn"]}],
+            serviceRegistries=[
+                {"registryArn": discovery["Arn"], "containerName": "web", "containerPort": 80}
+            ],
         )["service"]
         lb_url = next(iter(first.load_balancers.values()))
         wait_for(lambda: serves_page(lb_url), 60, every=0.1)
@@ -342,7 +345,17 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             assert after["serviceArn"] == service["serviceArn"]
             assert (after["status"], after["taskDefinition"]) == ("ACTIVE", td)
             assert after["loadBalancers"][0]["targetGroupArn"] == tg["TargetGroupArn"]
-            assert after["serviceRegistries"] == [{"registryArn": discovery["Arn"]}]
+            registry = {
+                "registryArn": discovery["Arn"],
+                "containerName": "web",
+                "containerPort": 80,
+            }
+            assert after["serviceRegistries"] == [registry]
+            # Created without a role: ECS's service-linked role, still there after the restart.
+            assert after["roleArn"] == service["roleArn"]
+            assert service["roleArn"].endswith("/ecs.amazonaws.com/AWSServiceRoleForECS")
+            linked = aws("iam").get_role(RoleName="AWSServiceRoleForECS")["Role"]
+            assert linked["Arn"] == service["roleArn"]
             kept = after["deploymentConfiguration"]
             assert (kept["minimumHealthyPercent"], kept["maximumPercent"]) == (50, 200)
             assert after["healthCheckGracePeriodSeconds"] == 5
@@ -357,6 +370,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
             instances = sd.list_instances(ServiceId=discovery["Id"])["Instances"]
             assert [i["Id"] for i in instances] == [task["taskArn"].split("/")[-1]]
             assert sd.get_namespace(Id=namespace["Id"])["Namespace"]["Name"] == "survivor.local"
+            names = sorted(n["Name"] for n in sd.list_namespaces()["Namespaces"])
+            assert names == ["explored.local", "survivor.local"]
             tags = sd.list_tags_for_resource(ResourceARN=discovery["Arn"])["Tags"]
             assert tags == [{"Key": "labkit:created-by", "Value": "ecs-labkit"}]
             # No orphans: no container from before, only the running task's own.

@@ -98,7 +98,6 @@ def test_a_port_nothing_listens_on_is_unhealthy(lab: Lab, why: str, extra: dict)
         taskDefinition=td,
         desiredCount=1,
         launchType="EC2",
-        role="ecsServiceRole",
         healthCheckGracePeriodSeconds=600,  # keep the task, so its target can be watched
         loadBalancers=[
             {

@@ -159,7 +159,6 @@ def _create_service(lab, registry_arn, **overrides):
         taskDefinition="ecs-demo",
         desiredCount=1,
         launchType="EC2",
-        role="ecsServiceRole",
         loadBalancers=[{"targetGroupArn": ecs.target_group(lab)["TargetGroupArn"], **container}],
         serviceRegistries=[{"registryArn": registry_arn, **container}],
     )
@@ -227,7 +226,7 @@ def test_task4_service_causes_each_with_its_hint(task3_done):
         ),
         (dict(serviceRegistries=None), "no service registry", "Step 41"),
         (dict(desiredCount=2), "asks for 2 tasks, not 1", "desiredCount=1"),
-        (dict(role="someOtherRole"), "service role someOtherRole", "ecsServiceRole"),
+        (dict(role="ecsServiceRole"), "service role ecsServiceRole", "Leave role out"),
         (dict(launchType="FARGATE"), "not EC2", "Step 37"),
     ]
     for overrides, message_part, hint_part in cases:

@@ -7,7 +7,9 @@
 * StopTask only asks a task to stop (the agent drains and stops it); ListTasks filters on
   RUNNING and serviceName; ListServices leaves out deleted services;
 * CreateService and UpdateService keep ``deploymentConfiguration`` and
-  ``healthCheckGracePeriodSeconds`` (moto drops them) and start a new deployment.
+  ``healthCheckGracePeriodSeconds`` (moto drops them) and start a new deployment;
+  CreateService without ``role`` reports ECS's service-linked role, created in IAM on first
+  use. (What ECS refuses is refused before, by :mod:`labkit.sandbox.validation`.)
 
 The backend hooks are instance attributes of this sandbox's backends; the response hooks
 are class-level, and defer to the active agent only for its own backend.
@@ -25,6 +27,7 @@ from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 
+from labkit.names import LAB, role_trust_policy
 from labkit.sandbox.agent.scheduler import Scheduler
 from labkit.sandbox.agent.table import TaskTable, active_instances, shortfall
 from labkit.sandbox.context import SandboxContext, shadow, unshadow
@@ -39,6 +42,9 @@ _ECS_HOOKS = (
     "delete_service",
     "list_services",
 )
+
+#: The service ECS's service-linked role is linked to.
+ECS_PRINCIPAL = "ecs.amazonaws.com"
 
 #: The hooks moto's patched ECS responses defer to (one sandbox per process).
 _ACTIVE: dict[str, Any] = {}
@@ -172,7 +178,11 @@ class MotoHooks:
             if existing is not None and existing.status != "INACTIVE":
                 raise InvalidParameterException("Creation of service was not idempotent.")
             service = self._originals["create_service"](*args, **kwargs)
-            if service.role_arn and not service.role_arn.startswith("arn:"):
+            if not service.role_arn or service.role_arn.endswith(f"/{LAB.service_linked_role}"):
+                # Without a role, ECS acts as its service-linked role (made on first use;
+                # a restored service finds it again in a fresh IAM).
+                service.role_arn = ensure_service_linked_role(self.ctx)
+            elif not service.role_arn.startswith("arn:"):
                 # ECS answers with the role's ARN, whichever way it was named.
                 service.role_arn = f"arn:aws:iam::{self.ctx.account_id}:role/{service.role_arn}"
             self.scheduler.set_deployment_configuration(service, None)
@@ -216,6 +226,28 @@ class MotoHooks:
             service.desired_count = 0
         self.wake.set()
         return service
+
+
+def ensure_service_linked_role(ctx: SandboxContext) -> str:
+    """The ARN of ECS's service-linked role, created in IAM the first time, as ECS does."""
+    from moto.backends import get_backend
+    from moto.utilities.utils import get_partition
+
+    iam = get_backend("iam")[ctx.account_id][get_partition(ctx.region)]
+    name = LAB.service_linked_role
+    role = next((r for r in list(iam.roles.values()) if r.name == name), None)
+    if role is None:
+        role = iam.create_role(
+            name,
+            role_trust_policy(ECS_PRINCIPAL),
+            f"/aws-service-role/{ECS_PRINCIPAL}/",
+            permissions_boundary=None,
+            description="Role to enable Amazon ECS to manage your cluster.",
+            tags=[],
+            max_session_duration=None,
+            linked_service=ECS_PRINCIPAL,
+        )
+    return role.arn
 
 
 def _install_response_hooks() -> None:

@@ -141,18 +141,27 @@ class DockerRuntime:
             # ECR hostnames do not resolve offline: the sandbox registry serves them all.
             repo = f"{settings.registry_host}/{path}"
             principal = self.ctx.role_arn(INSTANCE_ROLE)
+            named = f"{host}/{path}"  # as the task definition names it, in ECS's messages
+            with self.ctx.lock:
+                exists = path in self.ctx.backend("ecr").repositories
+            if not exists:
+                raise LaunchError(missing_repository_reason(named, path, self.ctx.account_id))
             if self.ctx.pull_denial_reason is not None:
                 reason = self.ctx.pull_denial_reason(principal, path)
                 if reason:
-                    raise LaunchError(
-                        f"CannotPullContainerError: pull access denied for {image}: {reason}"
-                    )
+                    raise LaunchError(pull_denied_reason(named, reason))
             auth = None
             if self.ctx.registry_credentials is not None:
                 username, password = self.ctx.registry_credentials(principal)
                 auth = {"username": username, "password": password}
-            _pull_or_fail(client, repo, tag, auth)
-            return f"{repo}{'@' if tag.startswith('sha256:') else ':'}{tag}"
+            try:
+                _pull_or_fail(client, repo, tag, auth)
+            except LaunchError as exc:
+                missing = isinstance(exc.__cause__, docker.errors.NotFound)
+                if missing or "manifest unknown" in str(exc):
+                    raise LaunchError(missing_image_reason(named, tag)) from exc
+                raise
+            return f"{repo}{_tag_separator(tag)}{tag}"
         reference = (
             image if (":" in image.rsplit("/", 1)[-1] or "@" in image) else f"{image}:latest"
         )
@@ -250,6 +259,44 @@ def _pull_or_fail(client: Any, repository: str, tag: str, auth: dict[str, str] |
         client.images.pull(repository, tag=tag, auth_config=auth)
     except Exception as exc:
         raise LaunchError(f"CannotPullContainerError: {_docker_message(exc)}") from exc
+
+
+def missing_repository_reason(named: str, repository: str, account_id: str) -> str:
+    """ECS's stoppedReason when the image's ECR repository does not exist."""
+    return (
+        f"CannotPullContainerError: Error response from daemon: repository {named} not found: "
+        f"name unknown: The repository with name '{repository}' does not exist in the registry "
+        f"with id '{account_id}'"
+    )
+
+
+def pull_denied_reason(named: str, denial: str) -> str:
+    """ECS's stoppedReason when ECR refuses the pull (``denial``: ECR's AccessDenied sentence).
+
+    The ECS agent puts its advice first when ECR refused ecr:BatchGetImage.
+    """
+    daemon = (
+        f"Error response from daemon: pull access denied for {named}, repository does not "
+        f"exist or may require 'docker login': denied: {denial}"
+    )
+    if "is not authorized to perform: ecr:BatchGetImage on resource" in denial:
+        daemon = (
+            "The task can\u2019t pull the image. Check that the role has the permissions to pull "
+            f"images from the registry. {daemon}"
+        )
+    return f"CannotPullContainerError: {daemon}"
+
+
+def missing_image_reason(named: str, tag: str) -> str:
+    """ECS's stoppedReason when the repository has no image of that tag (or digest)."""
+    return (
+        f"CannotPullContainerError: Error response from daemon: manifest for "
+        f"{named}{_tag_separator(tag)}{tag} not found: manifest unknown: Requested image not found"
+    )
+
+
+def _tag_separator(tag: str) -> str:
+    return "@" if tag.startswith("sha256:") else ":"
 
 
 def split_image(image: str) -> tuple[str, str, str]:

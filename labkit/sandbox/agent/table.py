@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 MAX_EVENTS = 100
 #: Retry back-off for a service whose tasks fail to start: 1, 2, 4 ... up to this many seconds.
 MAX_BACKOFF_SECONDS = 30.0
+#: After this many failed starts in a row, ECS writes that the service "is unable to
+#: consistently start tasks successfully" (and throttles its retries).
+IMPAIRED_AFTER_FAILURES = 3
 
 
 class LaunchError(Exception):
@@ -89,9 +92,12 @@ class ServiceState:
     #: (deployment id, task definition) of the last deployment that completed: a rollback's goal
     last_completed: tuple[str, str] | None = None
 
-    def launch_failed(self, now: float) -> None:
+    def launch_failed(self, now: float) -> bool:
+        """Count a failed start and back off; True when the service has just become one
+        that "is unable to consistently start tasks" (once per run of failures)."""
         self.failures += 1
         self.backoff_until = now + min(2.0 ** (self.failures - 1), MAX_BACKOFF_SECONDS)
+        return self.failures == IMPAIRED_AFTER_FAILURES
 
     def reset_backoff(self) -> None:
         self.failures, self.backoff_until = 0, 0.0

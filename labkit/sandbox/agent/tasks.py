@@ -224,8 +224,13 @@ class TaskLifecycle:
                 f"stopped: {error}",
             )
             state = self.table.state_of(rec.service)
-            if state is not None:
-                state.launch_failed(now)
+            if state is not None and state.launch_failed(now):
+                service_event(
+                    rec.service,
+                    f"(service {rec.service.name}) is unable to consistently start tasks "
+                    "successfully. For more information, see the Troubleshooting section of "
+                    "the Amazon ECS Developer Guide.",
+                )
             count_failed_task(rec)
 
     def _finish_stop(self, rec: TaskRecord) -> None:

@@ -1,0 +1,112 @@
+"""The sandbox refuses what AWS refuses, and allows what AWS allows, before moto acts.
+
+- :mod:`~labkit.sandbox.validation.ecs`: CreateService and RegisterTaskDefinition are
+  checked as ECS checks them (roles, load balancers, service registries, Fargate);
+- :mod:`~labkit.sandbox.validation.cloudmap`: CreatePrivateDnsNamespace refuses only a
+  second namespace of the same name in a VPC, as Cloud Map does (moto refuses any second).
+
+Only API requests are checked (the response layer): the sandbox's own restore of saved
+state goes straight to moto's backends. docs/parity.md lists every rule and its test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moto.backends import get_backend
+from moto.ecs.responses import EC2ContainerServiceResponse
+
+from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.validation.cloudmap import NamespaceRule
+from labkit.sandbox.validation.ecs import check_create_service, check_register_task_definition
+
+__all__ = ["AwsChecks"]
+
+#: The checks moto's patched ECS responses defer to (one sandbox per process).
+_ACTIVE: dict[str, Any] = {}
+
+
+class AwsChecks:
+    """Installs the checks for one sandbox's backends; :meth:`remove` takes them out."""
+
+    def __init__(self, ctx: SandboxContext) -> None:
+        self.ctx = ctx
+        self.namespaces = NamespaceRule(ctx)
+
+    def install(self) -> None:
+        self.namespaces.install()
+        _ACTIVE["checks"] = self
+        _patch_ecs_responses()
+
+    def remove(self) -> None:
+        self.namespaces.remove()
+        if _ACTIVE.get("checks") is self:
+            del _ACTIVE["checks"]
+
+    def create_service(self, response: Any) -> None:
+        params = {
+            name: response._get_param(name)
+            for name in ("role", "loadBalancers", "serviceRegistries", "launchType")
+        }
+        name = response._get_param("taskDefinition")
+        with self.ctx.lock:
+            # A task definition that does not exist is moto's to refuse, as ECS does.
+            task_definition = _task_definition_or_none(response.ecs_backend, name)
+            account, region = response.current_account, response.region
+            discovery = get_backend("servicediscovery")[account][region]
+            elbv2 = get_backend("elbv2")[account][region]
+            check_create_service(params, task_definition, discovery, elbv2)
+
+    def register_task_definition(self, response: Any) -> None:
+        params = {
+            name: response._get_param(name)
+            for name in (
+                "requiresCompatibilities",
+                "networkMode",
+                "cpu",
+                "memory",
+                "executionRoleArn",
+                "containerDefinitions",
+            )
+        }
+        check_register_task_definition(params)
+
+
+def _task_definition_or_none(ecs: Any, name: str | None) -> Any | None:
+    if not name:
+        return None
+    try:
+        return ecs.describe_task_definition(name)
+    except Exception:
+        return None
+
+
+def _patch_ecs_responses() -> None:
+    """Check CreateService and RegisterTaskDefinition first (class-level, once per process;
+    only requests to the active sandbox's backend are checked)."""
+    if _ACTIVE.get("patched"):
+        return
+    _ACTIVE["patched"] = True
+    responses = EC2ContainerServiceResponse
+    original_create = responses.create_service
+    original_register = responses.register_task_definition
+
+    def ours(response: Any) -> AwsChecks | None:
+        checks = _ACTIVE.get("checks")
+        mine = checks is not None and response.ecs_backend is checks.ctx.backend("ecs")
+        return checks if mine else None
+
+    def create_service(response: Any) -> Any:
+        checks = ours(response)
+        if checks is not None:
+            checks.create_service(response)
+        return original_create(response)
+
+    def register_task_definition(response: Any) -> Any:
+        checks = ours(response)
+        if checks is not None:
+            checks.register_task_definition(response)
+        return original_register(response)
+
+    responses.create_service = create_service
+    responses.register_task_definition = register_task_definition
