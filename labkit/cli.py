@@ -271,8 +271,8 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--notebooks",
         type=Path,
-        help="the notebooks folder (default: the kit's); one you cannot write to is copied "
-        "once to ~/labkit-notebooks and opened there",
+        help="the notebooks folder (default: the kit's); the installed kit's, or one you "
+        "cannot write to, is copied once to ~/labkit-notebooks and opened there",
     )
 
 
