@@ -240,7 +240,6 @@ def _lab(args: argparse.Namespace) -> int:
         args.notebooks or launch.default_notebooks(),
         port=args.port,
         browser=args.browser,
-        token=args.token,
     )
     lab = _lab_from_args(args)
     lab.start()  # the sandbox, if it is the backend; else says where calls go
@@ -256,7 +255,9 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
         help="start the sandbox if needed and open JupyterLab on the notebooks (the way in)",
         description="Start the sandbox (if it is the backend), then JupyterLab on the "
         "notebooks folder, on 127.0.0.1 with a token, with the lab's AWS environment exported "
-        "so terminals and !aws cells reach it. Prints the URL. Works as root too.",
+        "so terminals and !aws cells reach it. Prints the URL. Works as root too. The login "
+        "token is a new random one, or JUPYTER_TOKEN if you export it (never an option: "
+        "every user of the host can read a command line).",
     )
     p.add_argument(
         "--port", type=int, help="port on 127.0.0.1 (default: 8888 or the next free one)"
@@ -270,10 +271,9 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--notebooks",
         type=Path,
-        help="the notebooks folder (default: the kit's); one you cannot write to is copied "
-        "once to ~/labkit-notebooks and opened there",
+        help="the notebooks folder (default: the kit's); the installed kit's, or one you "
+        "cannot write to, is copied once to ~/labkit-notebooks and opened there",
     )
-    p.add_argument("--token", help="the login token (default: a new random one)")
 
 
 def _classroom(args: argparse.Namespace) -> int:

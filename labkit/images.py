@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import DockerUnavailable, PrerequisiteError
+from labkit.kit_files import kit_notebooks
 
 #: The image the lab guide pulls from Docker Hub.
 LAB_SAMPLE_IMAGE = "amazon/amazon-ecs-sample:latest"
 
 #: Where the stand-in's Dockerfile and page live.
-SAMPLE_APP_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "sample-app"
+SAMPLE_APP_DIR = kit_notebooks() / "sample-app"
 
 #: Places a static busybox may be found (Debian's busybox-static installs /bin/busybox).
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import BackendError, InputError, PrerequisiteError
+from labkit.kit_files import copy_notebooks, editable_in_place, is_installed_copy, kit_notebooks
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
 from labkit.sandbox.context import port_is_free
@@ -31,6 +31,8 @@ from labkit.sandbox.context import port_is_free
 DEFAULT_PORT = 8888
 #: The learner's copy of read-only notebooks, in their home folder.
 WORKSPACE_NAME = "labkit-notebooks"
+#: Jupyter's own variable for the login token (jupyter_server reads it at start-up).
+TOKEN_VARIABLE = "JUPYTER_TOKEN"
 #: How long JupyterLab may take to answer before labkit gives up.
 START_TIMEOUT_SECONDS = 120
 
@@ -90,7 +92,6 @@ class LabServer:
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.notebooks}",
             f"--LabApp.default_url=/lab/tree/{NOTEBOOKS[0]}",
         ]
@@ -100,47 +101,43 @@ class LabServer:
             command.append("--allow-root")
         return command
 
+    def secret_environment(self) -> dict[str, str]:
+        """The token, for JupyterLab's environment: not on its command line, which every
+        user of the host can read (``ps``); a process's environment only its owner can."""
+        return {TOKEN_VARIABLE: self.token}
+
 
 def default_notebooks() -> Path:
-    """The kit's notebooks: beside the package in a clone, else ./notebooks (an installed
-    kit run from its clone)."""
-    from labkit.runner import NOTEBOOK_DIR
-
-    for candidate in (NOTEBOOK_DIR, Path.cwd() / "notebooks"):
-        if (candidate / NOTEBOOKS[0]).is_file():
-            return candidate
-    return NOTEBOOK_DIR
+    """The kit's notebooks (the clone's, or the installed kit's copy), from any folder."""
+    return kit_notebooks()
 
 
 def writable_notebooks(notebooks: Path) -> Path:
-    """``notebooks`` if this user may write there (notebook 03 saves a task definition
-    beside the notebooks), else the learner's own copy in their home folder.
+    """``notebooks`` if the lab may be worked there (notebook 03 saves a task definition
+    beside the notebooks), else the learner's own copy in their home folder: for the
+    installed kit's copy, or a folder this user cannot write to.
 
     The copy is made once; later runs add only what is missing (a notebook new in the kit),
     so a learner's edited notebooks are never overwritten."""
-    if all(os.access(path, os.W_OK) for path in (notebooks, notebooks / NOTEBOOKS[0])):
+    if editable_in_place(notebooks, NOTEBOOKS[0]):
         return notebooks
     workspace = Path.home() / WORKSPACE_NAME
     try:
-        for source in sorted(notebooks.rglob("*")):
-            relative = source.relative_to(notebooks)
-            if {".ipynb_checkpoints", "__pycache__"} & set(relative.parts):
-                continue
-            target = workspace / relative
-            if source.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)  # the content only: the copy is the learner's
+        copy_notebooks(notebooks, workspace)
     except OSError as exc:
         raise PrerequisiteError(
             f"Could not copy the notebooks to {workspace}.",
-            why=f"{notebooks} is read-only for you, and the copy failed: {exc}",
+            why=f"{notebooks} is not to be worked in, and the copy failed: {exc}",
             fix="Pass --notebooks with a copy of the notebooks folder that you can write to.",
         ) from None
+    why = (
+        "the installed kit's notebooks stay as shipped"
+        if is_installed_copy(notebooks)
+        else f"{notebooks} is read-only for you"
+    )
     print(
-        f"{notebooks} is read-only for you, so JupyterLab opens your own copy of the "
-        f"notebooks in {workspace} (made once; your edits there are kept)."
+        f"JupyterLab opens your own copy of the notebooks in {workspace} ({why}; the copy "
+        "is made once and your edits there are kept)."
     )
     return workspace
 
@@ -158,8 +155,8 @@ def plan(
         raise PrerequisiteError(
             f"No lab notebooks in {notebooks}.",
             why=f"{NOTEBOOKS[0]} is not there.",
-            fix="Run labkit lab in the kit's folder (the clone), or pass --notebooks with "
-            "the folder that holds 00_start_here.ipynb.",
+            fix="Leave out --notebooks to open the kit's own, or pass the folder that holds "
+            f"{NOTEBOOKS[0]}.",
         )
     if port is not None and not port_is_free(port):
         raise InputError(
@@ -170,7 +167,8 @@ def plan(
     return LabServer(
         notebooks=writable_notebooks(notebooks),
         port=port if port is not None else free_port_from(DEFAULT_PORT),
-        token=token or secrets.token_hex(24),
+        # An exported JUPYTER_TOKEN is the user's choice, as for Jupyter itself.
+        token=token or os.environ.get(TOKEN_VARIABLE) or secrets.token_hex(24),
         open_browser=has_display() if browser is None else browser,
         allow_root=is_root(),
     )
@@ -203,7 +201,7 @@ def wait_until_up(server: LabServer, process: subprocess.Popen[Any]) -> None:
 
 def run(server: LabServer, lab: Lab) -> int:
     """Start JupyterLab, print the URL once it answers, and wait until it stops."""
-    env = {**os.environ, **lab_environment(lab)}
+    env = {**os.environ, **lab_environment(lab), **server.secret_environment()}
     process = subprocess.Popen(server.command(), env=env, cwd=server.notebooks)
 
     def stop(signum: int, _frame: Any) -> None:

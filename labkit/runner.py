@@ -17,8 +17,10 @@ from typing import Any
 
 from labkit.backends.report import TeardownReport
 from labkit.errors import InputError
+from labkit.kit_files import copy_notebooks, editable_in_place, kit_notebooks
+from labkit.names import NOTEBOOKS
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = kit_notebooks()
 KERNEL_NAME = "python3"
 #: Per-cell timeout: the slowest cell waits for a steady state (up to 5 minutes on AWS).
 DEFAULT_CELL_TIMEOUT = 900
@@ -151,6 +153,7 @@ def _run_all(
 
     output_dir = Path(output_dir or default_output_dir())
     output_dir.mkdir(parents=True, exist_ok=True)
+    notebook_dir = working_folder(Path(notebook_dir), output_dir)
     runs: list[NotebookRun] = []
     with tempfile.TemporaryDirectory(prefix="labkit-kernels-") as kernels:
         for number, notebook in enumerate(select(lab_notebooks(notebook_dir), start, until)):
@@ -181,6 +184,24 @@ def _run_all(
                 break
             runs.append(NotebookRun(notebook.name, output, time.monotonic() - started, True))
     return runs
+
+
+def working_folder(notebook_dir: Path, output_dir: Path) -> Path:
+    """Where the notebooks run (their working directory: notebook 03 writes its task
+    definition there): ``notebook_dir`` itself, or, for the installed kit's copy or a
+    folder this user cannot write to, a copy in the run's output folder."""
+    if not lab_notebooks(notebook_dir):
+        raise InputError(
+            f"No lab notebooks in {notebook_dir}.",
+            why=f"Expected files like {NOTEBOOKS[0]} there.",
+            fix="Leave out --notebooks to run the kit's own, or pass the folder that holds "
+            f"{NOTEBOOKS[0]}.",
+        )
+    if editable_in_place(notebook_dir, NOTEBOOKS[0]):
+        return notebook_dir
+    work = copy_notebooks(notebook_dir, output_dir / "notebooks")
+    print(f"Running a copy of {notebook_dir} in {work} (the original stays as it is).")
+    return work
 
 
 def private_kernel(connection_file: Path) -> Any:

@@ -31,10 +31,11 @@ import botocore.session
 
 from labkit import ecr
 from labkit.errors import InputError
+from labkit.kit_files import kit_notebooks
 from labkit.lab import Lab
 
 #: The lab's JSON, verbatim (placeholder included).
-LAB_TASK_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "task-definition.json"
+LAB_TASK_DEFINITION = kit_notebooks() / "task-definition.json"
 
 #: The text the lab asks you to replace (step 32).
 IMAGE_PLACEHOLDER = "YOUR-REPOSITORY-URI"

@@ -164,3 +164,17 @@ def remove_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def command_lines_showing(secret: str) -> list[str]:
+    """Every process's command line (``/proc/*/cmdline``, which any user of the host may
+    read) that contains ``secret``: the answer must be empty."""
+    showing = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended meanwhile
+            continue
+        if any(secret.encode() in word for word in words):
+            showing.append(f"{cmdline.parent.name}: {b' '.join(words).decode(errors='replace')}")
+    return showing

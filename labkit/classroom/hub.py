@@ -20,6 +20,7 @@ import psutil
 from labkit.classroom import host
 from labkit.classroom.state import Classroom, hash_password
 from labkit.errors import BackendError, InputError
+from labkit.kit_files import kit_notebooks
 from labkit.sandbox.context import free_port_block
 from labkit.sandbox.processes import ProcessRecord, find_own
 
@@ -114,7 +115,7 @@ def up(
             learner.api_port = free_port_block(2)
             learner.lb_port = free_port_block(4)
         entry = host.ensure_account(learner)
-        host.install_notebooks(entry, host.KIT_ROOT / "notebooks")
+        host.install_notebooks(entry, kit_notebooks())
         if shared_password is not None:
             room.passwords[name] = hash_password(shared_password)
         elif name not in room.passwords:

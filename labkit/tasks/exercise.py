@@ -23,11 +23,12 @@ from typing import Any
 from labkit.config import strict_checks
 from labkit.display import note, show
 from labkit.errors import CheckFailed, LabkitError
+from labkit.kit_files import kit_notebooks
 from labkit.lab import Lab, current_lab
 from labkit.names import NOTEBOOKS
 
 #: Where the reference solutions live: one file per exercise, a complete cell each.
-SOLUTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks" / "solutions"
+SOLUTIONS_DIR = kit_notebooks() / "solutions"
 
 #: The tag of an exercise cell; a second tag ``solution:<id>`` names its solution file.
 EXERCISE_TAG = "exercise"

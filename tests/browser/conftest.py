@@ -111,6 +111,7 @@ def jupyterlab(
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "JUPYTER_TOKEN": token,  # not on the command line, which every user can read
     }
     log = (artifacts / "jupyterlab.log").open("w")
     server = subprocess.Popen(
@@ -123,7 +124,6 @@ def jupyterlab(
             f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0",
             "--ServerApp.allow_root=True",
-            f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
             "--LabApp.expose_app_in_browser=True",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

@@ -27,7 +27,13 @@ from labkit.runner import NOTEBOOK_DIR
 from labkit.sandbox import lifecycle
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.browser.test_jupyterlab import _cell, _open_notebook, _run_cell, _shot
-from tests.conftest import free_port, private_lab_env, require_data_plane, running_sandbox_clients
+from tests.conftest import (
+    command_lines_showing,
+    free_port,
+    private_lab_env,
+    require_data_plane,
+    running_sandbox_clients,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -75,12 +81,13 @@ def labkit_lab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
             "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
             "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "JUPYTER_TOKEN": token,  # labkit lab's token, as a user would choose one
         }
         env.pop("DISPLAY", None)  # headless: it must not try to open a browser
         log_path = artifacts / "labkit-lab.log"
         log = log_path.open("w")
         command = [sys.executable, "-m", "labkit.cli", "lab", "--port", str(port)]
-        command += ["--notebooks", str(root), "--token", token]
+        command += ["--notebooks", str(root)]
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         started = time.monotonic()
@@ -91,6 +98,7 @@ def labkit_lab(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Ite
                 assert time.monotonic() < deadline, f"no URL printed; see {log_path}"
                 time.sleep(0.5)
             _loopback.open(f"{url}/api/status?token={token}", timeout=5).read()
+            assert not command_lines_showing(token), "the token is on a command line"
             print(f"labkit lab: URL printed after {time.monotonic() - started:.1f} s")
             yield Server(url, token, root)
         finally:

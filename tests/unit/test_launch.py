@@ -30,7 +30,8 @@ def test_root_gets_allow_root_and_a_headless_machine_no_browser(monkeypatch):
     command = server.command()
     assert "--allow-root" in command and "--no-browser" in command
     assert "--ServerApp.ip=127.0.0.1" in command
-    assert f"--IdentityProvider.token={server.token}" in command and len(server.token) >= 32
+    assert len(server.token) >= 32 and not any(server.token in word for word in command)
+    assert server.secret_environment() == {"JUPYTER_TOKEN": server.token}
     assert server.url.startswith(f"http://127.0.0.1:{server.port}/lab/tree/00_start_here.ipynb")
     assert server.url.endswith(f"?token={server.token}")
 
