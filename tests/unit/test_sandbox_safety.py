@@ -82,6 +82,12 @@ def test_no_proxy_keeps_both_spellings_and_adds_loopback() -> None:
 @pytest.fixture()
 def sleeper() -> Iterator[subprocess.Popen]:
     process = subprocess.Popen(["sleep", "60"])
+    # Under load the child may not have exec'd yet (or shows an empty command line while it
+    # does): the tests need it to be `sleep 60` already.
+    deadline = time.monotonic() + 10
+    while psutil.Process(process.pid).cmdline() != ["sleep", "60"]:
+        assert time.monotonic() < deadline, "sleep 60 did not start"
+        time.sleep(0.01)
     yield process
     process.kill()
     process.wait()
