@@ -22,7 +22,7 @@ import psutil
 from labkit.classroom import host
 from labkit.classroom.state import Classroom, hash_password
 from labkit.errors import BackendError, InputError
-from labkit.sandbox.context import free_port_block, write_private
+from labkit.sandbox.context import free_port_block, open_private_log, write_private
 from labkit.sandbox.processes import ProcessRecord, find_own
 
 HUB_RECORD = "hub.pid"
@@ -254,7 +254,10 @@ def _start_child(
 ) -> None:
     """Start a classroom process in its own session, logging to ``state/log_name``; record
     it (pid, start time, command line) and wait until ``answers()``, or say why not."""
-    log = open(state / log_name, "ab")  # noqa: SIM115 - handed to the child
+    # Root's only (0600, also an older kit's 0644 one): the learners' servers inherit the
+    # hub's log as their output, and could reopen it through /proc/<pid>/fd to read it.
+    log = open_private_log(state / log_name)
+    os.fchmod(log.fileno(), 0o600)
     process = subprocess.Popen(
         argv,
         cwd=state,

@@ -171,17 +171,16 @@ def _secrets_of(state: Path, session: LearnerSession) -> dict[str, str]:
         "cookie secret": (state / "cookie_secret").read_text().strip(),
         "sandbox secret key": session.sandbox_keys()["secret_access_key"],
     }
-    for process in psutil.process_iter(["uids"]):
-        if process.info["uids"] is None or process.info["uids"].real != session.entry.pw_uid:
-            continue
-        try:
-            environ = process.environ()
-        except psutil.Error:
-            continue
-        if "JUPYTERHUB_API_TOKEN" in environ:
-            found["server's hub token"] = environ["JUPYTERHUB_API_TOKEN"]
-    assert "server's hub token" in found, "the learner's server was not found"
+    found["server's hub token"] = _learner_server(session).environ()["JUPYTERHUB_API_TOKEN"]
     return found
+
+
+def _learner_server(session: LearnerSession) -> psutil.Process:
+    for process in psutil.process_iter(["uids", "cmdline"]):
+        uids, cmdline = process.info["uids"], process.info["cmdline"] or []
+        if uids and uids.real == session.entry.pw_uid and "jupyterhub.singleuser" in cmdline:
+            return process
+    raise AssertionError(f"{session.name}'s server is not running")
 
 
 def test_no_password_or_token_on_any_command_line(room: Any) -> None:
@@ -204,6 +203,19 @@ def test_no_password_or_token_on_any_command_line(room: Any) -> None:
     commands = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
     for part in ("jupyterhub -f", "configurable-http-proxy", "board_page", "jupyterhub.singleuser"):
         assert any(part in command for command in commands), part
+
+
+def test_the_learners_server_cannot_read_the_hubs_log_it_writes_to(room: Any) -> None:
+    """The server's output is the hub's log (inherited): reopening it through /proc, which
+    skips the 0700 state folder, must still be refused."""
+    _, state, session, _ = room
+    session.start_server()
+    session.wait_ready()
+    server = _learner_server(session)
+    assert Path(f"/proc/{server.pid}/fd/1").resolve() == (state / "hub.log").resolve()
+    assert stat.S_IMODE((state / "hub.log").stat().st_mode) == 0o600
+    done = session.as_unix_user(["cat", f"/proc/{server.pid}/fd/1"])
+    assert done.returncode != 0 and "Permission denied" in done.stderr, done.stdout[-300:]
 
 
 def test_up_refuses_a_state_folder_that_is_a_symlink(tmp_path: Path) -> None:
