@@ -20,11 +20,15 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from labkit.errors import BackendError
+
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class NotTheLearners(OSError):
-    """A name in a learner's folder is not what root expected (a symlink, someone else's)."""
+class NotTheLearners(BackendError, OSError):
+    """A name in a learner's folder is not what root expected (a symlink, someone else's).
+
+    An ``OSError`` too: callers that treat "cannot open it" as "not there" treat it so."""
 
 
 @contextlib.contextmanager
@@ -56,7 +60,10 @@ _KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "folder", stat.S_IFSOCK: "socket"}
 def _require(fd: int, kind: int, uid: int, what: str) -> None:
     info = os.fstat(fd)
     if stat.S_IFMT(info.st_mode) != kind or info.st_uid != uid:
-        raise NotTheLearners(f"{what} is not a {_KINDS[kind]} of user {uid}'s")
+        raise NotTheLearners(
+            f"{what} is not a {_KINDS[kind]} of user {uid}'s; root left it alone.",
+            why="Only what the learner's own processes made there is used.",
+        )
 
 
 def private_folder(trusted: Path, name: str, uid: int, gid: int) -> None:
@@ -74,7 +81,11 @@ def private_folder(trusted: Path, name: str, uid: int, gid: int) -> None:
             os.fchown(fd, uid, gid)
             os.fchmod(fd, 0o700)
     except OSError as error:  # ELOOP/ENOTDIR: a symlink or a file is there
-        raise NotTheLearners(f"{trusted / name} is not a folder: {error.strerror}") from None
+        raise NotTheLearners(
+            f"{trusted / name} is not a folder ({error.strerror}); root left it alone.",
+            why="A symlink or a file there is never followed or changed by the classroom.",
+            fix=f"Remove {trusted / name} (as root), then start again.",
+        ) from None
 
 
 def read_small_file(trusted: Path, *names: str, uid: int, limit: int = 4096) -> str:

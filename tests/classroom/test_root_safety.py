@@ -146,9 +146,15 @@ def test_symlinks_planted_by_a_learner_do_not_steer_root(room: Any) -> None:
     up_again()  # the instructor runs `up` again: the notebooks are offered once more
     assert (home / "notebooks").is_symlink()
     session.start_server()
-    session.wait_ready()
+    try:
+        session.wait_ready()
+        not_ready = None
+    except AssertionError as error:  # the canaries first: they say why
+        not_ready = error
     assert canary.snapshot() == canary.before
     assert canary.connections == 0
+    if not_ready is not None:
+        raise not_ready
     # The learner's own processes replaced what they planted with the real things.
     log = (home / host.DOCKER_LOG).lstat()
     assert stat.S_ISREG(log.st_mode) and log.st_uid == entry.pw_uid

@@ -1,5 +1,6 @@
 """Root's looks into a learner's folders go through descriptors: a symlink, a hard link to
-someone else's file or a FIFO put there by the learner steers nothing.
+someone else's file or a FIFO put there by the learner steers nothing. The state folder is
+root's only; the workshop password never comes from the command line.
 
 Real files, links and sockets in a temporary folder; "the learner" is the user nobody.
 """
@@ -10,6 +11,8 @@ import io
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -180,3 +183,20 @@ def test_the_workshop_password_never_comes_from_the_command_line(
         hub.workshop_password(True, None)
     with pytest.raises(InputError, match="cannot be read"):
         hub.workshop_password(None, str(tmp_path / "missing"))
+
+
+def test_classroom_up_refuses_a_password_on_its_command_line(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.txt"
+    roster.write_text("ada\n")
+    state = tmp_path / "state"
+    argv = ["classroom", "--state", str(state), "up", "--roster", str(roster)]
+    done = subprocess.run(
+        [sys.executable, "-m", "labkit.cli", *argv, "--password", "in-ps-for-all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "visible to every user" in done.stderr + done.stdout
+    assert "--password-file" in done.stderr + done.stdout
+    assert not state.exists()  # refused before anything was made
