@@ -22,7 +22,10 @@ from pathlib import Path
 
 from labkit.errors import BackendError
 
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# getattr: the module is imported (never used) where these flags do not exist (Windows).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_TRUSTED = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = _TRUSTED | _NOFOLLOW
 
 
 class NotTheLearners(BackendError, OSError):
@@ -39,13 +42,13 @@ def opened(trusted: Path, *names: str, flags: int = _DIRECTORY) -> Iterator[int]
     below it is a single component opened with ``O_NOFOLLOW`` relative to its parent's
     descriptor. The last one is opened with ``flags``.
     """
-    fd = os.open(trusted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(trusted, _TRUSTED)
     try:
         for index, name in enumerate(names):
             if not name or "/" in name or name in (".", ".."):
                 raise ValueError(f"{name!r} is not a single name")
             last = index == len(names) - 1
-            mode = (flags if last else _DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC
+            mode = (flags if last else _DIRECTORY) | _NOFOLLOW
             child = os.open(name, mode, dir_fd=fd)
             os.close(fd)
             fd = child
