@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -186,7 +187,8 @@ def root_only_folder(path: Path) -> Path:
     beforehand with looser modes (0755) would show them to every learner. It must be a
     real folder of root's; a symlink or someone else's folder is refused, not changed.
     """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):  # a dangling symlink: refused below
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     for parent in path.resolve().parents:  # none of them may be renamed by a learner
         info = parent.stat()
         if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):

@@ -158,6 +158,11 @@ def test_the_state_folder_is_tightened_and_must_be_roots(tmp_path: Path) -> None
     link.symlink_to(state)
     with pytest.raises(InputError, match="not a folder"):
         hub.root_only_folder(link)
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="not a folder"):
+        hub.root_only_folder(dangling)
+    assert not (tmp_path / "nowhere").exists()
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # anyone may rename what is in it
