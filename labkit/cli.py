@@ -286,7 +286,7 @@ def _classroom(args: argparse.Namespace) -> int:
             args.state,
             args.ip,
             args.port,
-            args.password,
+            hub.workshop_password(args.password, args.password_file),
             board_ip=args.board_ip,
             board_port=args.board_port,
         )
@@ -328,7 +328,18 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--roster", type=Path, required=True, help="learner names, one a line")
     up.add_argument("--ip", default="127.0.0.1", help="the hub's listening address")
     up.add_argument("--port", type=int, default=8000, help="the hub's port")
-    up.add_argument("--password", help="one workshop password for all (default: generated)")
+    up.add_argument(
+        "--password",
+        nargs="?",
+        const=True,  # asked; a value given here is refused (ps shows it to every user)
+        metavar="",
+        help="one workshop password for all, asked at a prompt (default: one generated "
+        "password per learner)",
+    )
+    up.add_argument(
+        "--password-file",
+        help="read the workshop password from this file's first line ('-': standard input)",
+    )
     up.add_argument("--board-ip", default="127.0.0.1", help="the live board's address")
     up.add_argument("--board-port", type=int, default=8001, help="the live board's port")
     down = csub.add_parser("down", help="stop the hub and everything it started")

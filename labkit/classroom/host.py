@@ -8,21 +8,23 @@ started by the classroom, so ``down`` may stop all of them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
+import tarfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
+from labkit.classroom import learner_paths
 from labkit.errors import BackendError, InputError
 
 #: The comment (GECOS) on every account the classroom creates; nothing else is touched.
@@ -112,7 +114,7 @@ def ensure_account(learner: Learner) -> pwd.struct_passwd:
             fix="Rename the learner in the roster.",
         )
     home = Path(entry.pw_dir)
-    home.chmod(0o700)
+    learner_paths.private_folder(home.parent, home.name, entry.pw_uid, entry.pw_gid)
     _ensure_subordinate_ids(learner.unix_user)
     return entry
 
@@ -130,39 +132,86 @@ def _ensure_subordinate_ids(user: str) -> None:
 
 
 def delete_account(learner: Learner) -> bool:
+    """Remove a classroom account, its home and its runtime folder (after ``stop_everything``).
+
+    Refused while the account still runs a process: only then is nothing of the learner's
+    left that could change their folders while root removes them.
+    """
     entry = account(learner)
     if entry is None or not is_classroom_account(entry):
         return False
-    subprocess.run(["userdel", "--remove", learner.unix_user], check=False, capture_output=True)
+    if learner_processes(entry):
+        raise BackendError(
+            f"The account {learner.unix_user} still runs processes; it was not deleted.",
+            fix="Run `labkit classroom down` again, then delete the accounts.",
+        )
+    done = subprocess.run(["userdel", "--remove", learner.unix_user], capture_output=True)
+    if done.returncode not in (0, 12):  # 12: the home could not be removed (already gone)
+        raise BackendError(
+            f"The account {learner.unix_user} could not be deleted.",
+            why=done.stderr.decode(errors="replace").strip(),
+        )
+    learner_paths.remove_folder(RUNTIME_ROOT, str(entry.pw_uid))
     return True
 
 
+#: What the learner's own tar runs in their home: the notebooks arrive only if the learner
+#: has no ``notebooks`` there yet (not even a symlink), and only with the learner's rights.
+_UNPACK_NOTEBOOKS = "test -e notebooks || test -L notebooks || exec tar -x -f - --no-same-owner"
+
+
 def install_notebooks(entry: pwd.struct_passwd, notebooks: Path) -> Path:
-    """A copy of the lab's notebooks in the learner's home (kept if already there)."""
-    target = Path(entry.pw_dir) / "notebooks"
-    if not target.exists():
-        shutil.copytree(notebooks, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        for path in [target, *target.rglob("*")]:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    return target
+    """A copy of the lab's notebooks in the learner's home (kept if already there).
+
+    Root packs them (they are the kit's); the learner's own ``tar`` unpacks them.
+    """
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as archive:
+        archive.add(
+            notebooks,
+            arcname="notebooks",
+            filter=lambda info: None if ".ipynb_checkpoints" in info.name else info,
+        )
+    done = subprocess.run(
+        ["sh", "-c", _UNPACK_NOTEBOOKS],
+        input=packed.getvalue(),
+        env={"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir, "LANG": "C.UTF-8"},
+        capture_output=True,
+        check=False,
+        **demoted(entry),
+    )
+    if done.returncode != 0:
+        raise BackendError(
+            f"The notebooks could not be copied into {entry.pw_name}'s home.",
+            why=done.stderr.decode(errors="replace").strip(),
+        )
+    return Path(entry.pw_dir) / "notebooks"
 
 
 # -- running things as the learner ------------------------------------------------------
 
 
-def as_user(entry: pwd.struct_passwd) -> Callable[[], None]:
-    def demote() -> None:
-        os.setsid()
-        os.initgroups(entry.pw_name, entry.pw_gid)
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-        os.chdir(entry.pw_dir)
+def demoted(entry: pwd.struct_passwd, cwd: str | None = None) -> dict[str, Any]:
+    """``Popen`` arguments that start the child as the learner, in a session of its own.
 
-    return demote
+    No ``preexec_fn``: a fork in a process with threads (the hub, the board's pool) may
+    deadlock running Python in the child; Popen drops the privileges itself, in C.
+    """
+    return {
+        "user": entry.pw_uid,
+        "group": entry.pw_gid,
+        "extra_groups": os.getgrouplist(entry.pw_name, entry.pw_gid),
+        "start_new_session": True,
+        "cwd": cwd or entry.pw_dir,
+    }
+
+
+#: Root's folder of the users' runtime folders (systemd's ``/run/user``).
+RUNTIME_ROOT = Path("/run/user")
 
 
 def runtime_dir(entry: pwd.struct_passwd) -> Path:
-    return Path("/run/user") / str(entry.pw_uid)
+    return RUNTIME_ROOT / str(entry.pw_uid)
 
 
 def rootlesskit_dir(entry: pwd.struct_passwd) -> Path:
@@ -208,16 +257,21 @@ def learner_env(
 
 
 def run_as(
-    entry: pwd.struct_passwd, env: dict[str, str], argv: list[str], timeout: float = 300
+    entry: pwd.struct_passwd,
+    env: dict[str, str],
+    argv: list[str],
+    timeout: float = 300,
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess:
+    """``argv`` as the learner (in their home, or ``cwd``), its output captured."""
     return subprocess.run(
         argv,
         env=env,
-        preexec_fn=as_user(entry),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        **demoted(entry, cwd),
     )
 
 
@@ -297,12 +351,19 @@ def _others_can_run(path: Path) -> bool:
 # -- the learner's Docker Engine --------------------------------------------------------
 
 
+#: Run by the learner's own shell (so with their rights only): RootlessKit's old state and
+#: the old log go, the log is opened, and dockerd-rootless.sh takes the shell's place.
+_LAUNCH_DOCKER = 'umask 077; rm -rf -- "$1" "$4" || exit; exec "$2" --data-root "$3" >"$4" 2>&1'
+DOCKER_LOG = ".labkit-dockerd.log"
+
+
 def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60) -> None:
-    """The learner's own rootless dockerd (idempotent): it sees only their containers."""
-    run_dir = runtime_dir(entry)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    os.chown(run_dir, entry.pw_uid, entry.pw_gid)
-    run_dir.chmod(0o700)
+    """The learner's own rootless dockerd (idempotent): it sees only their containers.
+
+    Root makes only the runtime folder (its name is in root's ``/run/user``); every file
+    below it and in the home is made by the learner's own processes.
+    """
+    learner_paths.private_folder(RUNTIME_ROOT, str(entry.pw_uid), entry.pw_uid, entry.pw_gid)
     if docker_engine(entry) is not None and _docker_answers(entry):
         return
     script = next(
@@ -311,26 +372,23 @@ def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float =
         if Path(d, "dockerd-rootless.sh").exists()
     )
     state = rootlesskit_dir(entry)
-    shutil.rmtree(state, ignore_errors=True)
     child_env = dict(env, DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=f"--state-dir={state}")
-    log_path = Path(entry.pw_dir) / ".labkit-dockerd.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    os.chown(log_path, entry.pw_uid, entry.pw_gid)
+    log_path = Path(entry.pw_dir) / DOCKER_LOG
+    data_root = Path(entry.pw_dir) / ".local/share/docker"
     subprocess.Popen(
-        [script, "--data-root", str(Path(entry.pw_dir) / ".local/share/docker")],
+        ["sh", "-c", _LAUNCH_DOCKER, "sh", str(state), script, str(data_root), str(log_path)],
         env=child_env,
-        preexec_fn=as_user(entry),
-        stdout=log,
-        stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **demoted(entry),
     )
-    log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (state / "child_pid").exists() and _docker_answers(entry):
+        if docker_engine(entry) is not None and _docker_answers(entry):
             return
         time.sleep(0.5)
-    tail = log_path.read_text(errors="replace")[-1500:]
+    tail = run_as(entry, env, ["tail", "-c", "1500", str(log_path)], 30).stdout
     raise BackendError(
         f"{entry.pw_name}'s rootless Docker Engine did not start.",
         why=tail.strip(),
@@ -340,11 +398,12 @@ def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float =
 
 def _docker_answers(entry: pwd.struct_passwd) -> bool:
     """A ping on the learner's Docker socket: cheaper than running the CLI as them every
-    half second while a whole room starts at once."""
+    half second while a whole room starts at once. The socket is the learner's own (a
+    symlink put in its place is not followed)."""
     try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(str(docker_socket(entry)))
+        with learner_paths.connect_socket(
+            runtime_dir(entry), docker_socket(entry).name, uid=entry.pw_uid, timeout=5
+        ) as sock:
             sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             return sock.recv(64).split(b" ")[1:2] == [b"200"]
     except OSError:
@@ -354,8 +413,11 @@ def _docker_answers(entry: pwd.struct_passwd) -> bool:
 def docker_engine(entry: pwd.struct_passwd) -> psutil.Process | None:
     """RootlessKit's parent process (the learner's Docker Engine), if it runs."""
     try:
-        child = int((rootlesskit_dir(entry) / "child_pid").read_text())
-        parent = psutil.Process(child).parent()
+        state = rootlesskit_dir(entry)
+        recorded = learner_paths.read_small_file(
+            state.parent, state.name, "child_pid", uid=entry.pw_uid
+        )
+        parent = psutil.Process(int(recorded)).parent()
     except (OSError, ValueError, psutil.Error):
         return None
     if parent is None or parent.uids().real != entry.pw_uid:
@@ -364,9 +426,12 @@ def docker_engine(entry: pwd.struct_passwd) -> psutil.Process | None:
 
 
 def learner_processes(entry: pwd.struct_passwd) -> list[psutil.Process]:
+    """The account's processes (exited ones waiting for their parent's wait left out)."""
     found = []
-    for process in psutil.process_iter(["uids"]):
+    for process in psutil.process_iter(["uids", "status"]):
         uids = process.info.get("uids")
+        if process.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue
         if uids is not None and entry.pw_uid in (uids.real, uids.effective):
             found.append(process)
     return found

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -21,7 +24,7 @@ from labkit.classroom import host
 from labkit.classroom.state import Classroom, hash_password
 from labkit.errors import BackendError, InputError
 from labkit.kit_files import kit_notebooks
-from labkit.sandbox.context import free_port_block
+from labkit.sandbox.context import free_port_block, open_private_log, write_private
 from labkit.sandbox.processes import ProcessRecord, find_own
 
 HUB_RECORD = "hub.pid"
@@ -85,8 +88,7 @@ def up(
     passwords once."""
     _require_root()
     names = host.read_roster(roster)
-    state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir = root_only_folder(Path(state_dir))
     try:
         room = Classroom.load(state_dir)
     except InputError:
@@ -141,6 +143,85 @@ def up(
     return room
 
 
+def workshop_password(given: str | bool | None, password_file: str | None) -> str | None:
+    """The one password for all learners: asked (``given`` is True), read from a file or
+    standard input (``password_file``, ``-``), or None (each learner gets their own).
+
+    Never from the command line: ``ps`` shows every process's arguments to every user.
+    """
+    if isinstance(given, str):
+        raise InputError(
+            "A password on the command line is visible to every user of this machine "
+            "(ps shows it); it was not used.",
+            fix="Use --password alone to be asked for it, --password-file FILE, or "
+            "--password-file - to read it from standard input.",
+        )
+    if given and password_file:
+        raise InputError("Give --password or --password-file, not both.")
+    if password_file:
+        source = "standard input" if password_file == "-" else password_file
+        try:
+            text = sys.stdin.readline() if password_file == "-" else Path(password_file).read_text()
+        except OSError as error:
+            raise InputError(f"The password file {source} cannot be read: {error}.") from None
+        password = text.splitlines()[0] if text.strip() else ""
+        if not password:
+            raise InputError(f"The first line of {source} is empty: no password was read.")
+        return password
+    if not given:
+        return None
+    if not sys.stdin.isatty():
+        raise InputError(
+            "--password asks at a prompt, and standard input is not a terminal.",
+            fix="Use --password-file - to read it from standard input, or --password-file FILE.",
+        )
+    password = getpass.getpass("Workshop password: ")
+    if not password or password != getpass.getpass("The same again: "):
+        raise InputError("The two passwords differ (or are empty); nothing was changed.")
+    return password
+
+
+def root_only_folder(path: Path) -> Path:
+    """The state folder, made or tightened to 0700 at every ``up``.
+
+    It holds the password hashes, the hub's token, its database and log: one made
+    beforehand with looser modes (0755) would show them to every learner. It must be a
+    real folder of root's; a symlink or someone else's folder is refused, not changed.
+    """
+    with contextlib.suppress(FileExistsError):  # a dangling symlink: refused below
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for parent in path.resolve().parents:  # none of them may be renamed by a learner
+        info = parent.stat()
+        if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
+            raise InputError(
+                f"The classroom's state folder {path} is inside {parent}, which others "
+                "than root can change.",
+                why="Whoever can rename a folder on the way can swap the state for theirs.",
+                fix="Give a folder under root's folders with --state (the default is "
+                "/var/lib/labkit-classroom).",
+            )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise InputError(
+            f"The classroom's state folder {path} is not a folder ({error.strerror}).",
+            why="It must be a real folder of root's (a symlink there is not followed).",
+            fix="Remove it, or give another one with --state.",
+        ) from None
+    try:
+        owner = os.fstat(fd).st_uid
+        if owner != 0:
+            raise InputError(
+                f"The classroom's state folder {path} belongs to user {owner}, not root.",
+                why="It holds the learners' password hashes and the hub's token.",
+                fix="Give a folder of root's with --state (or remove that one).",
+            )
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+    return path
+
+
 def _start_board_page(room: Classroom) -> None:
     """``labkit.classroom.board_page``, as root (its probes run as each learner)."""
     state = room.state_dir
@@ -176,7 +257,10 @@ def _start_child(
 ) -> None:
     """Start a classroom process in its own session, logging to ``state/log_name``; record
     it (pid, start time, command line) and wait until ``answers()``, or say why not."""
-    log = open(state / log_name, "ab")  # noqa: SIM115 - handed to the child
+    # Root's only (0600, also an older kit's 0644 one): the learners' servers inherit the
+    # hub's log as their output, and could reopen it through /proc/<pid>/fd to read it.
+    log = open_private_log(state / log_name)
+    os.fchmod(log.fileno(), 0o600)
     process = subprocess.Popen(
         argv,
         cwd=state,
@@ -223,8 +307,7 @@ def _start_hub(room: Classroom) -> None:
         service=SERVICE_NAME,
         token=room.service_token,
     )
-    (state / "jupyterhub_config.py").write_text(config)
-    os.chmod(state / "jupyterhub_config.py", 0o600)
+    write_private(state / "jupyterhub_config.py", config.encode())  # it holds a token
     env = dict(os.environ, PYTHONPATH=str(host.KIT_ROOT))
     # Debian's configurable-http-proxy finds its modules there; a Node.js from elsewhere
     # (nodesource) does not look in Debian's folder by itself.
@@ -290,8 +373,11 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
         stopped += [line for found in pool.map(sweep, room.learners) for line in found]
     if delete_accounts:  # one by one: userdel locks /etc/passwd
         for learner in room.learners:
-            if host.delete_account(learner):
-                stopped.append(f"account {learner.unix_user}")
+            try:
+                if host.delete_account(learner):
+                    stopped.append(f"account {learner.unix_user}")
+            except BackendError as error:
+                say(f"Note: {error}")
     say("Stopped: " + ("; ".join(stopped) if stopped else "nothing was running"))
     return stopped
 

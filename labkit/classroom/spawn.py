@@ -19,6 +19,7 @@ from traitlets import Unicode
 from labkit.classroom import state as classroom_state
 from labkit.classroom.host import (
     Learner,
+    demoted,
     learner_env,
     run_as,
     start_docker,
@@ -54,8 +55,9 @@ class LearnerSpawner(LocalProcessSpawner):
         return room, learner, pwd.getpwnam(learner.unix_user)
 
     def make_preexec_fn(self, name: str) -> Any:
-        # The hub's name is the roster's; the Unix account is lk-<name>.
-        return super().make_preexec_fn(self._learner()[1].unix_user)
+        # None: the hub has threads (asyncio.to_thread), and a fork running Python before
+        # exec may deadlock there. Popen drops to the learner itself (popen_kwargs, start).
+        return None
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         room, learner, entry = self._learner()
@@ -70,6 +72,8 @@ class LearnerSpawner(LocalProcessSpawner):
         # ports: no other user can knock, and no port can be taken between pick and bind.
         self.args = [a for a in self.args if "transport" not in a]
         self.args.append("--KernelManager.transport=ipc")
+        # As the learner's account (lk-<name>; the hub's name is the roster's).
+        self.popen_kwargs = demoted(entry)
         try:
             return await super().start()
         except BaseException:

@@ -186,18 +186,17 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
     ensure_credentials(settings.home)  # before the child: clients read them as it starts
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
     # In a classroom: inside the learner's rootless Docker namespace (see sandbox.rootless).
-    enter_namespace = rootless.prepare(settings)
+    in_namespaces = rootless.prepare(settings)
     log = open_private_log(settings.log_file)
     argv = [sys.executable, "-m", "labkit.sandbox"]
     process = subprocess.Popen(
-        argv,
+        in_namespaces + argv,
         env=_child_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=str(settings.home),
-        preexec_fn=enter_namespace,
     )
     log.close()
     # Read now, while the child cannot have been replaced: it is not reaped until we wait.

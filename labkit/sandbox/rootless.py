@@ -12,10 +12,9 @@ host's loopback by RootlessKit's port driver, where the learner's kernel calls t
 
 from __future__ import annotations
 
-import ctypes
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 from labkit.errors import BackendError
@@ -25,9 +24,6 @@ ENV_VARIABLE = "LABKIT_SANDBOX_ROOTLESSKIT"
 
 #: How many load balancer listener ports are forwarded (the lab makes one).
 LB_PORTS_FORWARDED = 4
-
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
 
 
 def state_dir() -> Path | None:
@@ -72,34 +68,28 @@ def forward_ports(state: Path, settings: Settings) -> None:
             )
 
 
-def enter_namespaces(pid: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that moves the child into ``pid``'s user and network namespaces.
+def entering_namespaces(pid: int) -> list[str]:
+    """The command prefix that runs a program in ``pid``'s user and network namespaces.
 
-    Done between fork and exec, so the sandbox's command line (what its pid record
-    proves) is the usual one.
+    ``nsenter`` joins them and execs the program, so the sandbox's command line (what its
+    pid record proves) is the usual one; no Python runs between fork and exec (a
+    ``preexec_fn`` may deadlock in a process with threads). The learner keeps their own
+    credentials: their user owns those namespaces.
     """
-    user_ns = f"/proc/{pid}/ns/user"
-    net_ns = f"/proc/{pid}/ns/net"
-
-    def enter() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for path, kind in ((user_ns, _CLONE_NEWUSER), (net_ns, _CLONE_NEWNET)):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                if libc.setns(fd, kind) != 0:
-                    error = ctypes.get_errno()
-                    raise OSError(error, f"setns {path}: {os.strerror(error)}")
-            finally:
-                os.close(fd)
-
-    return enter
+    nsenter = shutil.which("nsenter")
+    if nsenter is None:
+        raise BackendError(
+            "The sandbox cannot join your Docker Engine's network: nsenter is missing.",
+            fix="Ask the instructor to install util-linux (it provides nsenter).",
+        )
+    return [nsenter, f"--target={pid}", "--user", "--net", "--preserve-credentials", "--"]
 
 
-def prepare(settings: Settings) -> Callable[[], None] | None:
-    """For ``lifecycle.up``: forward the ports, return the ``preexec_fn`` (None: not used)."""
+def prepare(settings: Settings) -> list[str]:
+    """For ``lifecycle.up``: forward the ports, return the command prefix (empty: none)."""
     state = state_dir()
     if state is None:
-        return None
+        return []
     pid = child_pid(state)
     forward_ports(state, settings)
-    return enter_namespaces(pid)
+    return entering_namespaces(pid)
