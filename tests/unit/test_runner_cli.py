@@ -71,10 +71,19 @@ def test_run_stops_at_the_failing_notebook_and_names_the_cell(tmp_path, capsys):
 
 
 def test_cli_check_reports_a_table_and_fails_without_backend(monkeypatch, capsys):
-    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")  # no AWS_ENDPOINT_URL set
+    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
     assert main(["check"]) == 1
     out = capsys.readouterr().out
+    assert "backend=endpoint (from LABKIT_BACKEND)" in out
     assert "Task 1: repository and permission statement" in out and "❌" in out
+
+
+def test_cli_stops_when_the_exported_backend_cannot_be_used(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")  # no AWS_ENDPOINT_URL set
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "AWS_ENDPOINT_URL is not set" in err and "unset LABKIT_BACKEND" in err
 
 
 def test_concurrent_runs_start_their_kernels_on_private_unix_sockets(tmp_path):
