@@ -164,3 +164,9 @@ def test_a_writable_folder_is_opened_as_it_is(tmp_path):
     kit = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOK_DIR, kit)
     assert launch.plan(kit).notebooks == kit.resolve()
+
+
+def test_lab_sh_ends_by_naming_labkit_lab():
+    """`jupyter lab notebooks/` refuses as root, which lab.sh usually runs as."""
+    script = (NOTEBOOK_DIR.parent / "scripts" / "lab.sh").read_text()
+    assert "&& labkit lab" in script and "jupyter lab" not in script
