@@ -67,6 +67,7 @@ FROM_COMMAND_LINE = "-p"
 FROM_RUN = "-p of this labkit run, not remembered"
 FROM_ENVIRONMENT = f"from {BACKEND_VARIABLE}"
 FROM_NOTEBOOK_00 = "remembered from notebook 00"
+FROM_FORM = "chosen in the form"  # notebook 00, before it is saved
 FROM_DEFAULT = "default"
 PRECEDENCE = f"-p > {BACKEND_VARIABLE} > notebook 00 > default"
 
@@ -88,8 +89,8 @@ def remembered_settings() -> dict[str, Any]:
 
 def save_settings(config: LabConfig, names: Iterable[str] | None = None) -> Path:
     """Remember ``config``'s settings ``names`` (all by default) for the later notebooks;
-    the others stay as they were. An empty value (or backend auto) forgets that setting.
-    Returns the state file's path."""
+    the others stay as they were. An empty value forgets that setting. Returns the state
+    file's path."""
     state = load_state()
     saved = dict(remembered_settings())
     for name in SETTINGS if names is None else names:
@@ -108,7 +109,8 @@ def forget_settings(names: Iterable[str] | None = None) -> bool:
     the state stays. True if there was something to forget."""
     state = load_state()
     saved = dict(remembered_settings())
-    gone = [saved.pop(name) for name in list(saved) if names is None or name in names]
+    chosen = set(saved if names is None else names)
+    gone = [saved.pop(name) for name in list(saved) if name in chosen]
     if not gone:
         return False
     state["settings"] = saved
@@ -182,8 +184,12 @@ class ResolvedSettings:
             "`labkit settings forget`; or for one run `labkit run -p backend sandbox` "
             f"(or export {BACKEND_VARIABLE}=sandbox)",
             FROM_ENVIRONMENT: f"or `unset {BACKEND_VARIABLE}`",
+            FROM_FORM: "or choose sandbox in the form and re-run this cell",
+            FROM_PARAMETERS: 'or set backend = "sandbox" in the parameters cell',
+            FROM_COMMAND_LINE: "or leave out `-p backend endpoint`",
+            FROM_RUN: "or leave out `-p backend endpoint`",
         }
-        other = fixes.get(source, "or leave out `-p backend endpoint` (the parameter)")
+        other = fixes.get(source, "or choose the sandbox in notebook 00")
         raise PrerequisiteError(
             f"The lab cannot use backend 'endpoint' here ({source}).",
             why=f"{problem[:1].upper()}{problem[1:]}: nothing was done.",

@@ -27,6 +27,7 @@ from labkit.errors import InputError
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
 from labkit.state import (
+    FROM_FORM,
     FROM_NOTEBOOK_00,
     FROM_PARAMETERS,
     FROM_RUN,
@@ -129,18 +130,20 @@ class SettingsForm:
         """A Lab built from the form's current values."""
         return Lab(self.config)
 
+    def edited(self, name: str) -> bool:
+        """Whether the form's value of ``name`` differs from the one it was pre-filled with."""
+        coerce = SETTINGS[name].coerce
+        try:
+            return coerce(self.fields[name].input.value) != coerce(self.prefilled[name][0])
+        except InputError:
+            return True
+
     def chosen_here(self, name: str) -> bool:
         """Whether setting ``name`` is chosen in notebook 00: typed in its parameters cell,
         remembered from last time, or edited in the form. A run's -p, LABKIT_BACKEND and
         the defaults are not (so saving never makes them stick)."""
-        value, source = self.prefilled[name]
-        if source in (FROM_PARAMETERS, FROM_NOTEBOOK_00):
-            return True
-        coerce = SETTINGS[name].coerce
-        try:
-            return coerce(self.fields[name].input.value) != coerce(value)
-        except InputError:
-            return True
+        source = self.prefilled[name][1]
+        return source in (FROM_PARAMETERS, FROM_NOTEBOOK_00) or self.edited(name)
 
     def save(self) -> ResolvedSettings:
         """Remember what is chosen here for notebooks 01–06; print what is remembered and
@@ -159,7 +162,7 @@ class SettingsForm:
                 f"`unset {BACKEND_VARIABLE}`, and start it again (`labkit lab`).",
             )
         sources = {
-            name: (FROM_NOTEBOOK_00 if name in chosen else source)
+            name: (FROM_FORM if self.edited(name) else source)
             for name, (_, source) in self.prefilled.items()
         }
         ResolvedSettings(config, sources).check_requirements()

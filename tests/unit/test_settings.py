@@ -247,6 +247,13 @@ def test_a_remembered_endpoint_without_its_url_stops_at_once_naming_the_fix(caps
         form.save()
     form.fields["backend"].input.value = "sandbox"
     assert form.save().config.backend is Backend.SANDBOX
+    form = widgets.SettingsForm()
+    form.fields["backend"].input.value = "endpoint"  # chosen anew: the fix is in the form
+    with pytest.raises(PrerequisiteError) as caught:
+        form.save()
+    assert "(chosen in the form)" in caught.value.what
+    assert "choose sandbox in the form" in caught.value.fix
+    assert load_state()["settings"]["backend"] == "sandbox"
 
 
 def test_the_cli_stops_before_running_anything(tmp_path, capsys):
