@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     parameters = dict(args.parameter or [])
     resolved = _settings_from_args(args)  # stops here if the backend cannot be used
     given = [name for name in resolved.sources if name in parameters]
+    # What later commands need to reach the same lab (a run's -p is not remembered).
+    again = " ".join(f"-p {name} {shlex.quote(str(parameters[name]))}" for name in given)
     if given:
         print(f"(-p {', '.join(given)}: for this run only, not remembered.)")
     if _resets(args):
@@ -171,6 +173,11 @@ def _run(args: argparse.Namespace) -> int:
     print()
     for run in runs:
         print(run)
+    if again:
+        print(
+            f"Not remembered: later commands on this lab need it again, e.g. "
+            f"`labkit check {again}`, `labkit cleanup {again}`."
+        )
     if args.report and runs:
         from labkit.report import build_report
 

@@ -70,6 +70,7 @@ def test_a_runs_p_does_not_stick_and_the_exported_backend_wins(
         ])  # fmt: skip
     out = capsys.readouterr().out
     assert "backend=endpoint (-p)" in out and "for this run only, not remembered" in out
+    assert "`labkit cleanup -p backend endpoint`" in out  # how to reach that lab again
     printed = _printed(runs / "endpoint" / "00_start_here.ipynb")
     assert "Saved for notebooks 01–06" in printed, printed[-2000:]
     assert "backend=endpoint (-p of this labkit run, not remembered)" in printed

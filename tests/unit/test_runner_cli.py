@@ -121,3 +121,31 @@ def test_concurrent_runs_start_their_kernels_on_private_unix_sockets(tmp_path):
     assert len(folders) == 3 and {kernel["mode"] for kernel in kernels} == {0o700}
     assert all(kernel["ip"].startswith(kernel["folder"] + os.sep) for kernel in kernels)
     assert not any(Path(folder).exists() for folder in folders)  # removed after the run
+
+
+def test_a_runs_p_reaches_its_kernels_for_that_run_only(tmp_path, capsys):
+    """The kernels get -p as parameters and learn which settings it gave (so notebook 00
+    does not remember them); after the run the variable is gone, the state untouched."""
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    out = tmp_path / "seen.json"
+    _notebook(
+        notebooks / "00_seen.ipynb",
+        f"region = ''\nout = {str(out)!r}",
+        "import json, os\n"
+        "from labkit.state import resolve_settings\n"
+        "resolved = resolve_settings(region=region)\n"
+        "json.dump({'variable': os.environ.get('LABKIT_RUN_SETTINGS'),\n"
+        "           'source': resolved.sources['region']}, open(out, 'w'))",
+    )
+    argv = ["run", "-q", "--notebooks", str(notebooks), "-o", str(tmp_path / "run")]
+    assert main([*argv, "-p", "region", "eu-west-1"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == {
+        "variable": "region",
+        "source": "-p of this labkit run, not remembered",
+    }
+    assert "region=eu-west-1 (-p)" in printed
+    assert "`labkit cleanup -p region eu-west-1`" in printed
+    assert "LABKIT_RUN_SETTINGS" not in os.environ
+    assert not (tmp_path / "state" / "state.json").exists()
