@@ -82,7 +82,8 @@ def test_a_runs_p_does_not_stick_and_the_exported_backend_wins(
     started = time.monotonic()
     assert main(["run", "--until", "01", "-q", "-o", str(runs / "sandbox")]) == 0
     out = capsys.readouterr().out
-    print(f"labkit run --until 01 on the sandbox: {time.monotonic() - started:.1f} s")
+    with capsys.disabled():
+        print(f"\nlabkit run --until 01 on the sandbox: {time.monotonic() - started:.1f} s")
     assert "backend=sandbox (from LABKIT_BACKEND)" in out
     printed = _printed(runs / "sandbox" / "01_task1_repository.ipynb")
     assert "backend=sandbox (from LABKIT_BACKEND)" in printed
@@ -106,7 +107,8 @@ def test_a_runs_p_does_not_stick_and_the_exported_backend_wins(
     assert "-p backend sandbox" in captured.err
     assert "Resetting" not in captured.out and not (runs / "trapped").exists()
     assert _repositories() == [LAB.repository]  # no reset ran: Task 1's repository stays
-    print(f"stopped in {seconds:.2f} s: {captured.err.strip()}")
+    with capsys.disabled():
+        print(f"stopped in {seconds:.2f} s: {captured.err.strip()}")
     assert seconds < 5
 
     # The fix it names works: forget, and the same run goes through on the sandbox.
