@@ -2,7 +2,8 @@
 
 Each command group lives in its own ``_add_*`` function so the parser reads like the
 README: ``labkit lab``, ``labkit sandbox up|down|status|env``, ``labkit run``,
-``labkit report``, ``labkit reset``, ``labkit check``, ``labkit cleanup``, ``labkit doctor``.
+``labkit report``, ``labkit settings``, ``labkit reset``, ``labkit check``,
+``labkit cleanup``, ``labkit doctor``.
 """
 
 from __future__ import annotations
@@ -66,12 +67,76 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     ssub.add_parser("env", help="shell lines that point the aws CLI and boto3 at the sandbox")
 
 
-def _lab_from_args(args: argparse.Namespace):
-    """The settings chosen in notebook 00, with ``-p NAME VALUE`` overriding."""
-    from labkit.lab import Lab
-    from labkit.state import resolve_settings
+def _settings_from_args(args: argparse.Namespace, check: bool = True):
+    """The settings in use (``-p NAME VALUE``, LABKIT_BACKEND, notebook 00, defaults);
+    with ``check``, printed in one line with where each came from, then a stop at once if
+    the backend's requirement is missing. Other -p names (a notebook's own) are skipped."""
+    from labkit.config import SETTINGS
+    from labkit.state import FROM_COMMAND_LINE, resolve_settings
 
-    return Lab(resolve_settings(**dict(args.parameter or [])).config)
+    given = {k: v for k, v in (args.parameter or []) if k in SETTINGS}
+    resolved = resolve_settings(FROM_COMMAND_LINE, check=False, **given)
+    if check:
+        print(resolved.describe(), flush=True)
+        resolved.check_requirements()
+    return resolved
+
+
+def _lab_from_args(args: argparse.Namespace):
+    """The Lab of the settings in use (:func:`_settings_from_args`)."""
+    from labkit.lab import Lab
+
+    return Lab(_settings_from_args(args).config)
+
+
+def _settings(args: argparse.Namespace) -> int:
+    from labkit.display import table
+    from labkit.errors import PrerequisiteError
+    from labkit.state import PRECEDENCE, forget_settings, state_path
+
+    if args.settings_command == "forget":
+        if forget_settings():
+            print(f"Forgot the settings remembered from notebook 00 (in {state_path()}).")
+        else:
+            print("No settings were remembered from notebook 00; nothing to forget.")
+    resolved = _settings_from_args(args, check=False)
+    table(
+        "Lab settings",
+        ["setting", "value", "from"],
+        [[name, resolved.value_text(name), source] for name, source in resolved.sources.items()],
+    )
+    print(
+        f"Each setting comes from the first of: {PRECEDENCE}. -p is for one command or run "
+        "only; LABKIT_BACKEND only for the shell that exports it; notebook 00 remembers "
+        f"its choice (in {state_path()}) until you choose again there or run "
+        "`labkit settings forget`."
+    )
+    try:
+        resolved.check_requirements()
+    except PrerequisiteError as exc:
+        print(f"\n❌ {exc}")
+        return 1
+    return 0
+
+
+def _add_settings(sub: argparse._SubParsersAction) -> None:
+    p = _command(
+        sub,
+        "settings",
+        _settings,
+        lab=True,
+        help="the settings in use and where each comes from; `forget` forgets notebook 00's",
+        description="Show the lab's settings and where each comes from: -p (this command "
+        "only), an exported LABKIT_BACKEND, the choice remembered from notebook 00, or the "
+        "default, in that order. `labkit settings forget` forgets notebook 00's choice.",
+    )
+    p.add_argument(
+        "settings_command",
+        nargs="?",
+        choices=("show", "forget"),
+        default="show",
+        help="show (default), or forget what notebook 00 remembered",
+    )
 
 
 def _resets(args: argparse.Namespace) -> bool:
@@ -85,6 +150,12 @@ def _run(args: argparse.Namespace) -> int:
     from labkit.runner import reset_lab, run_notebooks
 
     parameters = dict(args.parameter or [])
+    resolved = _settings_from_args(args)  # stops here if the backend cannot be used
+    given = [name for name in resolved.sources if name in parameters]
+    # What later commands need to reach the same lab (a run's -p is not remembered).
+    again = " ".join(f"-p {name} {shlex.quote(str(parameters[name]))}" for name in given)
+    if given:
+        print(f"(-p {', '.join(given)}: for this run only, not remembered.)")
     if _resets(args):
         reset_lab(parameters)
         print()
@@ -102,6 +173,11 @@ def _run(args: argparse.Namespace) -> int:
     print()
     for run in runs:
         print(run)
+    if again:
+        print(
+            f"Not remembered: later commands on this lab need it again, e.g. "
+            f"`labkit check {again}`, `labkit cleanup {again}`."
+        )
     if args.report and runs:
         from labkit.report import build_report
 
@@ -241,9 +317,14 @@ def _lab(args: argparse.Namespace) -> int:
         port=args.port,
         browser=args.browser,
     )
-    lab = _lab_from_args(args)
+    from labkit.lab import Lab
+    from labkit.state import FROM_COMMAND_LINE
+
+    resolved = _settings_from_args(args)
+    lab = Lab(resolved.config)
     lab.start()  # the sandbox, if it is the backend; else says where calls go
-    return launch.run(server, lab)
+    # -p backend holds for this session's kernels (as an exported LABKIT_BACKEND would).
+    return launch.run(server, lab, pin_backend=resolved.sources["backend"] == FROM_COMMAND_LINE)
 
 
 def _add_lab(sub: argparse._SubParsersAction) -> None:
@@ -387,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub)
     _add_run(sub)
     _add_report(sub)
+    _add_settings(sub)
     for handler, help_text in (  # the commands on the lab, each named after its handler
         (_reset, "back to a clean lab: delete what the kit created, forget the service name"),
         (_check, "print every task's status as a table"),

@@ -42,14 +42,29 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+#: An exported backend: it comes before what notebook 00 remembers (see labkit.state).
+BACKEND_VARIABLE = "LABKIT_BACKEND"
+#: The backend when nothing chose one; ``labkit lab`` sets it for its session.
+DEFAULT_BACKEND_VARIABLE = "LABKIT_DEFAULT_BACKEND"
+
+
+def default_backend() -> tuple[str, str]:
+    """The backend when no one chose one, and why: ``labkit lab``'s session default
+    (LABKIT_DEFAULT_BACKEND), else ``endpoint`` when AWS_ENDPOINT_URL is set, else the
+    sandbox."""
+    session = os.environ.get(DEFAULT_BACKEND_VARIABLE, "").strip().lower()
+    if session:
+        return session, f"default of this labkit lab ({DEFAULT_BACKEND_VARIABLE})"
+    if os.environ.get("AWS_ENDPOINT_URL", "").strip():
+        return Backend.ENDPOINT.value, "default, as AWS_ENDPOINT_URL is set"
+    return Backend.SANDBOX.value, "default"
+
+
 def coerce_backend(value: Any) -> Backend:
-    """``"auto"``/empty → LABKIT_BACKEND, else ``endpoint`` if AWS_ENDPOINT_URL is set,
-    else the sandbox."""
+    """``"auto"``/empty → LABKIT_BACKEND, else :func:`default_backend`."""
     text = "" if _blank(value) else str(value).strip().lower()
     if text in ("", "auto"):
-        text = os.environ.get("LABKIT_BACKEND", "").strip().lower()
-        if not text:
-            text = "endpoint" if os.environ.get("AWS_ENDPOINT_URL") else "sandbox"
+        text = os.environ.get(BACKEND_VARIABLE, "").strip().lower() or default_backend()[0]
     try:
         return Backend(text)
     except ValueError:
@@ -59,6 +74,14 @@ def coerce_backend(value: Any) -> Backend:
             fix='Set backend = "sandbox" (offline, the default), "endpoint" '
             '(with AWS_ENDPOINT_URL) or "aws" (real AWS, costs money).',
         ) from None
+
+
+def missing_requirement(backend: Backend) -> str:
+    """What ``backend`` needs and this environment lacks, or ``""``. (Real AWS's
+    credentials are checked by its first call: finding them may take the network.)"""
+    if backend is Backend.ENDPOINT and not os.environ.get("AWS_ENDPOINT_URL", "").strip():
+        return "backend is 'endpoint' but AWS_ENDPOINT_URL is not set"
+    return ""
 
 
 def coerce_account_id(value: Any) -> str:

@@ -35,10 +35,12 @@ REJECTED_CREDENTIALS = frozenset(
 
 def open_lab(**parameters: Any) -> Lab:
     """The Lab of notebooks 01–06: the settings chosen in notebook 00, unless a parameter
-    (the ``parameters`` cell, papermill's ``-p``) says otherwise. Prints one plain line
-    of the settings in use and where each came from."""
-    resolved = resolve_settings(**parameters)
+    (the ``parameters`` cell, papermill's ``-p``) or LABKIT_BACKEND says otherwise
+    (labkit.state has the order). Prints one plain line of the settings in use and where
+    each came from; stops at once when the backend's requirement is missing."""
+    resolved = resolve_settings(check=False, **parameters)
     print(resolved.describe())
+    resolved.check_requirements()  # before anything is done
     return Lab(resolved.config)
 
 

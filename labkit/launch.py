@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.config import BACKEND_VARIABLE, DEFAULT_BACKEND_VARIABLE
 from labkit.errors import BackendError, InputError, PrerequisiteError
 from labkit.kit_files import copy_notebooks, editable_in_place, is_installed_copy, kit_notebooks
 from labkit.lab import Lab
@@ -59,10 +60,18 @@ def free_port_from(first: int, tries: int = 50) -> int:
     )
 
 
-def lab_environment(lab: Lab) -> dict[str, str]:
+def lab_environment(lab: Lab, pin_backend: bool = False) -> dict[str, str]:
     """What JupyterLab, its kernels and its terminals inherit: the backend and the
-    variables that point the ``aws`` CLI and boto3 at it."""
-    return {"LABKIT_BACKEND": lab.backend.value, **lab.aws_environment()}
+    variables that point the ``aws`` CLI and boto3 at it.
+
+    The backend is the session's default (LABKIT_DEFAULT_BACKEND), so a choice made in
+    notebook 00 still holds (and the sandbox's AWS_ENDPOINT_URL does not make it
+    "endpoint"); ``pin_backend`` (``labkit lab -p backend …``) exports LABKIT_BACKEND,
+    which comes first."""
+    env = {DEFAULT_BACKEND_VARIABLE: lab.backend.value, **lab.aws_environment()}
+    if pin_backend:
+        env[BACKEND_VARIABLE] = lab.backend.value
+    return env
 
 
 @dataclass(frozen=True)
@@ -199,9 +208,9 @@ def wait_until_up(server: LabServer, process: subprocess.Popen[Any]) -> None:
             time.sleep(0.5)
 
 
-def run(server: LabServer, lab: Lab) -> int:
+def run(server: LabServer, lab: Lab, pin_backend: bool = False) -> int:
     """Start JupyterLab, print the URL once it answers, and wait until it stops."""
-    env = {**os.environ, **lab_environment(lab), **server.secret_environment()}
+    env = {**os.environ, **lab_environment(lab, pin_backend), **server.secret_environment()}
     process = subprocess.Popen(server.command(), env=env, cwd=server.notebooks)
 
     def stop(signum: int, _frame: Any) -> None:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from labkit.backends.report import TeardownReport
+from labkit.config import SETTINGS
 from labkit.errors import InputError
 from labkit.kit_files import copy_notebooks, editable_in_place, kit_notebooks
 from labkit.names import NOTEBOOKS
+from labkit.state import RUN_SETTINGS_VARIABLE
 
 NOTEBOOK_DIR = kit_notebooks()
 KERNEL_NAME = "python3"
@@ -124,10 +126,13 @@ def run_notebooks(
     # show one snapshot and return instead of refreshing.
     # LABKIT_STRICT is set either way: without it, CI=true alone would make checks strict.
     run_env = {"LABKIT_HEADLESS": "1", "LABKIT_STRICT": "1" if strict else "0"}
-    saved = {key: os.environ.get(key) for key in run_env}
+    saved = {key: os.environ.get(key) for key in [*run_env, RUN_SETTINGS_VARIABLE]}
     for key, value in run_env.items():
         if saved[key] is None:
             os.environ[key] = value
+    # The -p settings reach every notebook as parameters, for this run only: named here,
+    # notebook 00 does not remember them (labkit.state).
+    os.environ[RUN_SETTINGS_VARIABLE] = " ".join(sorted(set(parameters or {}) & set(SETTINGS)))
     try:
         return _run_all(
             start, until, output_dir, parameters, cell_timeout, notebook_dir, log_output, solutions
@@ -136,6 +141,8 @@ def run_notebooks(
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
+            elif key == RUN_SETTINGS_VARIABLE:
+                os.environ[key] = value
 
 
 def _run_all(
@@ -222,13 +229,13 @@ def reset_lab(parameters: dict[str, Any] | None = None) -> TeardownReport:
     sandbox (it is started if it is the backend and is down, since its resources survive
     restarts). Prints and returns the teardown report.
     """
-    from labkit.config import SETTINGS, Backend
+    from labkit.config import Backend
     from labkit.lab import Lab
-    from labkit.state import resolve_settings
+    from labkit.state import FROM_COMMAND_LINE, resolve_settings
     from labkit.teardown import teardown
 
     settings = {k: v for k, v in (parameters or {}).items() if k in SETTINGS}
-    lab = Lab(resolve_settings(**settings).config)
+    lab = Lab(resolve_settings(FROM_COMMAND_LINE, **settings).config)
     if lab.backend is Backend.SANDBOX:
         lab.start()
     print(f"↺ Resetting the lab ({lab.backend.value}): deleting what the kit created.")

@@ -8,17 +8,37 @@ papermill and nbconvert have no widget frontend.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as w
 
-from labkit.config import SETTINGS, LabConfig, Setting
+from labkit.config import (
+    BACKEND_VARIABLE,
+    SETTINGS,
+    LabConfig,
+    Setting,
+    coerce_backend,
+    missing_requirement,
+)
 from labkit.display import in_kernel
 from labkit.errors import InputError
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
-from labkit.state import ResolvedSettings, choose_settings, resolve_settings, save_settings
+from labkit.state import (
+    FROM_FORM,
+    FROM_NOTEBOOK_00,
+    FROM_PARAMETERS,
+    FROM_RUN,
+    PRECEDENCE,
+    ResolvedSettings,
+    choose_settings,
+    forget_settings,
+    is_set,
+    resolve_settings,
+    save_settings,
+)
 
 
 class ValidatedField:
@@ -65,8 +85,9 @@ class ValidatedField:
 class SettingsForm:
     """The lab's settings: backend, region, account, repository name, service name.
 
-    Pre-filled with what the parameters cell says, else what was saved last time
-    (:meth:`save`), else the defaults; :meth:`save` remembers the form's current values
+    Pre-filled as the notebooks would use them (labkit.state's order: the parameters
+    cell or a run's -p, LABKIT_BACKEND, what was saved last time, the defaults), each
+    field saying where its value came from. :meth:`save` remembers what is chosen here
     for notebooks 01–06 (``labkit.open_lab()``). ``str(form)`` is the plain-text twin.
     """
 
@@ -74,10 +95,11 @@ class SettingsForm:
 
     def __init__(self, **parameters: Any) -> None:
         # A given parameter as typed (even if invalid, so the form shows the ❌), else
-        # what was saved last time, else the default.
+        # LABKIT_BACKEND, else what was saved last time, else the default.
+        self.prefilled = choose_settings(**parameters)
         self.fields: dict[str, ValidatedField] = {
             name: _setting_field(name, value, SETTINGS[name])
-            for name, (value, _source) in choose_settings(**parameters).items()
+            for name, (value, _source) in self.prefilled.items()
         }
         self.widget = w.VBox(
             [w.HTML(f"<b>{self.title}</b>"), *(f.box for f in self.fields.values())]
@@ -86,9 +108,10 @@ class SettingsForm:
     def __str__(self) -> str:
         # Printed once, before any edit.
         note = "(as pre-filled; after editing the form, the next cell prints what it saves)"
-        return "\n".join(
-            [self.title, *(f"  {f.plain()}" for f in self.fields.values()), f"  {note}"]
-        )
+        lines = [
+            f"  {field.plain()}  [{self.prefilled[name][1]}]" for name, field in self.fields.items()
+        ]
+        return "\n".join([self.title, *lines, f"  {note}"])
 
     def show(self) -> SettingsForm:
         if in_kernel():
@@ -107,17 +130,58 @@ class SettingsForm:
         """A Lab built from the form's current values."""
         return Lab(self.config)
 
+    def edited(self, name: str) -> bool:
+        """Whether the form's value of ``name`` differs from the one it was pre-filled with."""
+        coerce = SETTINGS[name].coerce
+        try:
+            return coerce(self.fields[name].input.value) != coerce(self.prefilled[name][0])
+        except InputError:
+            return True
+
+    def chosen_here(self, name: str) -> bool:
+        """Whether setting ``name`` is chosen in notebook 00: typed in its parameters cell,
+        remembered from last time, or edited in the form. A run's -p, LABKIT_BACKEND and
+        the defaults are not (so saving never makes them stick)."""
+        source = self.prefilled[name][1]
+        return source in (FROM_PARAMETERS, FROM_NOTEBOOK_00) or self.edited(name)
+
     def save(self) -> ResolvedSettings:
-        """Remember the form's current values for notebooks 01–06; print what was saved."""
+        """Remember what is chosen here for notebooks 01–06; print what is remembered and
+        what notebooks 01–06 will use. Refuses (remembering nothing) a backend that an
+        exported LABKIT_BACKEND would override, or whose requirement is missing."""
         config = self.config
-        path = save_settings(config)
-        saved = resolve_settings()  # read back, as the next notebooks will
-        names = ", ".join(f"{n}={saved.value_text(n)}" for n in SETTINGS)
+        chosen = [name for name in SETTINGS if self.chosen_here(name)]
+        exported = os.environ.get(BACKEND_VARIABLE, "").strip()
+        if "backend" in chosen and exported and coerce_backend(exported) != config.backend:
+            raise InputError(
+                f"backend {config.backend.value} cannot take effect: {BACKEND_VARIABLE}="
+                f"{exported} is exported here, and it wins in notebooks 01–06.",
+                why=f"An exported {BACKEND_VARIABLE} comes before what notebook 00 "
+                f"remembers (the order: {PRECEDENCE}).",
+                fix=f"Choose {exported} in the form and re-run this cell; or stop Jupyter, "
+                f"`unset {BACKEND_VARIABLE}`, and start it again (`labkit lab`).",
+            )
+        sources = {
+            name: (FROM_FORM if self.edited(name) else source)
+            for name, (_, source) in self.prefilled.items()
+        }
+        ResolvedSettings(config, sources).check_requirements()
+        # backend "auto" (or an emptied field) chooses nothing: forget the old choice.
+        cleared = [n for n in chosen if not is_set(n, self.fields[n].input.value)]
+        forget_settings(cleared)
+        path = save_settings(config, [n for n in chosen if n not in cleared])
+        # Read back as notebooks 01–06 will: a run's -p reaches them too.
+        from_run = {n: self.fields[n].input.value for n in SETTINGS if sources[n] == FROM_RUN}
+        saved = resolve_settings(**from_run)
+        remembered = (
+            ", ".join(f"{n}={saved.value_text(n)}" for n in chosen if n not in cleared) or "nothing"
+        )
         print(
-            f"Saved for notebooks 01–06: {names} (in {path}, readable by you only). "
+            f"Saved for notebooks 01–06: {remembered} (in {path}, readable by you only). "
             f"To change them, edit the form and re-run this cell; {NOTEBOOKS[0]} is the "
             "only place they are chosen."
         )
+        print(saved.describe())
         return saved
 
 
@@ -126,12 +190,26 @@ def _setting_field(name: str, value: Any, setting: Setting) -> ValidatedField:
     if setting.choices:
         text = str(value).strip().lower()
         options = setting.choices if text in setting.choices else None  # else: a ❌ text box
-        return ValidatedField(label, text, setting.coerce, options=options)
+        coerce = _usable_backend if name == "backend" else setting.coerce
+        return ValidatedField(label, text, coerce, options=options)
     try:  # shown as the lab will use it: papermill's int account id zero-padded
         value = setting.coerce(value)
     except InputError:
         pass  # shown as typed, next to its ❌
     return ValidatedField(label, value, setting.coerce)
+
+
+def _usable_backend(value: Any) -> Any:
+    """The backend, refused (❌ in the form) when its requirement is missing here."""
+    backend = coerce_backend(value)
+    problem = missing_requirement(backend)
+    if problem:
+        raise InputError(
+            f"Backend {backend.value} cannot be used here.",
+            why=f"{problem[:1].upper()}{problem[1:]}.",
+            fix="Choose sandbox, or export AWS_ENDPOINT_URL before starting Jupyter.",
+        )
+    return backend
 
 
 def settings_form(**parameters: Any) -> SettingsForm:

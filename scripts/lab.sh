@@ -15,6 +15,6 @@ for dns_name, url in sandbox.status().load_balancers.items():
 PY
 cat <<'MSG'
 
-Do the lab yourself, in JupyterLab:  source .venv/bin/activate && jupyter lab notebooks/
+Do the lab yourself, in JupyterLab:  source .venv/bin/activate && labkit lab
 When you are done:                   labkit cleanup && labkit sandbox down
 MSG

@@ -15,6 +15,7 @@ import pytest
 
 from labkit import launch
 from labkit.cli import build_parser
+from labkit.config import LabConfig
 from labkit.errors import InputError, PrerequisiteError
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
@@ -62,10 +63,26 @@ def test_a_folder_without_the_notebooks_is_refused(tmp_path):
 
 def test_the_environment_points_terminals_at_the_backend(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-    env = launch.lab_environment(Lab.from_parameters(backend="endpoint", region="us-west-2"))
-    assert env["LABKIT_BACKEND"] == "endpoint"
+    lab = Lab.from_parameters(backend="endpoint", region="us-west-2")
+    env = launch.lab_environment(lab)
+    # The session's default only: a backend chosen in notebook 00 still holds.
+    assert env["LABKIT_DEFAULT_BACKEND"] == "endpoint" and "LABKIT_BACKEND" not in env
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
     assert env["AWS_DEFAULT_REGION"] == "us-west-2"
+    # `labkit lab -p backend endpoint`: for the whole session, as an exported variable.
+    assert launch.lab_environment(lab, pin_backend=True)["LABKIT_BACKEND"] == "endpoint"
+
+
+def test_in_a_session_00s_choice_holds_and_the_sandboxs_url_is_not_an_endpoint(monkeypatch):
+    """A kernel of `labkit lab` on the sandbox sees the sandbox's AWS_ENDPOINT_URL: with
+    nothing remembered that is still the sandbox; a backend chosen in 00 wins."""
+    from labkit.state import resolve_settings, save_settings
+
+    monkeypatch.setenv("LABKIT_DEFAULT_BACKEND", "sandbox")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4710")
+    assert resolve_settings().config.backend.value == "sandbox"
+    save_settings(LabConfig.from_parameters(backend="aws"))
+    assert resolve_settings().config.backend.value == "aws"
 
 
 def test_the_cli_knows_the_command():
@@ -148,3 +165,9 @@ def test_a_writable_folder_is_opened_as_it_is(tmp_path):
     kit = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOK_DIR, kit)
     assert launch.plan(kit).notebooks == kit.resolve()
+
+
+def test_lab_sh_ends_by_naming_labkit_lab():
+    """`jupyter lab notebooks/` refuses as root, which lab.sh usually runs as."""
+    script = (NOTEBOOK_DIR.parent / "scripts" / "lab.sh").read_text()
+    assert "&& labkit lab" in script and "jupyter lab" not in script

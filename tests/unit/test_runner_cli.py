@@ -71,10 +71,19 @@ def test_run_stops_at_the_failing_notebook_and_names_the_cell(tmp_path, capsys):
 
 
 def test_cli_check_reports_a_table_and_fails_without_backend(monkeypatch, capsys):
-    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")  # no AWS_ENDPOINT_URL set
+    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing answers there
     assert main(["check"]) == 1
     out = capsys.readouterr().out
+    assert "backend=endpoint (from LABKIT_BACKEND)" in out
     assert "Task 1: repository and permission statement" in out and "❌" in out
+
+
+def test_cli_stops_when_the_exported_backend_cannot_be_used(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_BACKEND", "endpoint")  # no AWS_ENDPOINT_URL set
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "AWS_ENDPOINT_URL is not set" in err and "unset LABKIT_BACKEND" in err
 
 
 def test_concurrent_runs_start_their_kernels_on_private_unix_sockets(tmp_path):
@@ -112,3 +121,31 @@ def test_concurrent_runs_start_their_kernels_on_private_unix_sockets(tmp_path):
     assert len(folders) == 3 and {kernel["mode"] for kernel in kernels} == {0o700}
     assert all(kernel["ip"].startswith(kernel["folder"] + os.sep) for kernel in kernels)
     assert not any(Path(folder).exists() for folder in folders)  # removed after the run
+
+
+def test_a_runs_p_reaches_its_kernels_for_that_run_only(tmp_path, capsys):
+    """The kernels get -p as parameters and learn which settings it gave (so notebook 00
+    does not remember them); after the run the variable is gone, the state untouched."""
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    out = tmp_path / "seen.json"
+    _notebook(
+        notebooks / "00_seen.ipynb",
+        f"region = ''\nout = {str(out)!r}",
+        "import json, os\n"
+        "from labkit.state import resolve_settings\n"
+        "resolved = resolve_settings(region=region)\n"
+        "json.dump({'variable': os.environ.get('LABKIT_RUN_SETTINGS'),\n"
+        "           'source': resolved.sources['region']}, open(out, 'w'))",
+    )
+    argv = ["run", "-q", "--notebooks", str(notebooks), "-o", str(tmp_path / "run")]
+    assert main([*argv, "-p", "region", "eu-west-1"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(out.read_text()) == {
+        "variable": "region",
+        "source": "-p of this labkit run, not remembered",
+    }
+    assert "region=eu-west-1 (-p)" in printed
+    assert "`labkit cleanup -p region eu-west-1`" in printed
+    assert "LABKIT_RUN_SETTINGS" not in os.environ
+    assert not (tmp_path / "state" / "state.json").exists()
