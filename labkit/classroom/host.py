@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from labkit.classroom.limits import Cell
 from labkit.errors import BackendError, InputError
 
 #: The comment (GECOS) on every account the classroom creates; nothing else is touched.
@@ -208,9 +209,14 @@ def learner_env(
 
 
 def run_as(
-    entry: pwd.struct_passwd, env: dict[str, str], argv: list[str], timeout: float = 300
+    entry: pwd.struct_passwd,
+    env: dict[str, str],
+    argv: list[str],
+    timeout: float = 300,
+    cell: Cell | None = None,
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    """``argv`` as the learner; inside their cgroup when ``cell`` is given."""
+    return (subprocess.run if cell is None else cell.run)(
         argv,
         env=env,
         preexec_fn=as_user(entry),
@@ -297,8 +303,11 @@ def _others_can_run(path: Path) -> bool:
 # -- the learner's Docker Engine --------------------------------------------------------
 
 
-def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60) -> None:
-    """The learner's own rootless dockerd (idempotent): it sees only their containers."""
+def start_docker(
+    entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60, cell: Cell | None = None
+) -> None:
+    """The learner's own rootless dockerd (idempotent): it sees only their containers;
+    with its containers inside the learner's cgroup when ``cell`` is given."""
     run_dir = runtime_dir(entry)
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chown(run_dir, entry.pw_uid, entry.pw_gid)
@@ -316,7 +325,7 @@ def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float =
     log_path = Path(entry.pw_dir) / ".labkit-dockerd.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     os.chown(log_path, entry.pw_uid, entry.pw_gid)
-    subprocess.Popen(
+    (subprocess.Popen if cell is None else cell.popen)(
         [script, "--data-root", str(Path(entry.pw_dir) / ".local/share/docker")],
         env=child_env,
         preexec_fn=as_user(entry),
