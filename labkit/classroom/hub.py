@@ -106,7 +106,7 @@ def up(
         say("!! Fix the above and run `labkit classroom up` again.")
         say(bar)
     room.python = host.learner_python()
-    plan = limits.prepare(learner_limits or limits.Settings())
+    plan = limits.prepare(learner_limits or limits.Settings(), len(names))
     room.limits = plan.as_dict()
     _say_limits(plan, say)
     known = {learner.name: learner for learner in room.learners}

@@ -260,9 +260,10 @@ def locate(
     return hierarchies, problems
 
 
-def prepare(settings: Settings, kit: str = KIT_CGROUP) -> Plan:
-    """Find the hierarchies and make the kit's folders (root). Never raises for what the
-    host lacks: the plan's problems say what is not limited and why."""
+def prepare(settings: Settings, learners: int = 1, kit: str = KIT_CGROUP) -> Plan:
+    """Find the hierarchies and make the kit's folders (root), weighing as much CPU as
+    ``learners`` of the host's other top-level groups or processes. Never raises for
+    what the host lacks: the plan's problems say what is not limited and why."""
     try:
         mounts = read_mounts(Path("/proc/self/mountinfo").read_text())
         own = Path("/proc/self/cgroup").read_text()
@@ -284,6 +285,12 @@ def prepare(settings: Settings, kit: str = KIT_CGROUP) -> Plan:
             os.makedirs(hierarchy.parent, mode=0o755, exist_ok=True)
             if hierarchy.version == 2:
                 _enable(Path(hierarchy.parent), hierarchy.controllers)
+            if "cpu" in hierarchy.controllers:
+                # Each learner weighs as much as any other process (v1) or top-level group
+                # (v2) of the host: the room is not squeezed into one process's share by
+                # whatever else runs, and the hub never gets less than one learner.
+                weight = min(10000, settings.cpu_weight * max(1, learners))
+                _write(Path(hierarchy.parent, _cpu_file(hierarchy)), _cpu_value(hierarchy, weight))
         except OSError as error:
             problems.append(
                 f"cannot make the kit's cgroup {hierarchy.parent} with "
@@ -298,6 +305,17 @@ def prepare(settings: Settings, kit: str = KIT_CGROUP) -> Plan:
             continue
         usable.append(hierarchy)
     return Plan(settings, usable, problems)
+
+
+def _cpu_file(hierarchy: Hierarchy) -> str:
+    return "cpu.weight" if hierarchy.version == 2 else "cpu.shares"
+
+
+def _cpu_value(hierarchy: Hierarchy, weight: int) -> str:
+    """A cgroup v2 weight (1-10000, 100 by default) in the hierarchy's own scale."""
+    if hierarchy.version == 2:
+        return str(weight)
+    return str(max(2, weight * 1024 // 100))  # v1's cpu.shares: 1024 by default
 
 
 def _enable(cgroup: Path, controllers: list[str]) -> None:
@@ -358,10 +376,8 @@ class Cell:
                         values["memory.swap.max"] = "0"  # a hog must not swap the host
                 if "pids" in hierarchy.controllers:
                     values["pids.max"] = str(settings.pids_max)
-                if "cpu" in hierarchy.controllers and v2:
-                    values["cpu.weight"] = str(settings.cpu_weight)
-                elif "cpu" in hierarchy.controllers:  # v1's scale: 1024 is v2's 100
-                    values["cpu.shares"] = str(max(2, settings.cpu_weight * 1024 // 100))
+                if "cpu" in hierarchy.controllers:
+                    values[_cpu_file(hierarchy)] = _cpu_value(hierarchy, settings.cpu_weight)
                 for name, value in values.items():
                     _write(folder / name, value)
         except OSError as error:
@@ -438,6 +454,8 @@ class Cell:
                 found["oom_kills"] = _counter(events, "oom_kill")
             if "pids" in hierarchy.controllers:
                 found["pids"] = int(_read(folder / "pids.current") or 0)
+                if peak := _read(folder / "pids.peak"):  # Linux 6.1 and later
+                    found["pids_peak"] = int(peak)
                 found["pids_refused"] = _counter(_read(folder / "pids.events"), "max")
         return found
 

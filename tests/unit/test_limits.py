@@ -93,6 +93,7 @@ def plan() -> limits.Plan:
         pytest.skip("making cgroups needs root")
     made = limits.prepare(
         limits.Settings(memory_max=64 * 2**20, pids_max=64),
+        learners=3,
         kit="labkit-test-" + secrets.token_hex(3),
     )
     if made.limited != ["cpu", "memory", "pids"]:
@@ -123,6 +124,11 @@ def test_a_learners_process_and_its_children_run_in_their_cgroup(plan: limits.Pl
         assert done.returncode == 0, done.stderr
         for hierarchy in plan.hierarchies:
             assert f"{hierarchy.key}:{hierarchy.cgroup_path}/{cell.name}\n" in done.stdout
+        # Equal CPU weights; the room weighs as much as its 3 learners.
+        cpu = next(h for h in plan.hierarchies if "cpu" in h.controllers)
+        name, one = ("cpu.weight", "100") if cpu.version == 2 else ("cpu.shares", "1024")
+        assert Path(cpu.parent, cell.name, name).read_text().strip() == one
+        assert Path(cpu.parent, name).read_text().strip() == str(3 * int(one))
     finally:
         assert cell.remove() == []
 
