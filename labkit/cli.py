@@ -340,7 +340,7 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
         "--memory-max",
         default="1.5G",
         help="each learner's memory, all their processes and containers together (default "
-        "1.5G; the lab peaks near 400M)",
+        "1.5G; the whole lab peaks near 550M)",
     )
     up.add_argument(
         "--pids-max",

@@ -35,8 +35,8 @@ from labkit.errors import BackendError, InputError
 #: The kit's own folder in each hierarchy; nothing else is created or removed.
 KIT_CGROUP = "labkit-classroom"
 CONTROLLERS = ("cpu", "memory", "pids")
-DEFAULT_MEMORY_MAX = 1536 * 2**20  # 1.5 GiB: about 4x a learner's measured peak (400 MB)
-DEFAULT_PIDS_MAX = 1024  # processes and threads; a whole lab peaks near a third of this
+DEFAULT_MEMORY_MAX = 1536 * 2**20  # 1.5 GiB: about 3x a learner's measured peak (545 MiB)
+DEFAULT_PIDS_MAX = 1024  # processes and threads; a whole lab peaks at 137
 DEFAULT_CPU_WEIGHT = 100  # cgroup v2's default: every learner the same share
 CELL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -73,14 +73,15 @@ class Settings:
         if self.memory_max < 64 * 2**20:
             raise InputError(
                 f"A memory maximum of {self.memory_max} bytes is too small for a learner.",
-                why="A learner's server, kernel, sandbox and Docker Engine need about 400 MB.",
-                fix="Give at least 512M (the default is 1.5G).",
+                why="A learner's whole lab (server, kernels, sandbox, Docker Engine) peaks at "
+                "about 550 MiB.",
+                fix="Give 1G or more (the default is 1.5G; 64M is the least accepted).",
             )
         if self.pids_max < 64:
             raise InputError(
                 f"A process maximum of {self.pids_max} is too small for a learner.",
-                why="A learner's lab runs a few hundred processes and threads at its peak.",
-                fix="Give at least 512 (the default is 1024).",
+                why="A learner's whole lab peaks at about 140 processes and threads.",
+                fix="Give 512 or more (the default is 1024; 64 is the least accepted).",
             )
         if not 1 <= self.cpu_weight <= 10000:
             raise InputError(

@@ -64,8 +64,8 @@ def bomb():  # every process forks again, 11 times (2048 at most), then spins
         try:
             os.fork()
             level += 1
-        except OSError:
-            time.sleep(0.01)
+        except OSError:  # retried 10 times a second (bash's own bomb waits 1 s and more)
+            time.sleep(0.1)
     while time.time() < end:
         pass
 
