@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from labkit.classroom import host, hub, limits
+from labkit.classroom import board, host, hub, limits
 from labkit.classroom.state import Classroom
 from tests.classroom.test_classroom import PASSWORD, LearnerSession, _require_classroom_host
 from tests.conftest import free_port
@@ -205,6 +205,10 @@ def test_status_shows_each_learners_use(room: Any) -> None:
     assert "out-of-memory kills" in hog_line and "forks refused" in hog_line, text
     calm_line = next(line for line in text.splitlines() if line.startswith(sessions[1].name))
     assert calm_line.endswith("never") and "/1024" in calm_line, text
+    # The board's probes run in each learner's cgroup too, and read their real state.
+    rows = {row.name: row for row in board.board(Classroom.load(classroom.state_dir))}
+    calm = rows[sessions[1].name]
+    assert calm.sandbox == "healthy" and calm.tasks[0]["passed"], calm
 
 
 def test_down_removes_the_learners_cgroups(room: Any) -> None:
