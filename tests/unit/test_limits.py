@@ -192,3 +192,27 @@ def test_a_process_that_cannot_join_never_runs(plan: limits.Plan, tmp_path: Path
     done = subprocess.run([*command[:2], loop, *command[3:]], capture_output=True, text=True)
     assert done.returncode == 125 and "not moved into the cgroup" in done.stderr
     assert not marker.exists()
+
+
+def test_up_says_what_runs_without_limits() -> None:
+    from labkit.classroom import hub
+
+    said: list[str] = []
+    found, problems = limits.locate([], "", "")
+    hub._say_limits(limits.Plan(hierarchies=found, problems=problems), said.append)
+    text = "\n".join(said)
+    assert "CANNOT BE LIMITED" in text and "the pids controller is not available" in text
+    assert "Without cpu, memory, pids limits" in text and "Fix:" in text
+    said.clear()
+    mountinfo = "40 30 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    found, problems = limits.locate(limits.read_mounts(mountinfo), "0::/\n", "cpu memory\n")
+    hub._say_limits(limits.Plan(hierarchies=found, problems=problems), said.append)
+    text = "\n".join(said)
+    assert "ONLY PARTLY LIMITED" in text and "Without pids limits" in text
+    said.clear()
+    found, _ = limits.locate(limits.read_mounts(mountinfo), "0::/\n", "cpu memory pids\n")
+    hub._say_limits(limits.Plan(hierarchies=found), said.append)
+    assert said == [
+        "Per-learner limits: memory 1.5 GiB, 1024 processes and threads, CPU weight 100 "
+        "(the same for every learner); cgroup v2: cpu, memory, pids."
+    ]
