@@ -358,7 +358,7 @@ def _add_lab(sub: argparse._SubParsersAction) -> None:
 
 
 def _classroom(args: argparse.Namespace) -> int:
-    from labkit.classroom import board, hub
+    from labkit.classroom import board, hub, limits
     from labkit.classroom.state import Classroom
 
     if args.classroom_command == "up":
@@ -370,6 +370,9 @@ def _classroom(args: argparse.Namespace) -> int:
             hub.workshop_password(args.password, args.password_file),
             board_ip=args.board_ip,
             board_port=args.board_port,
+            learner_limits=limits.Settings(
+                limits.parse_size(args.memory_max), args.pids_max, args.cpu_weight
+            ),
         )
         return 0
     if args.classroom_command == "down":
@@ -384,6 +387,8 @@ def _classroom(args: argparse.Namespace) -> int:
             print(json.dumps([row.__dict__ for row in rows], indent=1))
         else:
             print(board.as_text(rows))
+            accounts = {learner.name: learner.unix_user for learner in room.learners}
+            print(limits.usage_text(limits.Plan.from_dict(room.limits), accounts))
         return 0
     if args.classroom_command == "reset":
         print(board.reset(room, args.learner))
@@ -423,6 +428,24 @@ def _add_classroom(sub: argparse._SubParsersAction) -> None:
     )
     up.add_argument("--board-ip", default="127.0.0.1", help="the live board's address")
     up.add_argument("--board-port", type=int, default=8001, help="the live board's port")
+    up.add_argument(
+        "--memory-max",
+        default="1.5G",
+        help="each learner's memory, all their processes and containers together (default "
+        "1.5G; the whole lab peaks near 550M)",
+    )
+    up.add_argument(
+        "--pids-max",
+        type=int,
+        default=1024,
+        help="each learner's processes and threads together (default 1024)",
+    )
+    up.add_argument(
+        "--cpu-weight",
+        type=int,
+        default=100,
+        help="each learner's CPU weight, 1-10000, the same for all (default 100)",
+    )
     down = csub.add_parser("down", help="stop the hub and everything it started")
     down.add_argument("--delete-accounts", action="store_true", help="also remove accounts")
     st = csub.add_parser("status", help="the board: each learner's tasks, sandbox, where stuck")

@@ -75,7 +75,8 @@ def learner_row(room: Classroom, learner: host.Learner) -> LearnerRow:
     except KeyError:
         return LearnerRow(learner.name, "no account")
     env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
-    done = host.run_as(entry, env, [room.python, "-m", "labkit.classroom.board", "--probe"], 120)
+    probe = [room.python, "-m", "labkit.classroom.board", "--probe"]
+    done = host.run_as(entry, env, probe, 120, cell=room.cell(learner))
     try:
         report = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -155,7 +156,8 @@ def _as_learner(room: Classroom, name: str, args: list[str]) -> str:
     learner = room.learner(name)
     entry = pwd.getpwnam(learner.unix_user)
     env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
-    done = host.run_as(entry, env, [room.python, "-m", "labkit.cli", *args], 1800)
+    argv = [room.python, "-m", "labkit.cli", *args]
+    done = host.run_as(entry, env, argv, 1800, cell=room.cell(learner))
     return (done.stdout + done.stderr).strip()
 
 

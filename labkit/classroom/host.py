@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from labkit.classroom import learner_paths
+from labkit.classroom.limits import Cell
 from labkit.errors import BackendError, InputError
 
 #: The comment (GECOS) on every account the classroom creates; nothing else is touched.
@@ -262,9 +263,11 @@ def run_as(
     argv: list[str],
     timeout: float = 300,
     cwd: str | None = None,
+    cell: Cell | None = None,
 ) -> subprocess.CompletedProcess:
-    """``argv`` as the learner (in their home, or ``cwd``), its output captured."""
-    return subprocess.run(
+    """``argv`` as the learner (in their home, or ``cwd``), its output captured; inside
+    their cgroup when ``cell`` is given."""
+    return (subprocess.run if cell is None else cell.run)(
         argv,
         env=env,
         capture_output=True,
@@ -357,8 +360,11 @@ _LAUNCH_DOCKER = 'umask 077; rm -rf -- "$1" "$4" || exit; exec "$2" --data-root 
 DOCKER_LOG = ".labkit-dockerd.log"
 
 
-def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60) -> None:
-    """The learner's own rootless dockerd (idempotent): it sees only their containers.
+def start_docker(
+    entry: pwd.struct_passwd, env: dict[str, str], timeout: float = 60, cell: Cell | None = None
+) -> None:
+    """The learner's own rootless dockerd (idempotent): it sees only their containers;
+    with its containers inside the learner's cgroup when ``cell`` is given.
 
     Root makes only the runtime folder (its name is in root's ``/run/user``); every file
     below it and in the home is made by the learner's own processes.
@@ -375,7 +381,7 @@ def start_docker(entry: pwd.struct_passwd, env: dict[str, str], timeout: float =
     child_env = dict(env, DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=f"--state-dir={state}")
     log_path = Path(entry.pw_dir) / DOCKER_LOG
     data_root = Path(entry.pw_dir) / ".local/share/docker"
-    subprocess.Popen(
+    (subprocess.Popen if cell is None else cell.popen)(
         ["sh", "-c", _LAUNCH_DOCKER, "sh", str(state), script, str(data_root), str(log_path)],
         env=child_env,
         stdin=subprocess.DEVNULL,

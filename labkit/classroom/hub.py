@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from labkit.classroom import host
+from labkit.classroom import host, limits
 from labkit.classroom.state import Classroom, hash_password
 from labkit.errors import BackendError, InputError
 from labkit.kit_files import kit_notebooks
@@ -83,9 +83,10 @@ def up(
     say: Any = print,
     board_ip: str = "127.0.0.1",
     board_port: int = 8001,
+    learner_limits: limits.Settings | None = None,
 ) -> Classroom:
-    """Accounts from the roster, then the hub and the live board; prints generated
-    passwords once."""
+    """Accounts from the roster (each with a cgroup of their own), then the hub and the
+    live board; prints generated passwords once."""
     _require_root()
     names = host.read_roster(roster)
     state_dir = root_only_folder(Path(state_dir))
@@ -108,6 +109,9 @@ def up(
         say("!! Fix the above and run `labkit classroom up` again.")
         say(bar)
     room.python = host.learner_python()
+    plan = limits.prepare(learner_limits or limits.Settings(), len(names))
+    room.limits = plan.as_dict()
+    _say_limits(plan, say)
     known = {learner.name: learner for learner in room.learners}
     room.learners = []
     new_passwords: dict[str, str] = {}
@@ -117,6 +121,7 @@ def up(
             learner.api_port = free_port_block(2)
             learner.lb_port = free_port_block(4)
         entry = host.ensure_account(learner)
+        room.cell(learner, make=True)
         host.install_notebooks(entry, kit_notebooks())
         if shared_password is not None:
             room.passwords[name] = hash_password(shared_password)
@@ -220,6 +225,25 @@ def root_only_folder(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def _say_limits(plan: limits.Plan, say: Any) -> None:
+    if not plan.problems:
+        say(f"Per-learner limits: {plan.describe()}.")
+        return
+    bar = "!" * 78
+    say(bar)
+    if plan.limited:
+        say(f"!! LEARNERS ARE ONLY PARTLY LIMITED: {plan.describe()}.")
+    else:
+        say("!! LEARNERS' MEMORY, PROCESSES AND CPU CANNOT BE LIMITED ON THIS MACHINE.")
+    for problem in plan.problems:
+        say(f"!!   - {problem}")
+    unlimited = [c for c in limits.CONTROLLERS if c not in plan.limited]
+    say(f"!! Without {', '.join(unlimited)} limits, one learner's memory hog or fork bomb")
+    say("!! can stop every learner's lab and the hub. Everything else runs as usual.")
+    say("!! Fix: a Linux host with cgroups (v2, or v1 with cpu, memory and pids) and root.")
+    say(bar)
 
 
 def _start_board_page(room: Classroom) -> None:
@@ -362,15 +386,20 @@ def down(state_dir: Path, say: Any = print, delete_accounts: bool = False) -> li
 
     def sweep(learner: host.Learner) -> list[str]:
         entry = host.account(learner)
-        if entry is None:
-            return []
-        env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
-        left = host.stop_everything(entry, env, room.python)
+        left = []
+        if entry is not None:
+            env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
+            left = host.stop_everything(entry, env, room.python)
+        cell = room.cell(learner)
+        if cell is not None:  # what is left in it, then the cgroup itself
+            left += cell.remove()
         return [f"{learner.name}: " + ", ".join(left)] if left else []
 
     # At once: one learner's Docker Engine may take half a minute to stop.
     with ThreadPoolExecutor(8) as pool:
         stopped += [line for found in pool.map(sweep, room.learners) for line in found]
+    for problem in limits.Plan.from_dict(room.limits).remove_parents():
+        say(f"Note: {problem}")
     if delete_accounts:  # one by one: userdel locks /etc/passwd
         for learner in room.learners:
             try:

@@ -16,6 +16,7 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode
 
+from labkit.classroom import limits
 from labkit.classroom import state as classroom_state
 from labkit.classroom.host import (
     Learner,
@@ -66,8 +67,10 @@ class LearnerSpawner(LocalProcessSpawner):
 
     async def start(self) -> Any:
         self.log.info("classroom: starting %s's Docker Engine and sandbox", self.user.name)
-        room, entry, env = await asyncio.to_thread(self._start_backend)
+        room, entry, env, cell = await asyncio.to_thread(self._start_backend)
         self.cmd = [room.python, "-m", "jupyterhub.singleuser"]
+        if cell is not None:  # it waits to be moved into the learner's cgroup (below)
+            self.cmd = cell.command(self.cmd)
         # Kernels on Unix sockets in the learner's private runtime folder, not on TCP
         # ports: no other user can knock, and no port can be taken between pick and bind.
         self.args = [a for a in self.args if "transport" not in a]
@@ -75,24 +78,31 @@ class LearnerSpawner(LocalProcessSpawner):
         # As the learner's account (lk-<name>; the hub's name is the roster's).
         self.popen_kwargs = demoted(entry)
         try:
-            return await super().start()
+            started = await super().start()
+            if cell is not None:
+                cell.admit(self.pid)
+            return started
         except BaseException:
             await asyncio.to_thread(stop_everything, entry, env, room.python)
             raise
 
-    def _start_backend(self) -> tuple[classroom_state.Classroom, pwd.struct_passwd, dict]:
-        """Fresh ports, then the learner's Docker Engine and sandbox. A port picked free
-        can be taken before the sandbox binds it (a room starts at once): then again,
-        with other ports."""
+    def _start_backend(
+        self,
+    ) -> tuple[classroom_state.Classroom, pwd.struct_passwd, dict, limits.Cell | None]:
+        """Fresh ports, then the learner's Docker Engine and sandbox, in their cgroup. A
+        port picked free can be taken before the sandbox binds it (a room starts at
+        once): then again, with other ports."""
         for _ in range(3):
             _assign_ports(Path(self.state_dir), self.user.name)
             room, learner, entry = self._learner()
             env = learner_env(entry, learner, room.python, rootless=room.rootless)
+            cell = room.cell(learner, make=True)
             if room.rootless:
-                start_docker(entry, env)
-            done = run_as(entry, env, [room.python, "-m", "labkit.cli", "sandbox", "up"], 180)
+                start_docker(entry, env, cell=cell)
+            up = [room.python, "-m", "labkit.cli", "sandbox", "up"]
+            done = run_as(entry, env, up, 180, cell=cell)
             if done.returncode == 0:
-                return room, entry, env
+                return room, entry, env, cell
             if "already in use" not in done.stderr:
                 break
             self.log.warning("classroom: %s's ports were taken; new ones", learner.name)

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit.classroom import limits
 from labkit.classroom.host import Learner, write_json
 from labkit.errors import InputError
 
@@ -48,6 +49,7 @@ class Classroom:
     board_ip: str = "127.0.0.1"
     board_port: int = 8001
     board_token: str = ""  # the live board page answers only this (learners share loopback)
+    limits: dict = field(default_factory=dict)  # limits.Plan.as_dict(): per-learner cgroups
 
     @classmethod
     def load(cls, state_dir: Path) -> Classroom:
@@ -77,6 +79,14 @@ class Classroom:
             if learner.name == name:
                 return learner
         raise InputError(f"{name!r} is not on the classroom's roster.")
+
+    def cell(self, learner: Learner, make: bool = False) -> limits.Cell | None:
+        """The learner's cgroup: made (and its limits written) with ``make``, else only
+        if it exists (between `up` and `down`). None where nothing can be limited."""
+        cell = limits.Plan.from_dict(self.limits).cell(learner.unix_user)
+        if cell is not None and make:
+            cell.ensure()
+        return cell if cell is not None and cell.exists() else None
 
     def password_ok(self, name: str, password: str) -> bool:
         stored = self.passwords.get(name)
