@@ -125,7 +125,7 @@ def test_what_she_really_does_shows(eve: LearnerSession) -> None:
     """Task 1 done with her own sandbox keys, as her notebook would: the board shows it."""
     ecr_client, iam = eve.client("ecr", eve), eve.client("iam", eve)
     ecr_client.create_repository(
-        repositoryName=LAB.repository_name, tags=[{"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}]
+        repositoryName=LAB.repository, tags=[{"Key": KIT_TAG_KEY, "Value": KIT_TAG_VALUE}]
     )
     role_arn = iam.get_role(RoleName=LAB.instance_role)["Role"]["Arn"]
     statement = {
@@ -135,7 +135,7 @@ def test_what_she_really_does_shows(eve: LearnerSession) -> None:
         "Action": list(ecr.REPOSITORY_ACTIONS),
     }
     ecr_client.set_repository_policy(
-        repositoryName=LAB.repository_name,
+        repositoryName=LAB.repository,
         policyText=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
     )
     row = _board_row(eve.room, eve.name)
