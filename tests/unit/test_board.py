@@ -107,9 +107,10 @@ def test_planted_code_takes_over_an_ordinary_run_but_not_the_isolated_probe(
     for plant in ("pth", "usercustomize", "sitecustomize"):
         output = _run([base, "-c", "pass"], learner_like_env(home, plant), home)
         assert f"planted-{plant}" in output, (plant, output)
-    # Isolated, with every plant armed (and PYTHONHOME pointing home): none runs.
+    # Isolated, with every plant armed and Python's variables pointing home: none runs.
     env = learner_like_env(home, ALL_PLANTS)
-    env["PYTHONHOME"] = str(home)
+    env.update(PYTHONHOME=str(home), PYTHONPATH=str(home), PYTHONUSERBASE=str(home / ".local"))
+    env["PYTHONSTARTUP"] = str(home / "labkit" / "classroom" / "board.py")
     isolated = [base, *board.probe_argv(base)[1:-1], "print('the kit only')"]
     assert _run(isolated, env, home) == "the kit only\n"
     # The board's probe itself: the kit's answers (no sandbox runs here), no task on the row.
