@@ -41,6 +41,12 @@ _PROBE_CODE = (
     "from labkit.classroom.board import print_probe; print_probe()"
 )
 
+#: The same for `reset` and `goto`: the kit's command line, run as the learner.
+_CLI_CODE = (
+    "import sys; sys.path.insert(0, {kit!r}); "
+    "from labkit.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
 
 class ProbeFailed(Exception):
     """Why a learner's probe gave no usable report (shown on their row)."""
@@ -396,11 +402,16 @@ def bring_to(room: Classroom, name: str, task: int) -> str:
 
 
 def _as_learner(room: Classroom, name: str, args: list[str]) -> str:
+    """``labkit ARGS`` as the learner, from the kit's own code (isolated, as the probe;
+    what it starts, notebooks' kernels, is their lab as usual); its output, without
+    terminal control codes, for the instructor's terminal."""
     learner = room.learner(name)
     entry = pwd.getpwnam(learner.unix_user)
     env = host.learner_env(entry, learner, room.python, rootless=room.rootless)
-    done = host.run_as(entry, env, [room.python, "-m", "labkit.cli", *args], 1800)
-    return (done.stdout + done.stderr).strip()
+    argv = [room.python, "-I", "-c", _CLI_CODE.format(kit=str(host.KIT_ROOT)), *args]
+    done = host.run_as(entry, env, argv, 1800)
+    output = (done.stdout + done.stderr).strip()
+    return "\n".join(_text(line, 10_000) for line in output.splitlines())
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--probe"]:

@@ -5,7 +5,8 @@ plants a ``labkit/classroom/board.py`` in her home and a usercustomize, sitecust
 ``.pth`` file in her user site folder, each printing a perfect report. The planted package
 does take over an ordinary run of the probe from her home (checked first); the board
 still shows none of her tasks passed. Task 1 done for real (with her sandbox keys) shows;
-a container name with a script in it shows escaped on the live board page.
+a container name with a script in it shows escaped on the live board page; and the board's
+reset of her lab runs the kit's reset, not her planted one.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def _plant(planted_by: str) -> str:
     return f"import os\nprint({_perfect_report(planted_by)!r}, flush=True)\nos._exit(0)\n"
 
 
+# A `labkit reset` that resets nothing and retitles the instructor's terminal.
+PLANTED_CLI = "print('\\x1b]0;planted\\x07reset done (planted)')\n"
+
 # Run by Eve herself: her files, made by her process (root writes nothing in her home).
 PLANT = f"""
 import os, pathlib, site, sys
@@ -62,6 +66,7 @@ package.mkdir(parents=True, exist_ok=True)
 (home / "labkit" / "__init__.py").write_text("")
 (package / "__init__.py").write_text("")
 (package / "board.py").write_text({_plant("a planted package")!r})
+(home / "labkit" / "cli.py").write_text({PLANTED_CLI!r})
 user_site = home / ".local/lib/python{{}}.{{}}/site-packages".format(*sys.version_info[:2])
 user_site.mkdir(parents=True, exist_ok=True)
 (user_site / "usercustomize.py").write_text({_plant("usercustomize")!r})
@@ -165,3 +170,16 @@ def test_what_she_typed_shows_escaped_on_the_live_page(eve: LearnerSession) -> N
     assert SCRIPT_NAME in row.tasks[2]["message"] and not row.tasks[2]["passed"], row
     assert "planted" not in page
     assert Path(eve.entry.pw_dir, "labkit", "classroom", "board.py").exists()  # still planted
+
+
+def test_the_boards_reset_runs_the_kits_code_not_hers(eve: LearnerSession) -> None:
+    room = eve.room
+    # Her plant answers an ordinary `labkit reset` from her home...
+    ordinary = eve.as_unix_user([room.python, "-m", "labkit.cli", "reset"])
+    assert "reset done (planted)" in ordinary.stdout, ordinary.stdout + ordinary.stderr
+    assert _board_row(room, eve.name).tasks[0]["passed"]  # ...and resets nothing.
+    # The board's reset is the kit's: Task 1 is undone, no control code reaches the terminal.
+    output = board.reset(room, eve.name)
+    assert "planted" not in output and "\x1b" not in output and "\x07" not in output, output
+    row = _board_row(room, eve.name)
+    assert [task["passed"] for task in row.tasks] == [False] * 4, (output, row)
