@@ -338,8 +338,9 @@ def learner_python(shared: Path = SHARED_DIR) -> str:
     target = next((venv / "lib").glob("python*/site-packages"))
     (target / "labkit-kit.pth").write_text(f"import site; site.addsitedir({site!r})\n")
     for path in [shared, venv, *venv.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o004 | (0o001 if path.is_dir() else 0))
+        if not path.is_symlink():  # readable by all, writable by root only (the board checks)
+            mode = path.stat().st_mode | 0o004 | (0o001 if path.is_dir() else 0)
+            path.chmod(mode & ~0o022)
     return str(python)
 
 
