@@ -7,7 +7,7 @@ sequence goes on: the agent pulls the image and starts containers, the load bala
 registers and health-checks targets. Only the ``docker push`` is left out (it is the push
 row), so the image is pushed once before the rounds.
 
-Both sides run in the same invocation, alternating round by round (which side goes
+Both sides run in the same invocation, taking turns sequence by sequence (which side goes
 first alternates too), so machine noise hits both. Each side has the same
 pre-provisioned lab environment (``labkit.sandbox.environment.provision`` on bare moto).
 Each sequence creates and deletes what it makes; before the next one starts (not timed),
@@ -212,13 +212,23 @@ class Side:
         ecr.delete_repository(repositoryName=repo, force=True)
 
     def time_sequence(self) -> float:
-        seconds = 0.0
-        for _ in range(INNER):
-            self.settle()
-            started = time.perf_counter()
-            self.sequence()
-            seconds += time.perf_counter() - started
-        return seconds / INNER
+        started = time.perf_counter()
+        self.sequence()
+        return time.perf_counter() - started
+
+
+def time_round(sides: list[Side], first: int) -> dict[str, float]:
+    """Each side's mean over :data:`INNER` sequences, the sides taking turns sequence by
+    sequence (side ``first`` begins), each started with every side quiet (not timed): the
+    sandbox's containers of one sequence must not stop while the other side is timed."""
+    seconds = dict.fromkeys((side.name for side in sides), 0.0)
+    for i in range(INNER):
+        for k in range(len(sides)):
+            side = sides[(first + i + k) % len(sides)]
+            for each in sides:
+                each.settle()
+            seconds[side.name] += side.time_sequence()
+    return {name: total / INNER for name, total in seconds.items()}
 
 
 def push_image(box: BenchSandbox, docker: Any) -> None:
@@ -275,8 +285,7 @@ def run(rec: Recorder, options: Options) -> None:
         def once(warmup: bool) -> None:
             nonlocal rounds
             rounds += 1
-            order = sides if rounds % 2 else sides[::-1]
-            seconds = {side.name: side.time_sequence() for side in order}
+            seconds = time_round(sides, first=rounds % 2)
             if not warmup:
                 rec.add("api_sequence_sandbox", seconds["sandbox"])
                 rec.add("api_sequence_moto", seconds["moto"])

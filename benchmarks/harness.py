@@ -71,8 +71,9 @@ class BenchSandbox:
         return url, tg["TargetGroupArn"]
 
     def containers(self, docker_client: Any) -> list[Any]:
+        # ignore_removed: one may go between Docker's list and its inspection.
         return docker_client.containers.list(
-            filters={"label": f"{CONTAINER_LABEL}={self.settings.home}"}
+            filters={"label": f"{CONTAINER_LABEL}={self.settings.home}"}, ignore_removed=True
         )
 
     def child_env(self, state_dir: Path) -> dict[str, str]:
