@@ -172,8 +172,7 @@ class Side:
             serviceName=service,
             taskDefinition=runnable,
             desiredCount=1,
-            launchType="EC2",
-            role=LAB.service_role,
+            launchType="EC2",  # no role: ECS's service-linked role, as the lab's Task 4
             loadBalancers=[
                 {
                     "targetGroupArn": self.tg_arn,
