@@ -71,22 +71,27 @@ class BenchSandbox:
         return url, tg["TargetGroupArn"]
 
     def containers(self, docker_client: Any) -> list[Any]:
+        # ignore_removed: one may go between Docker's list and its inspection.
         return docker_client.containers.list(
-            filters={"label": f"{CONTAINER_LABEL}={self.settings.home}"}
+            filters={"label": f"{CONTAINER_LABEL}={self.settings.home}"}, ignore_removed=True
         )
 
     def child_env(self, state_dir: Path) -> dict[str, str]:
         """Environment for a process (``labkit run``) that should use this sandbox only."""
         env = lifecycle.env(self.settings)
-        env.update(
-            LABKIT_SANDBOX_HOME=str(self.settings.home),
-            LABKIT_SANDBOX_API_PORT=str(self.settings.api_port),
-            LABKIT_SANDBOX_REGISTRY_PORT=str(self.settings.registry_port),
-            LABKIT_SANDBOX_LB_PORT=str(self.settings.lb_port),
-            LABKIT_SANDBOX_REGION=self.settings.region,
-            LABKIT_STATE_DIR=str(state_dir),
-        )
+        env.update(sandbox_variables(self.settings), LABKIT_STATE_DIR=str(state_dir))
         return env
+
+
+def sandbox_variables(settings: Settings) -> dict[str, str]:
+    """The variables that make ``labkit`` use the sandbox at ``settings`` (home, ports)."""
+    return {
+        "LABKIT_SANDBOX_HOME": str(settings.home),
+        "LABKIT_SANDBOX_API_PORT": str(settings.api_port),
+        "LABKIT_SANDBOX_REGISTRY_PORT": str(settings.registry_port),
+        "LABKIT_SANDBOX_LB_PORT": str(settings.lb_port),
+        "LABKIT_SANDBOX_REGION": settings.region,
+    }
 
 
 @contextmanager
@@ -185,6 +190,19 @@ def ensure_sample_image(client: Any) -> str:
 
     build_sample_image(SAMPLE_TAG, client=client)
     return SAMPLE_TAG
+
+
+def image_facts(client: Any, tag: str) -> str:
+    """What the pushed image is, for the table: how it was built, its layers and size."""
+    from labkit.images import LAB_SAMPLE_IMAGE, static_busybox
+
+    image = client.images.get(tag)
+    layers = len(image.attrs["RootFS"]["Layers"])
+    base = "FROM scratch with the host's static busybox" if static_busybox() else "FROM busybox"
+    return (
+        f"the offline stand-in for {LAB_SAMPLE_IMAGE} (notebooks/sample-app, {base}), "
+        f"{layers} layers, {image.attrs['Size'] / 1e6:.1f} MB"
+    )
 
 
 def ecr_login(ecr: Any) -> dict[str, str]:

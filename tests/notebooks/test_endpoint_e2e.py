@@ -147,6 +147,7 @@ def test_00_creates_the_tagged_lab_environment_and_says_what_the_endpoint_serves
     lb = elbv2.describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
     tg = elbv2.describe_target_groups(Names=[LAB.target_group])["TargetGroups"][0]
     tags = elbv2.describe_tags(ResourceArns=[lb["LoadBalancerArn"], tg["TargetGroupArn"]])
+    assert len(tags["TagDescriptions"]) == 2, tags
     assert all(has_kit_tag(d["Tags"]) for d in tags["TagDescriptions"])
     listeners = elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
     assert [(x["Protocol"], x["Port"]) for x in listeners] == [("TCP", 80)]
@@ -175,7 +176,8 @@ def _stopped_up_front(run: NotebookRun, reason: str) -> None:
     ]
     assert len(failed) == 1
     assert reason.lower() in _text(run).lower()
-    # Up front: papermill stopped there, so no later cell ran.
+    # Up front: papermill stopped there, so no later cell ran (and there were later cells).
+    assert cells[failed[0] + 1 :], "the refusing cell is the notebook's last"
     assert all(c.get("execution_count") is None for c in cells[failed[0] + 1 :])
 
 

@@ -4,6 +4,7 @@ ports already taken. Each test prints its figure (see the closing note of issue 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from labkit.sandbox.context import Settings
 from tests.sandbox.helpers import (
     Lab,
     create_service,
+    describe,
     register,
     remove_service,
+    running_tasks,
     serves_page,
     unique,
     wait_for,
@@ -56,46 +59,96 @@ def test_service_returns_to_steady_state_after_each_of_repeated_kills(lab: Lab) 
         remove_service(lab, name)
 
 
-def test_rolling_update_of_two_tasks_under_traffic_loses_at_most_in_flight(lab: Lab) -> None:
+#: Each revision appends its number to the page it serves, so a response says who served it.
+_MARKED_PAGE = {
+    "entryPoint": ["/bin/busybox", "sh", "-c"],
+    "command": [
+        'echo "<!-- revision $REVISION -->" >> /www/index.html && '
+        "exec /bin/busybox httpd -f -p 80 -h /www"
+    ],
+}
+_REVISION = re.compile(r"<!-- revision (\d+) -->")
+#: The rollout (two tasks replaced one at a time, each drained) must end within this.
+ROLLOUT_TIMEOUT = 120.0
+
+
+def _rollout_done(lab: Lab, name: str, second: str, old_tasks: list[str]) -> bool:
+    """Only the new deployment, both its tasks running and healthy, the old ones gone."""
+    ecs, elbv2 = lab.client("ecs"), lab.client("elbv2")
+    service = describe(lab, name)
+    if [(d["taskDefinition"], d["runningCount"]) for d in service["deployments"]] != [(second, 2)]:
+        return False
+    running = running_tasks(lab, name)
+    if len(running) != 2 or {t["taskDefinitionArn"] for t in running} != {second}:
+        return False
+    old = ecs.describe_tasks(cluster=lab.cluster, tasks=old_tasks)["tasks"]
+    if {t["lastStatus"] for t in old} != {"STOPPED"}:
+        return False
+    targets = elbv2.describe_target_health(TargetGroupArn=lab.env["target_group_arn"])
+    states = [d["TargetHealth"]["State"] for d in targets["TargetHealthDescriptions"]]
+    return states == ["healthy", "healthy"]  # the old targets' draining is over
+
+
+def test_rolling_update_of_two_tasks_under_traffic_loses_no_request(lab: Lab) -> None:
     name = unique()
-    first = register(lab)
+    first = register(lab, environment=[{"name": "REVISION", "value": "1"}], **_MARKED_PAGE)
     # Both tasks hold host port 80 of the two instances: at the ECS defaults (100/200) the
     # rollout would wait for room; a minimum of 50 % lets it replace one task at a time.
     config = {"minimumHealthyPercent": 50, "maximumPercent": 200}
     create_service(lab, name, first, count=2, deploymentConfiguration=config)
-    results: list[bool] = []
+    # (seconds since the traffic began, the revision that answered 200, or None: a failure)
+    results: list[tuple[float, str | None]] = []
     try:
         wait_steady_event(lab, name)  # both targets healthy
-        second = register(lab, environment=[{"name": "REVISION", "value": "2"}])
+        old_tasks = [t["taskArn"] for t in running_tasks(lab, name)]
+        assert len(old_tasks) == 2
+        second = register(lab, environment=[{"name": "REVISION", "value": "2"}], **_MARKED_PAGE)
         stop = threading.Event()
+        began = time.monotonic()
 
-        def traffic() -> None:
-            while not stop.is_set() and len(results) < 500:
+        def traffic() -> None:  # sequential requests, a new connection each
+            while not stop.is_set():
                 try:
                     with _opener.open(lab.lb_url, timeout=2) as response:
-                        results.append(response.status == 200)
+                        found = _REVISION.search(response.read().decode(errors="replace"))
+                        ok = response.status == 200 and found is not None
+                        results.append((time.monotonic() - began, found[1] if ok else None))
                 except OSError:
-                    results.append(False)
+                    results.append((time.monotonic() - began, None))
 
         client = threading.Thread(target=traffic)
         client.start()
-        time.sleep(0.2)
-        lab.client("ecs").update_service(cluster=lab.cluster, service=name, taskDefinition=second)
-        wait_stable(lab, name)
-        deployments = lab.client("ecs").describe_services(cluster=lab.cluster, services=[name])[
-            "services"
-        ][0]["deployments"]
-        assert [d["taskDefinition"] for d in deployments] == [second]
-        # Keep the traffic going until 500 requests were made across the rollout.
-        client.join(timeout=120)
-        stop.set()
+        try:
+            time.sleep(0.5)
+            updated_at = time.monotonic() - began
+            lab.client("ecs").update_service(
+                cluster=lab.cluster, service=name, taskDefinition=second
+            )
+            wait_for(lambda: _rollout_done(lab, name, second, old_tasks), ROLLOUT_TIMEOUT, 0.2)
+            done_at = time.monotonic() - began
+            time.sleep(0.5)  # and a little after: only the new revision answers
+        finally:
+            stop.set()
+            client.join(timeout=10)
     finally:
         remove_service(lab, name)
-    failed = results.count(False)
-    print(f"\n500 requests during a rolling update of 2 tasks: {failed} failed")
-    assert len(results) == 500
-    # Requests are sequential: at most one is in flight when each old task drains.
-    assert failed <= 2
+    failed = [at for at, revision in results if revision is None]
+    before = [revision for at, revision in results if at < updated_at]
+    during = [revision for at, revision in results if updated_at <= at < done_at]
+    after = [revision for at, revision in results if at >= done_at]
+    print(
+        f"\n{len(results)} requests over a rolling update of 2 tasks "
+        f"({done_at - updated_at:.1f} s from UpdateService to both new tasks serving and the "
+        f"old ones drained): {len(failed)} failed; {during.count('1')} answered by revision 1 "
+        f"and {during.count('2')} by revision 2 during the rollout"
+    )
+    assert not failed, f"requests failed at {[round(at, 2) for at in failed]} s"
+    # The traffic really spanned the rollout: the old revision before, both during, the new
+    # one after, and requests all along.
+    assert before and set(before) == {"1"}, before
+    assert {"1", "2"} <= set(during), during
+    assert after and set(after) == {"2"}, after
+    assert len(during) >= 50, len(during)
 
 
 LOAD_SCRIPT = r"""

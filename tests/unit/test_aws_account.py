@@ -315,6 +315,7 @@ def test_teardown_deletes_in_dependency_order(session: boto3.Session) -> None:
 
     ecs = session.client("ecs")
     svc = ecs.describe_services(cluster=LAB.cluster, services=["MYSERVICE42"])["services"]
+    assert svc, "DescribeServices no longer finds MYSERVICE42 (AWS keeps it, INACTIVE)"
     assert all(s["status"] == "INACTIVE" for s in svc)
     # Deregistered, then deleted: moto forgets it at once, AWS shows DELETE_IN_PROGRESS.
     assert ecs.list_task_definitions(familyPrefix=LAB.task_family)["taskDefinitionArns"] == []

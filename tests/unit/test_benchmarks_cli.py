@@ -165,3 +165,16 @@ def test_classroom_search_grows_then_bisects_to_the_largest_n_under_5_minutes(mo
     classroom.main(["--learners", "10,15,20"])  # a list stops at the first N over
     assert tried == [10, 15]
     assert json.loads(capsys.readouterr().out)["largest_n_under_5_minutes"] == 10
+
+
+def test_startup_times_the_commands_a_reader_types(tmp_path, monkeypatch) -> None:
+    from benchmarks import startup
+
+    beside = tmp_path / "bin"
+    beside.mkdir()
+    (beside / "moto_server").touch()
+    monkeypatch.setattr(startup.sys, "executable", str(beside / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert startup.command("moto_server", "moto.server") == [str(beside / "moto_server")]
+    # Without the console script, the module the script would run.
+    assert startup.command("labkit", "labkit.cli") == [str(beside / "python"), "-m", "labkit.cli"]
