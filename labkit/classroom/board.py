@@ -25,6 +25,7 @@ class LearnerRow:
     sandbox: str  # "healthy", or what is wrong
     tasks: list[dict[str, Any]] = field(default_factory=list)
     stuck: str = ""  # the first failed check's label and message
+    challenge: dict[str, Any] | None = None  # `labkit challenge`: {name, score, fixed}
 
     @property
     def done(self) -> int:
@@ -39,7 +40,8 @@ def probe() -> dict[str, Any]:
 
     status = sandbox.status()
     report: dict[str, Any] = {
-        "sandbox": {"running": status.running, "problem": status.problem, "docker": status.docker}
+        "sandbox": {"running": status.running, "problem": status.problem, "docker": status.docker},
+        "challenge": _challenge(),
     }
     if not status.running:
         report["tasks"] = []
@@ -69,6 +71,23 @@ def probe() -> dict[str, Any]:
     return report
 
 
+# -- break-and-fix challenges (labkit.challenges): the probe adds challenge: {name, score,
+# fixed} from the learner's own state file (no API call); the board shows it after "stuck".
+
+
+def _challenge() -> dict[str, Any] | None:
+    from labkit.challenges.engine import board_summary
+
+    return board_summary()
+
+
+def challenge_text(row: LearnerRow) -> str:
+    c = row.challenge
+    if not c:
+        return ""
+    return f" · challenge {c['name']}: {c['score']} points{' (fixed)' if c['fixed'] else ''}"
+
+
 def learner_row(room: Classroom, learner: host.Learner) -> LearnerRow:
     try:
         entry = pwd.getpwnam(learner.unix_user)
@@ -84,7 +103,7 @@ def learner_row(room: Classroom, learner: host.Learner) -> LearnerRow:
     health = "healthy" if sandbox["running"] else f"down ({sandbox['problem']})"
     if sandbox["running"] and not sandbox["docker"]:
         health = "no Docker (API only)"
-    row = LearnerRow(learner.name, health, report["tasks"])
+    row = LearnerRow(learner.name, health, report["tasks"], challenge=report.get("challenge"))
     for task in row.tasks:
         if not task["passed"]:
             failed = next((e for e in task["exercises"] if not e["passed"]), None)
@@ -106,7 +125,7 @@ def as_text(rows: list[LearnerRow]) -> str:
         marks = {task["number"]: "✅" if task["passed"] else "❌" for task in row.tasks}
         cells = " ".join(f"{marks.get(n, '··')}" for n in numbers)
         stuck = row.stuck or ("all done" if row.tasks else "")
-        lines.append(f"{row.name:<16} {cells}  {row.sandbox:<10} {stuck}")
+        lines.append(f"{row.name:<16} {cells}  {row.sandbox:<10} {stuck}{challenge_text(row)}")
     return "\n".join(lines)
 
 
@@ -126,7 +145,7 @@ def as_html(rows: list[LearnerRow], refresh_seconds: int = 30) -> str:
         )
         body.append(
             f"<tr><td>{html.escape(row.name)}</td>{cells}<td>{html.escape(row.sandbox)}</td>"
-            f"<td>{html.escape(row.stuck or 'all done')}</td></tr>"
+            f"<td>{html.escape((row.stuck or 'all done') + challenge_text(row))}</td></tr>"
         )
     return (
         "<!doctype html><meta charset='utf-8'>"
