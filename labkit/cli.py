@@ -127,7 +127,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "notebook N: an instructor can jump to any task.",
     )
     p.add_argument("--from", dest="start", metavar="NB", help="first notebook (e.g. 02)")
-    p.add_argument("--until", metavar="NB", help="last notebook, inclusive (e.g. 04)")
+    p.add_argument(
+        "--until", metavar="NB", help="last notebook, inclusive (e.g. 04; default 06, cleanup)"
+    )
     p.add_argument(
         "--reset",
         action=argparse.BooleanOptionalAction,
