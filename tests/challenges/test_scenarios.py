@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,12 @@ def cli_fix(lab: Any, name: str, good_revision: str, workdir: Path) -> None:
         aws_cli(lab, "ecs", "update-service", *service, "--task-definition", good_revision)
 
 
+def labkit_cli(*args: str) -> subprocess.CompletedProcess:
+    """`labkit challenge …` in a subprocess (this tree's labkit, the private lab's env)."""
+    command = [sys.executable, "-m", "labkit.cli", "challenge", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def wait_fixed(lab: Any, name: str) -> Any:
     from labkit.challenges import engine
 
@@ -161,6 +168,7 @@ def test_start_fix_with_cli_solve_and_stop(lab: Any, name: str, tmp_path: Path) 
     failed = engine.check(lab, name)
     assert not failed.passed and failed.problems, failed
     assert "❌" in str(failed)
+    assert labkit_cli("check", name).returncode == 1  # what a terminal gets
 
     # 2. the learner's fix with the aws CLI: the check passes, with a score.
     t = time.monotonic()
@@ -169,6 +177,8 @@ def test_start_fix_with_cli_solve_and_stop(lab: Any, name: str, tmp_path: Path) 
     timings["cli fix"] = time.monotonic() - t
     assert fixed.passed, fixed
     assert "✅" in str(fixed) and fixed.score == 100
+    done = labkit_cli("check")
+    assert done.returncode == 0 and f"✅ {name}: fixed" in done.stdout, done.stdout + done.stderr
 
     # 3. start again, a clue, then solve: the check passes (score 0 after the solution).
     t = time.monotonic()
