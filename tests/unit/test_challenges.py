@@ -66,3 +66,21 @@ def test_the_board_probe_reports_the_learners_challenge(tmp_path: Path, monkeypa
     engine._save({"name": "exits", "started": engine._now().isoformat(), "clues": [1]})
     cost = all_scenarios()[5].clues[0].cost
     assert board.probe()["challenge"] == {"name": "exits", "score": 100 - cost, "fixed": False}
+
+
+def test_an_endpoint_without_containers_names_the_scenarios_it_cannot_serve(
+    monkeypatch, capsys
+) -> None:
+    from labkit.challenges import notebook
+    from labkit.lab import Lab
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never called here
+    lab = Lab.from_parameters(backend="endpoint")
+    # What the endpoint's probes found (probing needs a live endpoint: tests/notebooks).
+    monkeypatch.setattr(engine.endpoint, "unserved_tasks", lambda _lab: frozenset({2, 4}))
+    assert notebook.overview(lab) == []
+    out = capsys.readouterr().out
+    assert "This backend cannot serve: pull-denied, missing-tag" in out
+    assert "cannot serve Task(s) 2, 4" in out
+    assert notebook.start(lab, "memory") is False
+    assert "Skipping memory: this endpoint cannot serve Task(s) 2, 4" in capsys.readouterr().out
