@@ -203,7 +203,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "notebook N: an instructor can jump to any task.",
     )
     p.add_argument("--from", dest="start", metavar="NB", help="first notebook (e.g. 02)")
-    p.add_argument("--until", metavar="NB", help="last notebook, inclusive (e.g. 04)")
+    p.add_argument(
+        "--until", metavar="NB", help="last notebook, inclusive (e.g. 04; default 06, cleanup)"
+    )
     p.add_argument(
         "--reset",
         action=argparse.BooleanOptionalAction,
@@ -482,6 +484,19 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _challenge(args: argparse.Namespace) -> int:
+    from labkit.challenges.command import run
+
+    return run(args, _lab_from_args)
+
+
+def _add_challenge(sub: argparse._SubParsersAction) -> None:
+    from labkit.challenges.command import add_arguments
+
+    help_text = "break and fix: diagnose a real ECS fault (list, start, check, hint, solve, stop)"
+    add_arguments(_command(sub, "challenge", _challenge, lab=True, help=help_text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labkit", description="ECS Lab Kit: learn Amazon ECR and ECS hands-on."
@@ -501,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         _command(sub, handler.__name__.lstrip("_"), handler, lab=True, help=help_text)
     _add_classroom(sub)
     _add_doctor(sub)
+    _add_challenge(sub)
     return parser
 
 

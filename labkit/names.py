@@ -71,6 +71,7 @@ NOTEBOOKS: dict[int, str] = {
     4: "04_task4_service.ipynb",
     5: "05_operating_the_service.ipynb",
     6: "06_cleanup.ipynb",
+    7: "07_troubleshooting.ipynb",  # optional: break and fix (labkit.challenges)
 }
 
 

@@ -29,7 +29,7 @@ DEFAULT_CELL_TIMEOUT = 900
 
 
 def lab_notebooks(directory: Path = NOTEBOOK_DIR) -> list[Path]:
-    """``00_*.ipynb`` … ``06_*.ipynb``, in order."""
+    """``00_*.ipynb`` … ``07_*.ipynb``, in order."""
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb") if p.is_file())
 
 
@@ -49,10 +49,17 @@ def _index(notebooks: list[Path], key: str | None, default: int) -> int:
     )
 
 
+#: Without ``until`` a run ends with the cleanup notebook (06); the optional ones after it
+#: (07, break and fix) run when asked for (``--from 07``), so a full run leaves nothing behind.
+CLEANUP_NUMBER = 6
+
+
 def select(notebooks: list[Path], start: str | None = None, until: str | None = None) -> list[Path]:
-    """The notebooks from ``start`` to ``until`` inclusive (numbers like ``02`` or names)."""
+    """The notebooks from ``start`` to ``until`` inclusive (numbers like ``02`` or names);
+    without ``until``, up to the cleanup notebook (or the last, when starting after it)."""
     first = _index(notebooks, start, 0)
-    last = _index(notebooks, until, len(notebooks) - 1)
+    core = [i for i, path in enumerate(notebooks) if int(path.name[:2]) <= CLEANUP_NUMBER]
+    last = _index(notebooks, until, core[-1] if core and core[-1] >= first else len(notebooks) - 1)
     if first > last:
         raise InputError(f"--from {start} comes after --until {until}.", fix="Swap the two values.")
     return notebooks[first : last + 1]

@@ -59,6 +59,7 @@ class LearnerRow:
     sandbox: str  # "healthy", or what is wrong
     tasks: list[dict[str, Any]] = field(default_factory=list)
     stuck: str = ""  # the first failed check's label and message
+    challenge: dict[str, Any] | None = None  # `labkit challenge`: {name, score, fixed}
 
     @property
     def done(self) -> int:
@@ -73,7 +74,8 @@ def probe() -> dict[str, Any]:
 
     status = sandbox.status()
     report: dict[str, Any] = {
-        "sandbox": {"running": status.running, "problem": status.problem, "docker": status.docker}
+        "sandbox": {"running": status.running, "problem": status.problem, "docker": status.docker},
+        "challenge": _challenge(),
     }
     if not status.running:
         report["tasks"] = []
@@ -182,8 +184,9 @@ def _stop_session(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def read_report(stdout: str) -> tuple[str, list[dict[str, Any]]]:
-    """The sandbox's health and the tasks, from the probe's output, each field checked
+def read_report(stdout: str) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
+    """The sandbox's health, the tasks and the challenge under way (or None), from the
+    probe's output, each field checked
     for its type and its text made printable and short; ProbeFailed says what is wrong."""
     lines = [line for line in stdout.splitlines() if line.strip()]
     if not lines:
@@ -205,9 +208,22 @@ def read_report(stdout: str) -> tuple[str, list[dict[str, Any]]]:
     numbers = [task["number"] for task in tasks]
     if len(set(numbers)) != len(numbers):
         raise ProbeFailed(f"the report numbers tasks twice: {numbers}")
+    challenge = _challenge_field(report.get("challenge"))
     if not running:
-        return f"down ({problem or 'no reason given'})", []
-    return ("healthy" if docker else "no Docker (API only)"), tasks
+        return f"down ({problem or 'no reason given'})", [], challenge
+    return ("healthy" if docker else "no Docker (API only)"), tasks, challenge
+
+
+def _challenge_field(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    challenge = _field(raw, dict, "challenge")
+    score = _field(challenge.get("score"), int, "challenge.score")
+    return {
+        "name": _text(_field(challenge.get("name"), str, "challenge.name"), 80),
+        "score": score,
+        "fixed": _field(challenge.get("fixed"), bool, "challenge.fixed"),
+    }
 
 
 def _task(raw: Any, where: str) -> dict[str, Any]:
@@ -304,6 +320,24 @@ def _writable_message(entry: pwd.struct_passwd, path: Path, status: os.stat_resu
 # -- the board ----------------------------------------------------------------------
 
 
+# -- break-and-fix challenges (labkit.challenges): the probe adds challenge: {name, score,
+# fixed} from the learner's own state file (no API call); the board shows it after "stuck".
+
+
+def _challenge() -> dict[str, Any] | None:
+    from labkit.challenges.engine import board_summary
+
+    return board_summary()
+
+
+def challenge_text(row: LearnerRow) -> str:
+    c = row.challenge
+    if not c:
+        return ""
+    fixed = " (fixed)" if c["fixed"] else ""
+    return f" · challenge {c['name']}: {c['score']} points{fixed}"
+
+
 def learner_row(room: Classroom, learner: host.Learner) -> LearnerRow:
     """The learner's row; a probe that fails says so in it and never stops the board."""
     try:
@@ -330,10 +364,10 @@ def row_from_report(name: str, stdout: str) -> LearnerRow:
     """The row a probe's output makes: its tasks and where the learner is stuck, or
     "probe failed: …" with what is wrong with the report."""
     try:
-        health, tasks = read_report(stdout)
+        health, tasks, challenge = read_report(stdout)
     except ProbeFailed as failed:
         return LearnerRow(name, f"probe failed: {failed}")
-    row = LearnerRow(name, health, tasks)
+    row = LearnerRow(name, health, tasks, challenge=challenge)
     for task in row.tasks:
         if not task["passed"]:
             failed = next((e for e in task["exercises"] if not e["passed"]), None)
@@ -358,7 +392,8 @@ def as_text(rows: list[LearnerRow]) -> str:
     for row in rows:
         marks = {task["number"]: "✅" if task["passed"] else "❌" for task in row.tasks}
         cells = " ".join(f"{marks.get(n, '··')}" for n in numbers)
-        lines.append(f"{row.name:<16} {cells}  {row.sandbox:<10} {_stuck(row)}")
+        stuck = _stuck(row) + challenge_text(row)
+        lines.append(f"{row.name:<16} {cells}  {row.sandbox:<10} {stuck}")
     return "\n".join(lines)
 
 
@@ -380,7 +415,7 @@ def as_html(rows: list[LearnerRow], refresh_seconds: int = 30) -> str:
         )
         body.append(
             f"<tr><td>{html.escape(row.name)}</td>{cells}<td>{html.escape(row.sandbox)}</td>"
-            f"<td>{html.escape(_stuck(row))}</td></tr>"
+            f"<td>{html.escape(_stuck(row) + challenge_text(row))}</td></tr>"
         )
     return (
         "<!doctype html><meta charset='utf-8'>"

@@ -378,3 +378,22 @@ def test_run_task_in_a_cluster_without_container_instances(aws: Callable[[str], 
         assert ecs.list_tasks(cluster=cluster)["taskArns"] == []
     finally:
         ecs.delete_cluster(cluster=cluster)
+
+
+def test_a_family_alone_names_its_highest_active_revision(aws: Callable[[str], Any]) -> None:
+    """ECS: DescribeTaskDefinition of a family is its latest ACTIVE revision; a deregistered
+    newer one is not it (moto took the highest revision, INACTIVE or not)."""
+    ecs = aws("ecs")
+    family = unique("family")
+    container = {"name": "c", "memory": 128}
+    for image in ("busybox:1", "busybox:2"):
+        ecs.register_task_definition(
+            family=family, containerDefinitions=[{**container, "image": image}]
+        )
+    ecs.deregister_task_definition(taskDefinition=f"{family}:2")
+    found = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert (found["revision"], found["status"]) == (1, "ACTIVE")
+    ecs.deregister_task_definition(taskDefinition=f"{family}:1")
+    with pytest.raises(ClientError) as refused:
+        ecs.describe_task_definition(taskDefinition=family)
+    assert refused.value.response["Error"]["Code"] == "ClientException"

@@ -120,6 +120,7 @@ def test_planted_code_takes_over_an_ordinary_run_but_not_the_isolated_probe(
     assert report == {
         "sandbox": {"running": False, "problem": "no sandbox process", "docker": False},
         "tasks": [],
+        "challenge": None,
     }
     row = board.row_from_report("eve", stdout)
     assert (row.sandbox, row.tasks, row.done) == ("down (no sandbox process)", [], 0)
@@ -303,3 +304,22 @@ def test_the_kit_here_is_out_of_a_new_learners_reach() -> None:
     folders, trees = board.kit_folders(sys.executable)
     assert host.KIT_ROOT / "labkit" in trees
     assert board.kit_writable_by(_entry(), folders, trees) == ""
+
+
+def test_a_challenge_in_the_report_is_checked_and_escaped() -> None:
+    """The break-and-fix field: shown on the row when well formed, a failed probe when not."""
+    sandbox = {"running": True, "problem": None, "docker": True}
+    good = {"name": "<b>exits</b>", "score": 80, "fixed": True}
+    row = board.row_from_report(
+        "eve", json.dumps({"sandbox": sandbox, "tasks": [], "challenge": good})
+    )
+    assert row.challenge == good
+    assert "challenge <b>exits</b>: 80 points (fixed)" in board.as_text([row])
+    assert "&lt;b&gt;exits&lt;/b&gt;" in board.as_html(
+        [row], 5
+    ) and "<b>exits" not in board.as_html([row], 5)
+    bad = {"name": "exits", "score": "100", "fixed": True}
+    row = board.row_from_report(
+        "eve", json.dumps({"sandbox": sandbox, "tasks": [], "challenge": bad})
+    )
+    assert row.sandbox == "probe failed: challenge.score is str, not int"

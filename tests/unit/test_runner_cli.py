@@ -17,14 +17,16 @@ from labkit.errors import InputError
 
 def test_all_lab_notebooks_in_order():
     names = [p.name[:2] for p in runner.lab_notebooks()]
-    assert names == ["00", "01", "02", "03", "04", "05", "06"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06", "07"]
 
 
 def test_select_ranges():
     notebooks = runner.lab_notebooks()
     picked = runner.select(notebooks, "02", "04")
     assert [p.name[:2] for p in picked] == ["02", "03", "04"]
-    assert runner.select(notebooks, "6") == notebooks[-1:]
+    assert runner.select(notebooks, "6") == notebooks[6:7]  # a full run ends with cleanup
+    assert runner.select(notebooks) == notebooks[:7]
+    assert runner.select(notebooks, "07") == runner.select(notebooks, "5", "7")[-1:]
     assert runner.select(notebooks, until="00_start_here.ipynb") == notebooks[:1]
     with pytest.raises(InputError):
         runner.select(notebooks, "09")

@@ -2,6 +2,8 @@
 
 - :mod:`~labkit.sandbox.validation.ecs`: CreateService and RegisterTaskDefinition are
   checked as ECS checks them (roles, load balancers, service registries, Fargate);
+- a task definition named by its family alone is its highest ACTIVE revision, as in ECS
+  (moto takes the highest revision, even a deregistered one);
 - :mod:`~labkit.sandbox.validation.cloudmap`: CreatePrivateDnsNamespace refuses only a
   second namespace of the same name in a VPC, as Cloud Map does (moto refuses any second).
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from moto.backends import get_backend
+from moto.ecs.exceptions import TaskDefinitionNotFoundException
+from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
 
 from labkit.sandbox.context import SandboxContext
@@ -109,4 +113,27 @@ def _patch_ecs_responses() -> None:
         return original_register(response)
 
     responses.create_service = create_service
+    _patch_family_lookup()
     responses.register_task_definition = register_task_definition
+
+
+def _patch_family_lookup() -> None:
+    """A family name alone means its highest ACTIVE revision (DescribeTaskDefinition,
+    UpdateService, RunTask…), as in ECS; only the active sandbox's backend is changed."""
+    original = EC2ContainerServiceBackend.describe_task_definition
+
+    def describe_task_definition(backend: Any, task_definition_str: str) -> Any:
+        checks = _ACTIVE.get("checks")
+        name = task_definition_str.split("/")[-1]
+        if ":" in name or checks is None or backend is not checks.ctx.backend("ecs"):
+            return original(backend, task_definition_str)
+        active = [
+            revision
+            for revision, definition in backend.task_definitions.get(name, {}).items()
+            if definition.status == "ACTIVE"
+        ]
+        if not active:
+            raise TaskDefinitionNotFoundException()
+        return backend.task_definitions[name][max(active)]
+
+    EC2ContainerServiceBackend.describe_task_definition = describe_task_definition
