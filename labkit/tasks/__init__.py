@@ -82,6 +82,10 @@ def open_lab(task: int, parameters: Mapping[str, Any]) -> Lab:
     lab = lab_module.open_lab(**settings)
     require(lab, task)
     lab.export_environment()
+    if f"task{task}" in TASK_MODULES:  # a task's own setup, if any (Task 2: $REPOSITORY)
+        on_open = getattr(importlib.import_module(f"labkit.tasks.task{task}"), "on_open", None)
+        if on_open is not None:
+            on_open(lab)
     if task in _TASK_COSTS:
         lab.cost_notice(_TASK_COSTS[task])
     return lab
