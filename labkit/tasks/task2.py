@@ -2,9 +2,10 @@
 
 The learner sets ``REPOSITORY`` (steps 19–21, :func:`use_repository` checks it and sets
 ``$REPOSITORY``), then types the lab's own lines in ``%%bash`` cells or a terminal: docker
-tag, the ``aws ecr get-login-password | docker login`` pipe, docker push. ``q1.check()`` reads the registry (ECR's DescribeImages and
-BatchGetImage) and the local Docker image: the image tagged ``latest`` must be in the
-repository AND be the sample image tagged in step 22.
+tag, the ``aws ecr get-login-password | docker login`` pipe, docker push. ``q1.check()``
+reads the registry (ECR's DescribeImages and BatchGetImage) and the local Docker image:
+the image tagged ``latest`` must be in the repository AND be the sample image tagged in
+step 22, whether the lines ran in the notebook or in a terminal.
 """
 
 from __future__ import annotations
