@@ -150,7 +150,7 @@ def test_solved_00_to_02_on_a_fresh_sandbox(sandbox_env: dict[str, str], runs_di
         assert f"Course progress: {task} of 4 tasks done" in text
     # Step 18's failure is announced before the command, not explained after it.
     source = Path("notebooks/02_task2_push_image.ipynb").read_text()
-    assert source.index("it fails") < source.index("!docker pull")
+    assert source.index("pull fails") < source.index("!docker pull")
 
 
 def test_reruns_end_in_short_explanations(sandbox_env: dict[str, str], runs_dir: Path) -> None:
