@@ -2,7 +2,8 @@
 JupyterLab (as root here: it must pass --allow-root itself), the learner opens notebook 01,
 types the Task 1 call into the blank exercise cell, runs it and the check, and sees ✅;
 then in notebook 02 types the guide's tag, login and push lines into the blank ``%%bash``
-cells and sees the check's ✅.
+cells and sees the check's ✅; then types the same lines in a JupyterLab terminal, and the
+check (it reads the registry) passes again.
 
     pytest -m browser tests/browser/test_labkit_lab.py -v -s
 """
@@ -281,3 +282,47 @@ def test_task2_lines_typed_into_blank_cells(
     passed.wait_for(state="visible", timeout=60_000)
     assert "is the sample image you tagged" in passed.first.text_content()
     _shot(page, artifacts, "labkit-lab-04-task2-check.png", passed.first)
+
+
+def test_task2_lines_typed_in_a_jupyterlab_terminal(
+    labkit_lab: Server, chromium: Any, artifacts: Path
+) -> None:
+    """The guide's lines typed in a JupyterLab terminal (File → New → Terminal) pass the
+    same check: it reads the registry, not the notebook."""
+    page = chromium
+    reset = _kernel_output(  # undo the previous test's push: registry and local tag
+        page,
+        "import docker\n"
+        "uri = labkit.ecr.repository_uri(lab)\n"
+        "lab.ecr.batch_delete_image(repositoryName='myrepo', imageIds=[{'imageTag': 'latest'}])\n"
+        "docker.from_env().images.remove(uri + ':latest')\n"
+        "print(labkit.tasks.task2.q1.evaluate(lab).passed, 'URI', uri)",
+    )
+    assert reset.startswith("False") and "URI " in reset, reset
+    uri = reset.rsplit("URI ", 1)[-1].strip()
+    page.evaluate("() => window.jupyterapp.commands.execute('terminal:create-new')")
+    terminal = page.locator(".jp-Terminal .xterm").last
+    terminal.wait_for(state="visible", timeout=60_000)
+    terminal.click()
+    time.sleep(2)  # the shell's prompt
+    lines = [
+        f"REPOSITORY={uri}",
+        "docker tag amazon/amazon-ecs-sample:latest $REPOSITORY",
+        "aws ecr get-login-password --region us-west-2 | docker login --username AWS "
+        f"--password-stdin {uri.split('/', 1)[0]}",
+        "docker push $REPOSITORY",
+    ]
+    for line in lines:
+        page.keyboard.type(line)
+        page.keyboard.press("Enter")
+    from labkit.lab import Lab
+    from labkit.tasks import task2
+
+    lab = Lab.from_parameters(backend="sandbox")  # the same sandbox, from this process
+    deadline = time.monotonic() + 120
+    result = task2.q1.evaluate(lab)
+    while not result.passed and time.monotonic() < deadline:
+        time.sleep(3)
+        result = task2.q1.evaluate(lab)
+    _shot(page, artifacts, "labkit-lab-05-task2-terminal.png")
+    assert result.passed and "is the sample image you tagged" in result.message, result
