@@ -174,6 +174,8 @@ class Exercise:
     hints: Sequence[str]
     solution_: Solution
     expected_errors: dict[str, str] = field(default_factory=dict)
+    #: Names the cause of a refusal from what the learner's cell held (see task1), or None.
+    explain_refusal: Callable[[BaseException], str | None] | None = None
 
     @property
     def label(self) -> str:
@@ -202,7 +204,9 @@ class Exercise:
             if code:
                 message = exc.response["Error"].get("Message", "")  # type: ignore[attr-defined]
                 operation = getattr(exc, "operation_name", "the call")
-                meaning = self.expected_errors.get(
+                meaning = (
+                    self.explain_refusal(exc) if self.explain_refusal else None
+                ) or self.expected_errors.get(
                     code, "Read AWS's message: it names the parameter or resource at fault."
                 )
                 note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
