@@ -5,6 +5,15 @@
         ...                                        # the learner's boto3 call
     q1.check(); q1.hint(); q1.hint(2); q1.solution(); q1.solve()
 
+A task notebook's setup cell is three lines::
+
+    import labkit
+    from labkit.tasks.task1 import ____, q1, q2, quiz
+    lab = labkit.tasks.open_lab(1, globals())   # settings, require(), export_environment()
+
+and its last cell shows ``labkit.tasks.progress(lab)``: every task's ✅/❌ from the real
+state. ``quiz`` (:mod:`labkit.tasks.understanding`): ``quiz.ask(1)``, ``quiz.check(1, "b")``.
+
 ``task1`` … ``task4`` each hold their exercises (``q1``, ``q2`` …), the checks that read
 the real state, tiered hints, solutions and the catch-up. Adding a Task 5 is one module
 here, one notebook and its solution files. The framework is in :mod:`labkit.tasks.exercise`.
@@ -12,15 +21,24 @@ here, one notebook and its solution files. The framework is in :mod:`labkit.task
 
 from __future__ import annotations
 
+import html
 import importlib
+from collections.abc import Mapping
+from typing import Any
 
+from labkit import lab as lab_module
 from labkit.backends import endpoint
+from labkit.config import SETTINGS
+from labkit.display import show
 from labkit.errors import PrerequisiteError
-from labkit.lab import Lab
+from labkit.lab import Lab, current_lab
 from labkit.tasks.exercise import Task
 
 #: The task modules, in the lab's order.
 TASK_MODULES = ("task1", "task2", "task3", "task4")
+
+#: What a task adds to an AWS bill (``Lab.cost_notice``); the others add nothing to speak of.
+_TASK_COSTS = {1: "repository", 4: "service"}
 
 
 def all_tasks() -> tuple[Task, ...]:
@@ -50,3 +68,54 @@ def require(lab: Lab, task: int) -> None:
                 fix=f"Run {earlier.notebook} first (or catch up there with "
                 f"labkit.tasks.task{earlier.number}.TASK.solve()), then re-run this notebook.",
             )
+
+
+def open_lab(task: int, parameters: Mapping[str, Any]) -> Lab:
+    """A task notebook's setup, in one line: ``lab = labkit.tasks.open_lab(1, globals())``.
+
+    The settings chosen in notebook 00, unless the notebook's parameters cell (papermill's
+    ``-p``) says otherwise (only the setting names are read from ``parameters``); then the
+    earlier tasks are required (:func:`require`), ``boto3.client(...)`` and ``!aws …`` are
+    pointed at the lab (``Lab.export_environment``), and in AWS mode the task's cost is
+    named."""
+    settings = {name: parameters[name] for name in SETTINGS if name in parameters}
+    lab = lab_module.open_lab(**settings)
+    require(lab, task)
+    lab.export_environment()
+    if task in _TASK_COSTS:
+        lab.cost_notice(_TASK_COSTS[task])
+    return lab
+
+
+def progress(lab: Lab | None = None) -> dict[int, bool]:
+    """The course so far: each task's ✅/❌, read from the real state by its check.
+
+    Never raises (a check that cannot run is a ❌ with its reason); returns
+    ``{task number: done}``. Tasks the endpoint cannot serve show as skipped."""
+    lab = lab or current_lab()
+    try:
+        unserved = endpoint.unserved_tasks(lab)
+    except Exception:  # an unreachable backend: every check below says so itself
+        unserved = set()
+    done: dict[int, bool] = {}
+    lines, rows = [], []
+    for task in all_tasks():
+        if task.number in unserved:
+            mark, text = "➖", "not served by this endpoint"
+        else:
+            result = task.evaluate(lab)
+            done[task.number] = result.passed
+            mark = "✅" if result.passed else "❌"
+            text = "done" if result.passed else f"not yet: {result.message}"
+        lines.append(f"{mark} {task.label} ({task.title}, {task.notebook}): {text}")
+        rows.append(
+            f"<tr><td>{mark}</td><td>{html.escape(task.label)}</td>"
+            f"<td>{html.escape(task.title)}</td><td>{html.escape(text)}</td></tr>"
+        )
+    count = sum(done.values())
+    heading = f"Course progress: {count} of {len(done)} tasks done"
+    show(
+        f"<div><b>{html.escape(heading)}</b><table>{''.join(rows)}</table></div>",
+        "\n".join([heading, *lines]),
+    )
+    return done

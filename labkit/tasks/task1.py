@@ -10,8 +10,9 @@ from __future__ import annotations
 from labkit import ecr
 from labkit.lab import Lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
+from labkit.tasks.understanding import Question, Quiz
 
-__all__ = ["TASK", "q1", "q2", "____"]
+__all__ = ["TASK", "q1", "q2", "quiz", "____"]
 
 
 def _repository_created(lab: Lab) -> Verdict:
@@ -143,3 +144,57 @@ q2 = Exercise(
 )
 
 TASK = Task(number=1, title="repository and permission statement", exercises=(q1, q2))
+
+quiz = Quiz(
+    1,
+    (
+        Question(
+            "What does my_repository_statement grant, and to whom?",
+            {
+                "a": "Every IAM user of the account may push images to myrepo.",
+                "b": "The role Ec2instanceRole, which the container instances run as, may "
+                "use myrepo's actions, pulling its images included.",
+                "c": "myrepo may start ECS tasks on the role's behalf.",
+                "d": "Anyone on the internet may pull myrepo's images.",
+            },
+            "b",
+            "The Principal is one role's ARN and the Actions are ECR's repository actions: "
+            "without the statement, the instances could not pull your image in Task 4 "
+            "(CannotPullContainerError).",
+            wrong={
+                "a": "The Principal names one role, not the account's users.",
+                "c": "A repository policy says who may act on the repository; it lets the "
+                "repository do nothing.",
+                "d": 'That would need the principal "*"; yours names one role\'s ARN.',
+            },
+        ),
+        Question(
+            'Why does the statement have no "Resource"?',
+            {
+                "a": "ECR forgot to ask for it.",
+                "b": "It is attached to the repository, so the repository is the resource; "
+                "ECR refuses a repository policy statement with a Resource.",
+                "c": "Without a Resource the statement covers every repository of the account.",
+            },
+            "b",
+            "A resource-based policy lives on its resource. An identity policy (on a role "
+            "or user) is the other kind: it names the Resource and has no Principal.",
+            wrong={
+                "c": "The policy is set on myrepo alone; other repositories have their own.",
+            },
+        ),
+        Question(
+            'Why did you look up the role\'s ARN instead of writing "Ec2instanceRole"?',
+            {
+                "a": 'A Principal names an IAM entity by its ARN; ECR answers "Principal '
+                'not found" when no role has the ARN given.',
+                "b": "Role names are secret; ARNs are not.",
+                "c": "Either works: ECR turns names into ARNs.",
+            },
+            "a",
+            "arn:aws:iam::<account>:role/Ec2instanceRole names the role in one account; the "
+            "console's search (step 14) finds the ARN for you.",
+            wrong={"c": 'ECR takes ARNs (or an account id, or "*"), not bare role names.'},
+        ),
+    ),
+)

@@ -18,8 +18,17 @@ from labkit.backends import endpoint
 from labkit.images import LAB_SAMPLE_IMAGE, docker_client
 from labkit.lab import Lab, current_lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
+from labkit.tasks.understanding import Question, Quiz
 
-__all__ = ["TASK", "q1", "____", "compare_digests", "push_address", "push_with_lab_lines"]
+__all__ = [
+    "TASK",
+    "q1",
+    "quiz",
+    "____",
+    "compare_digests",
+    "push_address",
+    "push_with_lab_lines",
+]
 
 #: The tag the lab pushes: ``docker push $REPOSITORY`` without a tag pushes ``latest``.
 LAB_TAG = "latest"
@@ -200,3 +209,42 @@ q1 = _PushExercise(
 )
 
 TASK = Task(number=2, title="image pushed", exercises=(q1,))
+
+quiz = Quiz(
+    2,
+    (
+        Question(
+            "Why does docker login name the registry host, not your repository URI?",
+            {
+                "a": "Docker logs in to a registry, one per account and region; the token "
+                "is good for every repository in it. The host is the URI's part before "
+                "the first /.",
+                "b": "The repository URI is secret.",
+                "c": "docker login takes any URI; the host is just shorter.",
+            },
+            "a",
+            "On AWS that host is ACCOUNTID.dkr.ecr.REGION.amazonaws.com, hence step 24's "
+            "ACCOUNTID swap; here it is the sandbox's 127.0.0.1:PORT.",
+            wrong={"c": "Docker stores credentials per registry host, never per repository."},
+        ),
+        Question(
+            "docker push $REPOSITORY names no tag. Which tag does the registry get?",
+            {"a": "none: the image is pushed untagged", "b": "latest", "c": "v1"},
+            "b",
+            "A reference without a tag means :latest, for docker tag, push and pull alike; "
+            "that is why Task 3's image line ends in :latest.",
+        ),
+        Question(
+            "How do you know the image in ECR is the very one you tagged?",
+            {
+                "a": "Its tag is latest.",
+                "b": "Its digest (the hash of its manifest) equals the one Docker recorded "
+                "when it pushed.",
+                "c": "It was pushed less than a minute ago.",
+            },
+            "b",
+            "A tag is a movable name; a digest names exactly one image's content.",
+            wrong={"a": "Anyone can push another image as latest: a tag moves."},
+        ),
+    ),
+)

@@ -21,8 +21,9 @@ from labkit import ecr, taskdef
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab, current_lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
+from labkit.tasks.understanding import Question, Quiz
 
-__all__ = ["TASK", "q1", "q2", "____"]
+__all__ = ["TASK", "q1", "q2", "quiz", "____"]
 
 PLACEHOLDER = taskdef.IMAGE_PLACEHOLDER
 
@@ -230,3 +231,45 @@ class _Task3(Task):
 
 
 TASK = _Task3(number=3, title="task definition registered", exercises=(q2,))
+
+quiz = Quiz(
+    3,
+    (
+        Question(
+            "You change the memory in your file and register again. What happens?",
+            {
+                "a": "ecs-demo:1 is changed in place.",
+                "b": "A new revision, ecs-demo:2, is added; revision 1 stays as it was.",
+                "c": "ECS refuses: the family ecs-demo exists already.",
+            },
+            "b",
+            "Revisions never change; each registration adds the next number. Naming just "
+            "the family (ecs-demo) means its highest ACTIVE revision (step 34).",
+            wrong={"c": "A family holds many revisions; registering again is how you change one."},
+        ),
+        Question(
+            "What is the difference between a task definition and a task?",
+            {
+                "a": "None: two names for the same thing.",
+                "b": "A task definition describes the containers; a task is one running "
+                "copy of a revision of it, placed on a container instance.",
+                "c": "A task is a task definition that has been deregistered.",
+            },
+            "b",
+            "Task 4's service keeps a number of tasks of one revision running.",
+        ),
+        Question(
+            'What does "requiresCompatibilities": ["EC2"] do (step 28)?',
+            {
+                "a": "ECS validates the definition against the EC2 launch type's rules, so "
+                "it can run on the cluster's EC2 container instances.",
+                "b": "It starts an EC2 instance for the task.",
+                "c": "Nothing: ECS ignores it.",
+            },
+            "a",
+            "It is a promise checked at registration; FARGATE would demand awsvpc networking "
+            "and task-level cpu and memory.",
+            wrong={"b": "Registering never starts anything: tasks run on the cluster's instances."},
+        ),
+    ),
+)
