@@ -171,6 +171,54 @@ def tasks(
     return lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"]
 
 
+def task_instance_id(lab: Lab, task: dict[str, Any]) -> str | None:
+    """The EC2 instance a task runs on (the target group registers it by instance id)."""
+    arn = task.get("containerInstanceArn")
+    if not arn:
+        return None
+    reply = lab.ecs.describe_container_instances(
+        cluster=lab.names.cluster, containerInstances=[arn]
+    )
+    found = reply.get("containerInstances") or [{}]
+    return found[0].get("ec2InstanceId")
+
+
+def last_stopped_task(lab: Lab) -> dict[str, Any] | None:
+    """The service's most recently stopped task (ECS keeps them for about an hour)."""
+    stopped = tasks(lab, desired_status="STOPPED")
+    stamp = lambda t: t.get("stoppedAt") or t.get("createdAt") or datetime.min  # noqa: E731
+    return max(stopped, key=lambda t: str(stamp(t)), default=None)
+
+
+def last_stop_note(lab: Lab) -> str:
+    """``; the last task stopped: <reason>`` or '' (for "no task running" messages)."""
+    task = last_stopped_task(lab)
+    if task is None:
+        return ""
+    reasons = [c.get("reason") for c in task.get("containers", []) if c.get("reason")]
+    reason = reasons[0] if reasons else task.get("stoppedReason", "")
+    return f"; the last task stopped: {reason}" if reason else ""
+
+
+def stopped_reason_hint(lab: Lab) -> str:
+    """What the last stopped task's reason means, or '' when no task stopped."""
+    note = last_stop_note(lab)
+    if "CannotPullContainerError" in note:
+        if "not authorized" in note or "pull access denied" in note:
+            return (
+                "CannotPullContainerError: the container instance's role may not pull from "
+                "myrepo. Task 1's repository statement (steps 13–16) grants it: check it "
+                "with ecr.get_repository_policy(repositoryName='myrepo')."
+            )
+        return (
+            "CannotPullContainerError: the image is not in the registry. Task 2 pushes "
+            "it (docker push $REPOSITORY); Task 3's image must be <URI>:latest."
+        )
+    if note:
+        return "ECS stopped the task: the reason above says why; the Events view says more."
+    return ""
+
+
 def target_health(lab: Lab) -> list[dict[str, Any]]:
     """The target group's registered targets (the Targets tab)."""
     reply = lab.elbv2.describe_target_health(TargetGroupArn=target_group(lab)["TargetGroupArn"])

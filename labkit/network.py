@@ -23,9 +23,10 @@ def load_balancer_dns(lab: Lab) -> str:
     return reply["LoadBalancers"][0]["DNSName"]
 
 
-def load_balancer_url(lab: Lab) -> str:
-    """Where the load balancer answers: its DNS name, or in the sandbox a loopback port."""
-    dns = load_balancer_dns(lab)
+def load_balancer_url(lab: Lab, dns: str | None = None) -> str:
+    """Where the load balancer (DNS name ``dns``, default the lab's) answers: its DNS name,
+    or in the sandbox a loopback port."""
+    dns = dns or load_balancer_dns(lab)
     if lab.backend is Backend.SANDBOX:
         from labkit.aws import sandbox_status
 

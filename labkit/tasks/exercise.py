@@ -174,6 +174,13 @@ class Exercise:
     hints: Sequence[str]
     solution_: Solution
     expected_errors: dict[str, str] = field(default_factory=dict)
+    #: For a step the real state cannot attribute to the learner (a lookup, a wait):
+    #: ``answer_fn(lab, *answers)`` judges the learner's own result, passed as
+    #: ``q.check(value)``, once ``evaluate_fn`` has found the real state right.
+    answer_fn: Callable[..., Verdict] | None = None
+    #: ``(code, message) -> explanation or None``: AWS's refusals told apart by message
+    #: (one code, several causes); None falls back to ``expected_errors``.
+    explain_fn: Callable[[str, str], str | None] | None = None
 
     @property
     def label(self) -> str:
@@ -202,9 +209,7 @@ class Exercise:
             if code:
                 message = exc.response["Error"].get("Message", "")  # type: ignore[attr-defined]
                 operation = getattr(exc, "operation_name", "the call")
-                meaning = self.expected_errors.get(
-                    code, "Read AWS's message: it names the parameter or resource at fault."
-                )
+                meaning = self.explain(code, message)
                 note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
                 return
             if type(exc).__name__ == "ParamValidationError":
@@ -216,20 +221,49 @@ class Exercise:
                 return
             raise
 
+    def explain(self, code: str, message: str) -> str:
+        """What AWS's refusal ``code: message`` means for this exercise, and what to do."""
+        specific = self.explain_fn(code, message) if self.explain_fn else None
+        return specific or self.expected_errors.get(
+            code, "Read AWS's message: it names the parameter or resource at fault."
+        )
+
     @property
     def _var(self) -> str:
         return f"q{self.number}"
 
     # -- learntools' three -------------------------------------------------------------
 
-    def evaluate(self, lab: Lab | None = None) -> CheckResult:
-        """Check the real state; never raises (an error becomes a ❌ result)."""
-        verdict = _run_guarded(self.evaluate_fn, lab or current_lab())
+    def evaluate(self, lab: Lab | None = None, answers: tuple[Any, ...] = ()) -> CheckResult:
+        """Check the real state (and, for an exercise with ``answer_fn``, the learner's
+        ``answers``); never raises (an error becomes a ❌ result)."""
+        lab = lab or current_lab()
+        verdict = _run_guarded(self.evaluate_fn, lab)
+        if verdict.passed and answers and self.answer_fn is not None:
+            answer_fn = self.answer_fn
+            blank = any(isinstance(a, Blank) for a in answers)
+            verdict = (
+                Verdict.wrong(
+                    f"the real state is right, but your cell's result is still ____ "
+                    f"({verdict.message})",
+                    f"Run your call in the exercise cell: its result is what "
+                    f"{self._var}.check(...) reads. Stuck? {self._var}.hint()",
+                )
+                if blank
+                else _run_guarded(lambda lab_: answer_fn(lab_, *answers), lab)
+            )
         return CheckResult(self.label, self.title, verdict.passed, verdict.message, verdict.hint)
 
-    def check(self, lab: Lab | None = None) -> None:
-        """Show ✅/❌ with the hint for the cause; under CI a ❌ raises CheckFailed."""
-        result = self.evaluate(lab)
+    def check(self, *answers: Any, lab: Lab | None = None) -> None:
+        """Show ✅/❌ with the hint for the cause; under CI a ❌ raises CheckFailed.
+
+        ``answers``: the learner's own result, for an exercise whose step the real state
+        cannot attribute (``q3.check(instances)``)."""
+        if answers and isinstance(answers[0], Lab):  # q.check(lab), the older form
+            lab, answers = answers[0], answers[1:]
+        if self.answer_fn is not None and not answers:
+            answers = (____,)  # the check needs the learner's result: none is a blank
+        result = self.evaluate(lab, answers)
         more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
         _show_result(result, more)
 
