@@ -173,14 +173,13 @@ class Exercise:
     evaluate_fn: Callable[[Lab], Verdict]
     hints: Sequence[str]
     solution_: Solution
-    expected_errors: dict[str, str] = field(default_factory=dict)
     #: For a step the real state cannot attribute to the learner (a lookup, a wait):
     #: ``answer_fn(lab, *answers)`` judges the learner's own result, passed as
     #: ``q.check(value)``, once ``evaluate_fn`` has found the real state right.
     answer_fn: Callable[..., Verdict] | None = None
-    #: ``(code, message) -> explanation or None``: AWS's refusals told apart by message
-    #: (one code, several causes); None falls back to ``expected_errors``.
-    explain_fn: Callable[[str, str], str | None] | None = None
+    expected_errors: dict[str, str] = field(default_factory=dict)
+    #: Names the cause of a refusal from what the learner's cell held (see task1), or None.
+    explain_refusal: Callable[[BaseException], str | None] | None = None
 
     @property
     def label(self) -> str:
@@ -209,7 +208,11 @@ class Exercise:
             if code:
                 message = exc.response["Error"].get("Message", "")  # type: ignore[attr-defined]
                 operation = getattr(exc, "operation_name", "the call")
-                meaning = self.explain(code, message)
+                meaning = (
+                    self.explain_refusal(exc) if self.explain_refusal else None
+                ) or self.expected_errors.get(
+                    code, "Read AWS's message: it names the parameter or resource at fault."
+                )
                 note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
                 return
             if type(exc).__name__ == "ParamValidationError":
@@ -220,13 +223,6 @@ class Exercise:
                 )
                 return
             raise
-
-    def explain(self, code: str, message: str) -> str:
-        """What AWS's refusal ``code: message`` means for this exercise, and what to do."""
-        specific = self.explain_fn(code, message) if self.explain_fn else None
-        return specific or self.expected_errors.get(
-            code, "Read AWS's message: it names the parameter or resource at fault."
-        )
 
     @property
     def _var(self) -> str:

@@ -241,11 +241,12 @@ CREATE_SERVICE_CAUSES: tuple[tuple[str, str], ...] = (
 )
 
 
-def explain_create_service(code: str, message: str) -> str | None:
+def explain_create_service(exc: BaseException) -> str | None:
     """The cause of one of ECS's create_service refusals, from its message."""
-    if code != "InvalidParameterException":
+    error = getattr(exc, "response", {}).get("Error", {})
+    if error.get("Code") != "InvalidParameterException":
         return None
-    lowered = message.lower()
+    lowered = str(error.get("Message", "")).lower()
     for needle, meaning in CREATE_SERVICE_CAUSES:
         if needle.lower() in lowered:
             return meaning

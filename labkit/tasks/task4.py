@@ -222,7 +222,7 @@ q3 = Exercise(
     title="create the service",
     evaluate_fn=service_running,
     answer_fn=service_answer,
-    explain_fn=explain_create_service,
+    explain_refusal=explain_create_service,
     hints=(
         "The ECS client's create_service takes the wizard's choices as parameters: "
         "cluster, serviceName, taskDefinition, desiredCount, launchType, loadBalancers "

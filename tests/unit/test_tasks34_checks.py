@@ -325,7 +325,10 @@ CREATE_SERVICE_REFUSALS = [
 
 @pytest.mark.parametrize(("message", "cause"), CREATE_SERVICE_REFUSALS)
 def test_each_create_service_refusal_gets_its_own_cause(message, cause):
-    meaning = task4.q3.explain("InvalidParameterException", message)
+    from botocore.exceptions import ClientError
+
+    error = {"Error": {"Code": "InvalidParameterException", "Message": message}}
+    meaning = task4.q3.explain_refusal(ClientError(error, "CreateService"))
     assert cause in meaning, meaning
     others = [c for m, c in CREATE_SERVICE_REFUSALS if m != message]
     assert not any(other in meaning for other in others if other != cause)
