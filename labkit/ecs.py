@@ -313,6 +313,27 @@ def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
     return watch(lab, timeout=timeout)
 
 
+def wait_for_service(lab: Lab, timeout: float = 600) -> WatchResult | None:
+    """Step 50 for a learner: what the ``services_stable`` waiter waits for (one
+    deployment, running == desired), with each new event and a progress bar as it goes;
+    on timeout, where to look. None (and a note) when the service does not exist yet."""
+    from labkit.display import note
+
+    if find_service(lab) is None:
+        note(f"Nothing to wait for: service {lab.service_name} does not exist yet.", "⏳")
+        return None
+    result = watch(lab, timeout=timeout)
+    if not is_steady(result.service):
+        note(
+            f"{lab.service_name} is not steady after {timeout:.0f} s"
+            f"{last_stop_note(lab)}. Where to look: the Events view (what ECS tried), "
+            "the Tasks view (stopped tasks and why), the Targets (Exercise 4.4: health); "
+            f"{stopped_reason_hint(lab) or 'then run this cell again.'}",
+            "⏱️",
+        )
+    return result
+
+
 def _update_service(lab: Lab, done: str, **changes: Any) -> dict[str, Any]:
     """UpdateService on the learner's service (which must exist); print ``done``."""
     require_service(lab)
