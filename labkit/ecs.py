@@ -263,6 +263,12 @@ def _note_change(lab: Lab) -> None:
     _last_change[lab.service_name] = datetime.now().astimezone()
 
 
+def mark_change(lab: Lab) -> None:
+    """Before the learner's own update_service or stop_task: what ECS writes from now on
+    is news for :func:`watch` (an event written before watch starts is not history)."""
+    _note_change(lab)
+
+
 def watch(
     lab: Lab,
     until: Condition = lambda s, _e: is_steady(s),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit import ecs, network
+from labkit.display import note
 from labkit.errors import LabkitError, PrerequisiteError
 from labkit.lab import Lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
@@ -40,8 +41,27 @@ def _answer_text(answer: Any) -> str:
 # -- q1: the namespace (step 41) -----------------------------------------------------
 
 
-def namespace_id(lab: Lab) -> str:
-    """The lab namespace's id, for the cells after Exercise 4.1; a clear error without it."""
+def namespace_id(lab: Lab) -> Any:
+    """The lab namespace's id, for the cells after Exercise 4.1. Without it: a note naming
+    Exercise 4.1, and the blank ``____`` (the cell then says it is not done yet)."""
+    return _or_blank(_require_namespace_id, lab)
+
+
+def discovery_service_arn(lab: Lab) -> Any:
+    """Your discovery service's ARN, for the cells after Exercise 4.2. Without it: a note
+    naming Exercise 4.2, and the blank ``____``."""
+    return _or_blank(_require_discovery_service_arn, lab)
+
+
+def _or_blank(lookup: Any, lab: Lab) -> Any:
+    try:
+        return lookup(lab)
+    except PrerequisiteError as exc:
+        note(f"{exc.what} {exc.why} {exc.fix}", "⏳")
+        return ____
+
+
+def _require_namespace_id(lab: Lab) -> str:
     namespace = ecs.find_namespace(lab)
     if namespace is None:
         raise PrerequisiteError(
@@ -72,7 +92,7 @@ def _namespace_exists(lab: Lab) -> Verdict:
 
 
 def _namespace_answer(lab: Lab, answer: Any) -> Verdict:
-    real = namespace_id(lab)
+    real = _require_namespace_id(lab)
     if answer == real:
         return Verdict.ok(f"private DNS namespace {lab.names.namespace}: {real}")
     text = _answer_text(answer)
@@ -129,10 +149,10 @@ q1 = Exercise(
 
 
 def _discovery_created(lab: Lab) -> Verdict:
-    found = ecs.find_discovery_service(lab, namespace_id(lab))
+    found = ecs.find_discovery_service(lab, _require_namespace_id(lab))
     name = lab.service_name
     if found is None:
-        others = [s["Name"] for s in ecs.discovery_services(lab, namespace_id(lab))]
+        others = [s["Name"] for s in ecs.discovery_services(lab, _require_namespace_id(lab))]
         if others:
             return Verdict.wrong(
                 f"no discovery service named {name} in {lab.names.namespace} "
@@ -154,10 +174,8 @@ def _discovery_created(lab: Lab) -> Verdict:
     )
 
 
-def discovery_service_arn(lab: Lab) -> str:
-    """Your discovery service's ARN, for the cells after Exercise 4.2; a clear error
-    without it."""
-    found = ecs.find_discovery_service(lab, namespace_id(lab))
+def _require_discovery_service_arn(lab: Lab) -> str:
+    found = ecs.find_discovery_service(lab, _require_namespace_id(lab))
     if found is None:
         raise PrerequisiteError(
             f"Your discovery service {lab.service_name} does not exist yet.",
@@ -168,7 +186,7 @@ def discovery_service_arn(lab: Lab) -> str:
 
 
 def _discovery_answer(lab: Lab, answer: Any) -> Verdict:
-    real = discovery_service_arn(lab)
+    real = _require_discovery_service_arn(lab)
     if answer == real:
         return Verdict.ok(f"discovery service {lab.service_name}: {real}")
     return Verdict.wrong(
