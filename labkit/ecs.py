@@ -406,13 +406,19 @@ def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> b
 
 
 def replaced(lab: Lab, stopped_task_arn: str) -> Condition:
-    """Stop when the service is steady again with a task other than the stopped one."""
+    """Stop when the stopped task no longer runs and a task started since it was stopped
+    runs in its place (at any desired count)."""
 
     def another_runs() -> bool:
-        running = {t["taskArn"] for t in tasks(lab)}
-        return bool(running) and stopped_task_arn not in running
+        reply = lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=[stopped_task_arn])
+        stopped = next(iter(reply.get("tasks", [])), {})
+        since = stopped.get("stoppingAt") or stopped.get("stoppedAt") or stopped.get("createdAt")
+        running = tasks(lab)
+        if since is None or stopped_task_arn in {t["taskArn"] for t in running}:
+            return False
+        return any(t.get("createdAt") and t["createdAt"] >= since for t in running)
 
-    return lambda service, _events: is_steady(service) and another_runs()
+    return lambda _service, _events: another_runs()
 
 
 def rolled_out(task_definition_arn: str) -> Condition:

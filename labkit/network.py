@@ -142,6 +142,8 @@ class PageProbe:
     url: str
     interval: float = 0.2
     timeout: float = 5.0
+    #: A probe nobody stops (a check never run) ends on its own after this long.
+    max_seconds: float = 900.0
     requests: int = 0
     failures: list[tuple[float, str]] = field(default_factory=list)
     bodies: list[str] = field(default_factory=list)
@@ -159,7 +161,7 @@ class PageProbe:
 
     def _run(self) -> None:
         opener = _opener(self.url)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and time.monotonic() - self.started < self.max_seconds:
             self.requests += 1
             try:
                 with opener.open(self.url, timeout=self.timeout) as reply:

@@ -92,8 +92,15 @@ def with_solutions(notebook: Path) -> Any:
                 fix="Fix the cell's tags in JupyterLab (Property Inspector → Tags).",
             )
         # The solutions beside the notebook: a copied notebooks folder brings its own.
-        cell.source = (notebook.parent / "solutions" / files[0]).read_text().rstrip("\n")
+        cell.source = solution_cell(notebook.parent / "solutions" / files[0])
     return nb
+
+
+def solution_cell(path: Path) -> str:
+    """A solution file as the exercise cell it fills: Python as it is; a shell solution
+    (``.sh``, the lab's own lines, runnable in a terminal too) as a ``%%bash`` cell."""
+    text = path.read_text().rstrip("\n")
+    return f"%%bash\n{text}" if path.suffix == ".sh" else text
 
 
 def default_output_dir() -> Path:
