@@ -22,6 +22,7 @@ from labkit import ecr, ecs, network
 from labkit.images import SAMPLE_APP_DIR
 from labkit.lab import Lab
 from labkit.network import PageProbe
+from labkit.taskdef import V2_TAG
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 from labkit.tasks.understanding import Question, Quiz
 
@@ -29,8 +30,6 @@ __all__ = ["TASK", "q1", "q2", "q3", "quiz", "____"]
 
 #: ECS's words for the third task (service event, and RunTask's failure reason).
 PORT_TAKEN = "is already using a port required by your task"
-#: The tag of the capstone's image.
-V2_TAG = "v2"
 
 
 def _text(answer: Any) -> str:
