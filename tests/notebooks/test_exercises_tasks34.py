@@ -228,3 +228,75 @@ def test_tasks_3_and_4_shipped_cli_solved_and_rerun(
     assert len(_services(aws)) == 1
     assert len(aws["servicediscovery"].list_services()["Services"]) == 1
     print(f"whole test: {time.monotonic() - wall:.1f} s")
+
+
+def _v2_images(aws) -> list[dict]:
+    try:
+        return aws["ecr"].describe_images(
+            repositoryName=LAB.repository, imageIds=[{"imageTag": "v2"}]
+        )["imageDetails"]
+    except aws["ecr"].exceptions.ImageNotFoundException:
+        return []
+
+
+def _revisions(aws) -> list[str]:
+    listed = aws["ecs"].list_task_definitions(familyPrefix=LAB.task_family, status="ACTIVE")
+    return listed["taskDefinitionArns"]
+
+
+def test_notebook_05_shipped_alone_solved_and_no_free_pass(
+    lab_env: dict[str, str], notebooks: Path, tmp_path: Path
+) -> None:
+    """After the test above (Task 4 done): 05 as shipped changes nothing; 5.1 and 5.2
+    alone after the setup cell; 05 solved (the capstone rolls v2 out with no failed
+    request); the rollout cell alone; 05 as shipped again: no check passes."""
+    out = tmp_path / "runs"
+    aws = running_sandbox_clients("ecr", "ecs", "elbv2", "servicediscovery")
+    (before,) = _services(aws)
+    revisions = _revisions(aws)
+
+    shipped = _text(_run(notebooks, out / "shipped5", "05", solved=False))
+    for number in (1, 2, 3):
+        assert f"Exercise 5.{number} is not done yet" in shipped
+        assert f"❌ Exercise 5.{number}" in shipped
+    assert "not answered yet" in shipped and "ERROR" not in shipped
+    (after,) = _services(aws)
+    assert after["desiredCount"] == 1 and after["taskDefinition"] == before["taskDefinition"]
+    assert _revisions(aws) == revisions and _v2_images(aws) == []
+
+    for number in (1, 2):
+        alone = _text(_alone(notebooks, out / f"alone5-{number}", "05", number))
+        assert f"✅ Exercise 5.{number}" in alone, alone
+    (service,) = _services(aws)
+    placement = [e["message"] for e in service["events"] if "unable to place" in e["message"]]
+    assert any("is already using a port required by your task" in m for m in placement)
+
+    solved = _text(_run(notebooks, out / "solved5", "05", solved=True))
+    for number in (1, 2, 3):
+        assert f"✅ Exercise 5.{number}" in solved
+    assert "none failed" in solved and "✅ Task 5" in solved and "✅ Task 3" in solved
+    assert len(_v2_images(aws)) == 1
+    (service,) = _services(aws)
+    config = service["deploymentConfiguration"]
+    assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (50, 200)
+    definition = aws["ecs"].describe_task_definition(taskDefinition=service["taskDefinition"])
+    assert definition["taskDefinition"]["containerDefinitions"][0]["image"].endswith(":v2")
+    url = aws["status"].load_balancers[
+        aws["elbv2"].describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0][
+            "DNSName"
+        ]
+    ]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as page:
+        assert b"Version 2 is live!" in page.read()
+
+    # The capstone's rollout cell alone after the setup cell (a restart): it rolls out
+    # again, and its check passes.
+    alone = _text(_alone(notebooks, out / "alone5-rollout", "05", 6))
+    assert "✅ Exercise 5.3" in alone and "none failed" in alone, alone
+
+    # No free pass: as shipped again, the state holding every answer.
+    free = _text(_run(notebooks, out / "free5", "05", solved=False))
+    for number in (1, 2, 3):
+        assert f"❌ Exercise 5.{number}" in free and f"✅ Exercise 5.{number}" not in free
+    assert "no rollout started while the probe watched" in free
