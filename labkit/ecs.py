@@ -284,8 +284,8 @@ def watch(
     from tqdm.auto import tqdm
 
     started = time.monotonic()
-    # News starts at the last change labkit asked for (scale, deploy, stop…), so an event
-    # ECS wrote between that call and this watch is not mistaken for history.
+    # News starts at the last change (scale(), or mark_change() before the learner's own
+    # call), so an event ECS wrote between that call and this watch is not history.
     start_time = _last_change.get(lab.service_name) or datetime.now().astimezone()
     events = require_service(lab).get("events", [])
     seen = {e["id"] for e in events if e["createdAt"] < start_time}  # history, not news
@@ -356,28 +356,6 @@ def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     return _update_service(lab, done, desiredCount=desired_count)
 
 
-def stop_one_task(lab: Lab) -> str:
-    """Stop a running task, as if it had crashed; returns its ARN."""
-    running = tasks(lab)
-    if not running:
-        raise PrerequisiteError(
-            "The service has no running task to stop.",
-            why=f"{lab.service_name} runs 0 tasks right now.",
-            fix="Wait for the service to become steady (notebook 04), then re-run.",
-        )
-    arn = running[0]["taskArn"]
-    _note_change(lab)
-    lab.ecs.stop_task(cluster=lab.names.cluster, task=arn, reason="Stopped by the ECS Lab Kit")
-    print(f"Stopped task {arn.rsplit('/', 1)[-1]}.")
-    return arn
-
-
-def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
-    """Point the service at another task-definition revision (a rolling deployment)."""
-    done = f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}."
-    return _update_service(lab, done, taskDefinition=task_definition_arn)
-
-
 # -- conditions for watch() ----------------------------------------------------------
 
 
@@ -387,17 +365,6 @@ def steady_or_unplaceable(service: dict[str, Any], new_events: list[dict[str, An
     return is_steady(service) or (
         unplaceable(service, new_events) and service.get("pendingCount", 0) == 0
     )
-
-
-def steady_and_healthy(lab: Lab) -> Condition:
-    """Stop when steady and every desired task's target is healthy: only healthy tasks
-    count toward a deployment's minimumHealthyPercent (notebook 05)."""
-
-    def healthy(service: dict[str, Any]) -> bool:
-        states = [t["TargetHealth"]["State"] for t in target_health(lab)]
-        return states.count("healthy") >= service["desiredCount"]
-
-    return lambda service, _events: is_steady(service) and healthy(service)
 
 
 def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
