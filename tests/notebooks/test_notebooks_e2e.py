@@ -107,10 +107,15 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     body, header_digest = _registry_manifest(status.registry, LAB.repository, "latest", token)
     assert image["imageDigest"] == header_digest == "sha256:" + hashlib.sha256(body).hexdigest()
 
-    # Task 3: the task definition points at the pushed image.
-    definition = aws["ecs"].describe_task_definition(taskDefinition=LAB.task_family)
-    container = definition["taskDefinition"]["containerDefinitions"][0]
-    assert container["image"] == f"{repo['repositoryUri']}:latest"
+    # Task 3: a revision points at the pushed image (05's v2 revision came after it).
+    revisions = aws["ecs"].list_task_definitions(familyPrefix=LAB.task_family, status="ACTIVE")
+    images = [
+        aws["ecs"].describe_task_definition(taskDefinition=arn)["taskDefinition"][
+            "containerDefinitions"
+        ][0]["image"]
+        for arn in revisions["taskDefinitionArns"]
+    ]
+    assert f"{repo['repositoryUri']}:latest" in images
 
     # Task 4: exactly one kit service (re-runs made no second one), steady, one task.
     arns = aws["ecs"].list_services(cluster=LAB.cluster)["serviceArns"]
