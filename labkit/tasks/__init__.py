@@ -82,16 +82,25 @@ def open_lab(task: int, parameters: Mapping[str, Any]) -> Lab:
     lab = lab_module.open_lab(**settings)
     require(lab, task)
     lab.export_environment()
+    if f"task{task}" in TASK_MODULES:  # a task's own setup, if any (Task 2: $REPOSITORY)
+        on_open = getattr(importlib.import_module(f"labkit.tasks.task{task}"), "on_open", None)
+        if on_open is not None:
+            on_open(lab)
     if task in _TASK_COSTS:
         lab.cost_notice(_TASK_COSTS[task])
     return lab
 
 
-def progress(lab: Lab | None = None) -> dict[int, bool]:
-    """The course so far: each task's ✅/❌, read from the real state by its check.
+def progress(lab: Lab | None = None) -> None:
+    """Show the course so far: each task's ✅/❌, read from the real state by its check.
 
-    Never raises (a check that cannot run is a ❌ with its reason); returns
-    ``{task number: done}``. Tasks the endpoint cannot serve show as skipped."""
+    Never raises (a check that cannot run is a ❌ with its reason). Tasks the endpoint
+    cannot serve show as skipped. :func:`course_progress` gives the same as data."""
+    course_progress(lab, show_it=True)
+
+
+def course_progress(lab: Lab | None = None, show_it: bool = False) -> dict[int, bool]:
+    """``{task number: done}`` for every task the backend serves (see :func:`progress`)."""
     lab = lab or current_lab()
     try:
         unserved = endpoint.unserved_tasks(lab)
@@ -112,6 +121,8 @@ def progress(lab: Lab | None = None) -> dict[int, bool]:
             f"<tr><td>{mark}</td><td>{html.escape(task.label)}</td>"
             f"<td>{html.escape(task.title)}</td><td>{html.escape(text)}</td></tr>"
         )
+    if not show_it:
+        return done
     count = sum(done.values())
     heading = f"Course progress: {count} of {len(done)} tasks done"
     show(

@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from labkit import ecr
 from labkit.lab import Lab
+from labkit.names import LAB
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 from labkit.tasks.understanding import Question, Quiz
 
@@ -53,21 +56,29 @@ def _statement_set(lab: Lab) -> Verdict:
         found = ", ".join(repr(s.get("Sid")) for s in statements if isinstance(s, dict))
         return Verdict.wrong(
             f"the repository policy has no statement named {sid!r} (found: {found or 'none'})",
-            f'Name the statement {sid!r} (step 12): that is its "Sid".',
+            f'Name the statement {sid!r} (step 13): that is its "Sid".',
         )
     statement = mine[0]
     principal = statement.get("Principal", {})
     principals = ecr.as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
     if lab.instance_role_arn not in principals:
+        named = [p for p in principals if isinstance(p, str) and not p.startswith("arn:")]
+        if any(p.rsplit("/", 1)[-1] == lab.names.instance_role for p in named):
+            return Verdict.wrong(
+                f"{sid} names the role by its name, {named[0]!r}, not by its ARN",
+                f"A Principal takes the role's ARN (step 14): "
+                f"iam.get_role(RoleName={lab.names.instance_role!r})['Role']['Arn'].",
+            )
         return Verdict.wrong(
             f"{sid} allows {principals or 'nobody'}, not the role {lab.names.instance_role}",
-            f"The principal is the container instances' role (step 13): look up its ARN with "
+            f"The principal is the container instances' role (step 14): look up its ARN with "
             f"iam.get_role(RoleName={lab.names.instance_role!r}) and use "
             '{"AWS": <that ARN>}.',
         )
     if statement.get("Effect") != "Allow":
         return Verdict.wrong(
-            f"{sid} has Effect {statement.get('Effect')!r}", 'The statement must "Allow" (step 14).'
+            f"{sid} has Effect {statement.get('Effect')!r}",
+            'The statement must "Allow" (the console\'s default; the guide has no step for it).',
         )
     actions = set(ecr.as_list(statement.get("Action")))
     missing = sorted(set(ecr.REPOSITORY_ACTIONS) - actions)
@@ -81,6 +92,36 @@ def _statement_set(lab: Lab) -> Verdict:
     return Verdict.ok(f"{sid} allows {lab.names.instance_role} all repository actions")
 
 
+def _learner_policies(exc: BaseException) -> list[dict[str, Any]]:
+    """The policy documents (dicts with a "Statement") the learner's cell held when AWS
+    refused: the frames of the traceback are the cell's and the calls below it."""
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, dict) and "Statement" in value:
+                found.append(value)
+        tb = tb.tb_next
+    return found
+
+
+def _explain_policy_refusal(exc: BaseException) -> str | None:
+    """A role's name where the Principal needs its ARN, said as such."""
+    role = LAB.instance_role
+    for policy in _learner_policies(exc):
+        for statement in ecr.as_list(policy.get("Statement")):
+            principal = statement.get("Principal") if isinstance(statement, dict) else None
+            values = ecr.as_list(principal.get("AWS") if isinstance(principal, dict) else principal)
+            for value in values:
+                if isinstance(value, str) and not value.startswith("arn:") and role in value:
+                    return (
+                        f"The Principal names the role by its name, {value!r}; ECR wants its "
+                        f"ARN (step 14): iam.get_role(RoleName={role!r})['Role']['Arn'], "
+                        f"which reads arn:aws:iam::<account>:role/{role}."
+                    )
+    return None
+
+
 q1 = Exercise(
     task=1,
     number=1,
@@ -91,8 +132,7 @@ q1 = Exercise(
         "parameter is the repository's name.",
         'ecr.create_repository(repositoryName=...) with the lab\'s name, "myrepo" (step 6). '
         "The reply's ['repository']['repositoryUri'] is the URI you copy (step 8).",
-        'response = ecr.create_repository(repositoryName="myrepo")\n'
-        'print(response["repository"]["repositoryUri"])',
+        'response = ecr.create_repository(repositoryName="myrepo", tags=lab.tags())',
     ),
     solution_=Solution(
         file="task1_q1_create_repository.py",
@@ -115,14 +155,15 @@ q2 = Exercise(
     title="the permission statement",
     evaluate_fn=_statement_set,
     hints=(
-        "A repository policy is a JSON document with a list of statements; each statement "
-        "has a Sid, an Effect, a Principal and a list of Actions.",
-        "Principal: {'AWS': <the ARN of Ec2instanceRole>} (iam.get_role gives it); Action: "
-        'the console\'s "all actions", listed in labkit.ecr.REPOSITORY_ACTIONS; then '
-        "ecr.set_repository_policy(repositoryName=..., policyText=json.dumps(policy)).",
-        'role_arn = iam.get_role(RoleName="Ec2instanceRole")["Role"]["Arn"]\n'
-        'statement = {"Sid": "my_repository_statement", "Effect": "Allow", '
-        '"Principal": {"AWS": role_arn}, "Action": list(labkit.ecr.REPOSITORY_ACTIONS)}',
+        "Three calls: IAM's get_role gives the role's ARN; the policy is a dict with "
+        '"Version" and "Statement" (a list holding your statement: Sid, Effect, Principal, '
+        "Action); ECR's set_repository_policy saves it.",
+        'role_arn = iam.get_role(RoleName="Ec2instanceRole")["Role"]["Arn"]; the statement: '
+        '{"Sid": "my_repository_statement", "Effect": "Allow", "Principal": {"AWS": '
+        'role_arn}, "Action": list(labkit.ecr.REPOSITORY_ACTIONS)} (step 15: all actions).',
+        'policy = {"Version": "2012-10-17", "Statement": [statement]}\n'
+        'reply = ecr.set_repository_policy(repositoryName="myrepo", '
+        "policyText=json.dumps(policy))",
     ),
     solution_=Solution(
         file="task1_q2_repository_statement.py",
@@ -132,14 +173,16 @@ q2 = Exercise(
         "name my_repository_statement, Allow, principal Ec2instanceRole, all actions → Save "
         "(steps 10–16).",
     ),
+    explain_refusal=_explain_policy_refusal,
     expected_errors={
         "RepositoryNotFoundException": "The repository does not exist: do Exercise 1.1 first.",
-        "NoSuchEntity": "IAM has no role by that name: the lab's is Ec2instanceRole (step 13), "
+        "NoSuchEntity": "IAM has no role by that name: the lab's is Ec2instanceRole (step 14), "
         "and role names are case-sensitive.",
         "InvalidParameterException": "ECR refused the policy. 'Principal not found': no role "
         "or user has that ARN (take Ec2instanceRole's from iam.get_role). 'Invalid repository "
-        "policy provided': is policyText the JSON text (json.dumps) of a document with Version "
-        "and Statement, each statement without a Resource?",
+        "policy provided': a Principal naming a role by name instead of its ARN, policyText "
+        "that is not JSON text (json.dumps), a document without Version and Statement, or a "
+        "statement with a Resource.",
     },
 )
 

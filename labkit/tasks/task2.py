@@ -1,10 +1,11 @@
 """Task 2 of the lab guide: pull, tag, log in and push the sample image (steps 17–25).
 
-The learner runs the lab's own shell lines (``labkit.shell.sh``); the one blank is
-``REPOSITORY`` (steps 19–21), the URI they copied in Task 1, and every later line uses
-the value they paste. ``q1.check()`` reads the registry (ECR's DescribeImages and
-BatchGetImage) and the local Docker image: the image tagged ``latest`` must be in the
-repository AND be the sample image tagged in step 22.
+The learner sets ``REPOSITORY`` (steps 19–21, :func:`use_repository` checks it and sets
+``$REPOSITORY``), then types the lab's own lines in ``%%bash`` cells or a terminal: docker
+tag, the ``aws ecr get-login-password | docker login`` pipe, docker push. ``q1.check()``
+reads the registry (ECR's DescribeImages and BatchGetImage) and the local Docker image:
+the image tagged ``latest`` must be in the repository AND be the sample image tagged in
+step 22, whether the lines ran in the notebook or in a terminal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from labkit.tasks.understanding import Question, Quiz
 
 __all__ = [
     "TASK",
+    "on_open",
+    "use_repository",
     "q1",
     "quiz",
     "____",
@@ -88,8 +91,8 @@ def _image_pushed(lab: Lab) -> Verdict:
     if not images:
         return Verdict.wrong(
             f"nothing has been pushed to {name} yet",
-            "Paste your repository URI into REPOSITORY (step 20), then run the tag, login and "
-            "push cells in order (steps 22–25); each prints what Docker answered.",
+            "Set REPOSITORY (step 20), then type the tag, login and push lines (steps 22–25) "
+            "in their cells or a terminal; each prints what Docker answered.",
         )
     latest = next((i for i in images if LAB_TAG in i.get("imageTags", [])), None)
     sample = local_sample()
@@ -139,6 +142,45 @@ def push_address(lab: Lab, repository: str) -> str:
     return address
 
 
+#: The shell variable of step 19, as the notebook's ``%%bash`` cells and ``!`` lines see it.
+REPOSITORY_VARIABLE = "REPOSITORY"
+_STATE_KEY = "task2_repository"
+
+
+def use_repository(lab: Lab, uri: Any) -> str:
+    """Step 21, ``REPOSITORY=your-repository-uri``: check what the learner pasted (says
+    what differs: a tag on the end, ``https://``, a typo), then set ``$REPOSITORY`` for
+    the shell lines of this kernel, and remember it so that after a kernel restart the
+    setup cell sets it again. Returns the address Docker pushes to."""
+    import os
+
+    from labkit.state import load_state, save_state
+
+    address = push_address(lab, ecr.check_repository_uri(lab, uri))
+    os.environ[REPOSITORY_VARIABLE] = address
+    state = load_state()
+    state[_STATE_KEY] = address
+    save_state(state)
+    print(f"{REPOSITORY_VARIABLE}={address}")
+    return address
+
+
+def on_open(lab: Lab) -> None:
+    """Notebook 02's setup: ``$REPOSITORY`` as the learner set it before (exercise 2.1),
+    if it still names this lab's repository; else nothing (2.1 sets it)."""
+    import os
+
+    from labkit.state import load_state
+
+    remembered = load_state().get(_STATE_KEY)
+    if not isinstance(remembered, str) or ecr.find_repository(lab) is None:
+        return
+    if remembered != endpoint.push_address(lab, ecr.repository_uri(lab)):
+        return
+    os.environ[REPOSITORY_VARIABLE] = remembered
+    print(f"{REPOSITORY_VARIABLE}={remembered} (as you set it in exercise 2.1)")
+
+
 def push_with_lab_lines(lab: Lab, repository: str) -> None:
     """Steps 18–25 as the notebook's cells run them: the sample image, tag, login, push."""
     from labkit.images import ensure_sample_image
@@ -185,14 +227,14 @@ q1 = _PushExercise(
     title="the sample image in your repository",
     evaluate_fn=_image_pushed,
     hints=(
-        "Paste the repository URI from Task 1 (notebook 01 printed it; step 8) between "
-        'quotes: REPOSITORY = "…/myrepo". Then run the tag, login and push cells in order.',
-        "The URI is <registry host>/myrepo, without https:// and without :latest. "
-        "`aws ecr describe-repositories --repository-names myrepo --query "
-        "'repositories[0].repositoryUri' --output text` prints it; so does "
-        "labkit.views.repository_view(lab).",
-        'REPOSITORY = boto3.client("ecr").describe_repositories(repositoryNames=["myrepo"])'
-        '["repositories"][0]["repositoryUri"]  — then docker tag, docker login, docker push.',
+        "Paste the repository URI from Task 1 (step 8) between quotes in REPOSITORY. Then "
+        "the guide's three lines, each in its %%bash cell: docker tag, the aws ecr "
+        "get-login-password | docker login pipe, docker push.",
+        "docker tag amazon/amazon-ecs-sample:latest $REPOSITORY. The login's last word is "
+        "your registry: $REPOSITORY up to the first / (bash: ${REPOSITORY%%/*}), where the "
+        "guide has ACCOUNTID.dkr.ecr.us-west-2.amazonaws.com; --region $AWS_REGION.",
+        "aws ecr get-login-password --region $AWS_REGION | docker login --username AWS "
+        "--password-stdin ${REPOSITORY%%/*}\ndocker push $REPOSITORY",
     ),
     solution_=Solution(
         file="task2_q1_repository_uri.py",

@@ -56,6 +56,14 @@ def image_verdict(image: Any, repository_uri: str, where: str) -> Verdict | None
             "Add :latest to the URI: that is the tag you pushed in Task 2 (step 25). Without "
             "a tag Docker would also pull :latest, but the lab names it and the check wants it.",
         )
+    if image.startswith(f"{repository_uri}:") and image.count(":") > wanted.count(":"):
+        doubled = image[len(repository_uri) :]
+        return Verdict.wrong(
+            f"{where}: the image {image!r} carries two tags ({doubled}): the URI you put in "
+            "already ended with a tag",
+            f"Put in the repository URI alone, {repository_uri}, without its tag: the lab's "
+            f"JSON adds :latest after YOUR-REPOSITORY-URI itself (step 32).",
+        )
     name, _, tag = image.rpartition(":")
     if name == repository_uri and "/" not in tag:
         return Verdict.wrong(

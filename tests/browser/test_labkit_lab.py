@@ -1,6 +1,8 @@
 """The learner's way in, in a real browser: ``labkit lab`` starts the sandbox and
 JupyterLab (as root here: it must pass --allow-root itself), the learner opens notebook 01,
-types the Task 1 answer into the blank exercise cell, runs it and the check, and sees ✅.
+types the Task 1 call into the blank exercise cell, runs it and the check, and sees ✅;
+then in notebook 02 types the guide's tag, login and push lines into the blank ``%%bash``
+cells and sees the check's ✅.
 
     pytest -m browser tests/browser/test_labkit_lab.py -v -s
 """
@@ -155,9 +157,26 @@ def _kernel_output(page: Any, code: str) -> str:
     )
 
 
-def _index_of(root: Path, tag: str) -> int:
-    cells = nbformat.read(root / NOTEBOOK, as_version=4).cells
+def _index_of(root: Path, tag: str, notebook: str = NOTEBOOK) -> int:
+    cells = nbformat.read(root / notebook, as_version=4).cells
     return next(i for i, c in enumerate(cells) if tag in c.metadata.get("tags", []))
+
+
+def _source(page: Any, index: int) -> str:
+    return page.evaluate(
+        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel"
+        ".getSource()",
+        index,
+    )
+
+
+def _type_source(page: Any, index: int, text: str) -> None:
+    """Replace cell ``index``'s text by typing into its editor, as a learner does."""
+    cell = _cell(page, index)
+    cell.scroll_into_view_if_needed()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(text)
 
 
 def test_labkit_lab_then_task1_typed_in_the_browser(
@@ -184,25 +203,14 @@ def test_labkit_lab_then_task1_typed_in_the_browser(
     settings = page.locator(".jp-OutputArea-output").filter(has_text="Lab settings:")
     assert "backend=sandbox" in settings.first.text_content()
 
-    # Type the answer into the code editor: the blank becomes "myrepo".
-    cell = _cell(page, exercise)
-    cell.scroll_into_view_if_needed()
-    source = page.evaluate(
-        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel"
-        ".getSource()",
-        exercise,
-    )
-    assert "repositoryName=____" in source
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+a")
-    page.keyboard.insert_text(source.replace("repositoryName=____", 'repositoryName="myrepo"'))
-    typed = page.evaluate(
-        "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel"
-        ".getSource()",
-        exercise,
-    )
-    assert 'repositoryName="myrepo"' in typed and "____" not in typed
-    _shot(page, artifacts, "labkit-lab-01-answer-typed.png", cell)
+    # Type the call into the code editor: the blank becomes the create_repository call.
+    source = _source(page, exercise)
+    assert "response = ____" in source
+    call = 'ecr.create_repository(repositoryName="myrepo", tags=lab.tags())'
+    _type_source(page, exercise, source.replace("____", call, 1))
+    typed = _source(page, exercise)
+    assert call in typed and "____" not in typed
+    _shot(page, artifacts, "labkit-lab-01-answer-typed.png", _cell(page, exercise))
 
     _run_cell(page, exercise)
     _run_cell(page, exercise + 1)  # q1.check()
@@ -215,3 +223,51 @@ def test_labkit_lab_then_task1_typed_in_the_browser(
 
     ecr = running_sandbox_clients("ecr")["ecr"]
     assert ecr.describe_repositories(repositoryNames=["myrepo"])["repositories"]
+
+
+def test_task2_lines_typed_into_blank_cells(
+    labkit_lab: Server, chromium: Any, artifacts: Path
+) -> None:
+    """After the Task 1 catch-up: the guide's lines typed into 02's empty %%bash cells."""
+    page = chromium
+    notebook = "02_task2_push_image.ipynb"
+    _open_notebook(page, labkit_lab, notebook)
+    repository = _index_of(labkit_lab.root, "solution:task2_q1_repository_uri.py", notebook)
+    for index in range(repository):  # parameters, setup, step 18 (the offline stand-in)
+        _run_cell(page, index)
+    caught_up = _kernel_output(
+        page,
+        "labkit.tasks.task1.TASK.solve(lab)\n"
+        "uri = labkit.ecr.repository_uri(lab)\nprint('URI', uri)",
+    )
+    uri = caught_up.rsplit("URI ", 1)[-1].strip()
+    host = uri.split("/", 1)[0]
+
+    # Exercise 2.1's first blank: the URI, pasted between quotes.
+    source = _source(page, repository)
+    _type_source(page, repository, source.replace("____", f'"{uri}"', 1))
+    _run_cell(page, repository)
+    lines = {
+        "solution:task2_step22_tag.sh": "docker tag amazon/amazon-ecs-sample:latest $REPOSITORY",
+        "solution:task2_step23_login.sh": "aws ecr get-login-password --region us-west-2 | "
+        f"docker login --username AWS --password-stdin {host}",
+        "solution:task2_step25_push.sh": "docker push $REPOSITORY",
+    }
+    for tag, line in lines.items():
+        index = _index_of(labkit_lab.root, tag, notebook)
+        blank = _source(page, index)
+        assert blank.startswith("%%bash") and "docker" not in blank
+        _type_source(page, index, f"{blank}\n{line}")
+        _run_cell(page, index)
+    page.locator(".jp-OutputArea-output").filter(has_text="Login Succeeded").first.wait_for()
+    _shot(page, artifacts, "labkit-lab-03-task2-typed.png", _cell(page, index))
+    check = next(
+        i
+        for i, c in enumerate(nbformat.read(labkit_lab.root / notebook, as_version=4).cells)
+        if c.source.strip() == "q1.check()"
+    )
+    _run_cell(page, check)
+    passed = page.locator(".jp-OutputArea-output").filter(has_text="✅ Exercise 2.1")
+    passed.wait_for(state="visible", timeout=60_000)
+    assert "is the sample image you tagged" in passed.first.text_content()
+    _shot(page, artifacts, "labkit-lab-04-task2-check.png", passed.first)

@@ -144,10 +144,13 @@ def test_solved_00_to_02_on_a_fresh_sandbox(sandbox_env: dict[str, str], runs_di
     assert "✅ Exercise 1.1" in text01 and "✅ Exercise 1.2" in text01 and "✅ Task 1" in text01
     assert "(chosen in notebook 00)" in text01  # settings from 00, said so
     assert "✅ Exercise 2.1" in text02 and "is the sample image you tagged" in text02
-    assert "same image: yes" in text02
+    assert "same image: yes" in text02 and "Login Succeeded" in text02
+    for text, task in ((text01, 1), (text02, 2)):  # the answers, filled in headless
+        assert f"✅ Question {task}.1" in text and f"✅ Question {task}.3" in text
+        assert f"Course progress: {task} of 4 tasks done" in text
     # Step 18's failure is announced before the command, not explained after it.
     source = Path("notebooks/02_task2_push_image.ipynb").read_text()
-    assert source.index("this pull fails") < source.index('sh(\\"docker pull')
+    assert source.index("pull fails") < source.index("!docker pull")
 
 
 def test_reruns_end_in_short_explanations(sandbox_env: dict[str, str], runs_dir: Path) -> None:
@@ -178,6 +181,8 @@ def test_01_as_shipped_runs_to_the_end_and_creates_nothing(
     assert "⏳ Exercise 1.1 is not done yet" in text and "⏳ Exercise 1.2 is not done yet" in text
     assert "❌ Exercise 1.1" in text and "Hint:" in text and "q1.hint(2)" in text
     assert "❌ Exercise 1.2" in text and "❌ Task 1" in text
+    assert text.count("not answered yet") == 3  # the three questions, left blank
+    assert "Course progress: 0 of 4 tasks done" in text
     assert "Traceback" not in text
     assert _state()["repositories"] == []
 
@@ -197,8 +202,9 @@ def test_02_as_shipped_after_the_task1_catch_up_pushes_nothing(
     executed = _run(runs_dir, "02", "shipped-02", solved=False)
     outputs = _outputs(executed)
     waiting = [t for t in outputs if "⏳ Exercise 2.1 is not done yet" in t]
-    assert len(waiting) == 4  # REPOSITORY, then the tag, login and push cells
+    assert len(waiting) == 1  # REPOSITORY; the tag, login and push cells are empty %%bash
     text = "\n".join(outputs)
+    assert text.count("not answered yet") == 3 and "❌ Task 2" in text
     assert "❌ Exercise 2.1" in text and "nothing has been pushed" in text and "Hint:" in text
     assert "Traceback" not in text
     assert _state()["images"] == []

@@ -31,8 +31,10 @@ def test_notebook_shape(path):
     source = "\n".join(c.source for c in code)
     number = int(path.name[:2])
     if 1 <= number <= 5:
-        required = (f"labkit.tasks.require(lab, {number})", f"open_lab({number}, globals())")
-        assert any(line in source for line in required), "check prerequisites first"
+        assert (
+            f"labkit.tasks.require(lab, {number})" in source
+            or f"labkit.tasks.open_lab({number}, globals())" in source
+        ), "check prerequisites first"
     if 1 <= number <= 4:
         assert "q1.check()" in source or f"task{number}.TASK.check()" in source
 
@@ -47,3 +49,29 @@ def test_parameters_cell_is_the_settings_spec(path):
 
 def test_task_definition_json_is_next_to_the_notebooks():
     assert (NOTEBOOK_DIR / "task-definition.json").is_file()
+
+
+SHAPED = [p for p in NOTEBOOK_PATHS if p.name[:2] in ("01", "02", "03", "04", "05")]
+
+
+@pytest.mark.parametrize("path", SHAPED, ids=lambda p: p.name)
+def test_task_notebook_shape(path):
+    """Issue 20's shape: what you will be able to do and how long first; one setup cell of
+    at most three lines; the parameters cell hidden; a recap and the course progress last;
+    two or three questions, each answer cell filled from a solution file."""
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].metadata.get("jupyter", {}).get("source_hidden") is True
+    intro = nb.cells[1].source
+    assert "You will be able to" in intro and "minutes" in intro
+    setup = nb.cells[2]
+    assert setup.cell_type == "code" and len(setup.source.splitlines()) <= 3
+    assert "labkit.tasks.open_lab(" in setup.source
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert "labkit.tasks.progress(lab)" in code[-1]
+    assert any("## Recap" in c.source for c in nb.cells if c.cell_type == "markdown")
+    answers = [c for c in nb.cells if c.source.startswith("quiz.check(")]
+    assert 2 <= len(answers) <= 3
+    for cell in nb.cells:
+        for tag in cell.metadata.get("tags", []):
+            if tag.startswith("solution:"):
+                assert (NOTEBOOK_DIR / "solutions" / tag.split(":", 1)[1]).is_file(), tag

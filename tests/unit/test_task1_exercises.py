@@ -82,8 +82,8 @@ def test_statement_before_the_repository(lab):
             "not the role Ec2instanceRole",
             "iam.get_role(RoleName='Ec2instanceRole')",
         ),
-        ({"Principal": "*"}, "not the role Ec2instanceRole", "step 13"),
-        ({"Sid": "MyRepositoryStatement"}, "no statement named", "step 12"),
+        ({"Principal": "*"}, "not the role Ec2instanceRole", "step 14"),
+        ({"Sid": "MyRepositoryStatement"}, "no statement named", "step 13"),
         ({"Effect": "Deny"}, "Effect 'Deny'", "Allow"),
     ],
     ids=["missing-actions", "wrong-principal", "everyone", "wrong-sid", "deny"],
@@ -177,3 +177,33 @@ def test_hints_are_tiered_and_the_solution_shows_three_ways(capsys):
     assert "Hint 1/3" in out and "Hint 3/3" in out and "(more: q2.hint(2))" in out
     assert "set_repository_policy" in out and "aws ecr set-repository-policy" in out
     assert "steps 10–16" in out and "%load solutions/task1_q2_repository_statement.py" in out
+
+
+def test_a_role_name_for_its_arn_is_named_as_the_cause(capsys):
+    """ECR answers only 'Invalid repository policy provided'; the note names the cause
+    from the policy the learner's cell held."""
+    from botocore.exceptions import ClientError
+
+    refusal = {
+        "Error": {
+            "Code": "InvalidParameterException",
+            "Message": "Invalid "
+            "parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository "
+            "policy provided'",
+        }
+    }
+    with q2.attempt():
+        policy = {"Version": "2012-10-17", "Statement": [_statement_for("Ec2instanceRole")]}
+        raise ClientError(refusal, "SetRepositoryPolicy")
+    out = capsys.readouterr().out
+    assert "names the role by its name, 'Ec2instanceRole'" in out and "get_role" in out
+    assert policy  # the cell's own variable, as in the notebook
+
+
+def _statement_for(principal: str) -> dict:
+    return {
+        "Sid": "my_repository_statement",
+        "Effect": "Allow",
+        "Principal": {"AWS": principal},
+        "Action": ["ecr:*"],
+    }

@@ -66,6 +66,11 @@ def test_task3_nothing_registered_then_each_wrong_image_has_its_hint(lab, catch_
     passed, message, hint = _verdict(task3.q2, lab)
     assert not passed and "another repository's URI" in message and uri in hint
 
+    _register(lab, f"{uri}:latest:latest")  # the URI pasted with its tag, as step 8 shows it
+    passed, message, hint = _verdict(task3.q2, lab)
+    assert not passed and "carries two tags (:latest:latest)" in message
+    assert "not in your registry" not in message and f"{uri}, without its tag" in hint
+
     _register(lab, "127.0.0.1:4711/myrepo:latest")  # another registry, same repository name
     passed, message, hint = _verdict(task3.q2, lab)
     assert not passed and "not in your registry" in message and "127.0.0.1:PORT" in hint

@@ -4,6 +4,7 @@ its own reason, the right one the explanation; the answer files agree with the q
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -87,8 +88,33 @@ def test_each_task_has_two_or_three_questions_and_answer_files(module):
 
 def test_progress_reads_each_task_from_the_state(lab, capsys):
     lab.ecr.create_repository(repositoryName="myrepo")
-    done = labkit.tasks.progress(lab)
+    assert labkit.tasks.progress(lab) is None  # a cell's last line shows no dict
     out = capsys.readouterr().out
+    done = labkit.tasks.course_progress(lab)
     assert done[1] is False and done[2] is False  # a repository, no statement, no image
     assert "Course progress: 0 of" in out and "❌ Task 1" in out
     assert "permission statement" in out  # the reason, from Task 1's own check
+
+
+def test_repository_pasted_with_its_tag_is_named_and_not_set(lab, monkeypatch):
+    from labkit.errors import InputError
+
+    monkeypatch.delenv("REPOSITORY", raising=False)
+    uri = lab.ecr.create_repository(repositoryName="myrepo")["repository"]["repositoryUri"]
+    with pytest.raises(InputError, match="ends with a tag"):
+        task2.use_repository(lab, f"{uri}:latest")
+    assert "REPOSITORY" not in os.environ
+
+
+def test_repository_set_then_restored_after_a_restart(lab, monkeypatch, capsys):
+    monkeypatch.delenv("REPOSITORY", raising=False)
+    uri = lab.ecr.create_repository(repositoryName="myrepo")["repository"]["repositoryUri"]
+    assert task2.use_repository(lab, f" {uri} ") == uri
+    assert os.environ["REPOSITORY"] == uri
+    monkeypatch.delenv("REPOSITORY")  # a new kernel
+    task2.on_open(lab)
+    assert os.environ["REPOSITORY"] == uri and "as you set it" in capsys.readouterr().out
+    monkeypatch.delenv("REPOSITORY")
+    lab.ecr.delete_repository(repositoryName="myrepo")  # the lab was reset
+    task2.on_open(lab)
+    assert "REPOSITORY" not in os.environ
