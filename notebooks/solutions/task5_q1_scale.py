@@ -6,7 +6,8 @@ ecs = boto3.client("ecs")
 placement_event = ____
 with q1.attempt():
     labkit.ecs.mark_change(lab)  # what ECS writes from here on is news for watch()
-    ecs.update_service(cluster="ECSCluster", service=lab.service_name, desiredCount=3)
+    response = ecs.update_service(cluster="ECSCluster", service=lab.service_name, desiredCount=3)
+    print(f"Desired: {response['service']['desiredCount']}")
     labkit.ecs.watch(lab, until=labkit.ecs.steady_or_unplaceable, timeout=120)
     service = ecs.describe_services(cluster="ECSCluster", services=[lab.service_name])
     events = service["services"][0]["events"]  # newest first

@@ -6,7 +6,7 @@ ecs = boto3.client("ecs")
 new_arn = labkit.taskdef.latest(lab)["taskDefinitionArn"]  # the revision you registered
 probe = labkit.network.probe_page(lab)  # fetches the page all through the rollout
 with q3.attempt():
-    ecs.update_service(
+    response = ecs.update_service(
         cluster="ECSCluster",
         service=lab.service_name,
         taskDefinition=new_arn,
@@ -16,4 +16,5 @@ with q3.attempt():
         deploymentConfiguration={"minimumHealthyPercent": 50, "maximumPercent": 200},
         forceNewDeployment=True,  # a re-run rolls out again
     )
+    print(f"Rolling out {response['service']['taskDefinition']}")
     labkit.ecs.watch(lab, until=labkit.ecs.rolled_out(new_arn), timeout=300)

@@ -282,7 +282,7 @@ def test_task4_service_causes_each_with_its_hint(task3_done):
             "portMappings",
         ),
         (dict(serviceRegistries=None), "no service registry", "Step 41"),
-        (dict(desiredCount=2), "asks for 2 tasks, not 1", "desiredCount=1"),
+        (dict(desiredCount=0), "asks for 0 tasks, not 1", "desiredCount=1"),
         (dict(role="ecsServiceRole"), "service role ecsServiceRole", "Leave role out"),
         (dict(launchType="FARGATE"), "not EC2", "Step 37"),
     ]
