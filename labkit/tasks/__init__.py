@@ -9,6 +9,7 @@ A task notebook's setup cell is three lines::
 
     import labkit
     from labkit.tasks.task1 import ____, q1, q2, quiz
+
     lab = labkit.tasks.open_lab(1, globals())   # settings, require(), export_environment()
 
 and its last cell shows ``labkit.tasks.progress(lab)``: every task's ✅/❌ from the real

@@ -2,7 +2,8 @@
 JupyterLab (as root here: it must pass --allow-root itself), the learner opens notebook 01,
 types the Task 1 call into the blank exercise cell, runs it and the check, and sees ✅;
 then in notebook 02 types the guide's tag, login and push lines into the blank ``%%bash``
-cells and sees the check's ✅.
+cells and sees the check's ✅; then types the same lines in a JupyterLab terminal, and the
+check (it reads the registry) passes again.
 
     pytest -m browser tests/browser/test_labkit_lab.py -v -s
 """
@@ -170,9 +171,24 @@ def _source(page: Any, index: int) -> str:
     )
 
 
+def _current_cell(page: Any, index: int) -> Any:
+    """Cell ``index`` of the notebook in front (another open notebook's cells are hidden),
+    scrolled to: a windowed notebook renders only the cells near the view."""
+    panel = page.evaluate(
+        """async (i) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = i;
+            if (panel.content.scrollToItem) await panel.content.scrollToItem(i, 'center');
+            return panel.id;
+        }""",
+        index,
+    )
+    return page.locator(f"[id='{panel}'] .jp-Cell[data-windowed-list-index='{index}']")
+
+
 def _type_source(page: Any, index: int, text: str) -> None:
     """Replace cell ``index``'s text by typing into its editor, as a learner does."""
-    cell = _cell(page, index)
+    cell = _current_cell(page, index)
     cell.scroll_into_view_if_needed()
     cell.locator(".cm-content").click()
     page.keyboard.press("Control+a")
@@ -233,14 +249,16 @@ def test_task2_lines_typed_into_blank_cells(
     notebook = "02_task2_push_image.ipynb"
     _open_notebook(page, labkit_lab, notebook)
     repository = _index_of(labkit_lab.root, "solution:task2_q1_repository_uri.py", notebook)
-    for index in range(repository):  # parameters, setup, step 18 (the offline stand-in)
-        _run_cell(page, index)
-    caught_up = _kernel_output(
+    caught_up = _kernel_output(  # Task 1's catch-up, as notebook 01's q2.solve() would
         page,
-        "labkit.tasks.task1.TASK.solve(lab)\n"
-        "uri = labkit.ecr.repository_uri(lab)\nprint('URI', uri)",
+        "import labkit\nfrom labkit.tasks import task1\nlab = labkit.open_lab()\n"
+        "lab.export_environment()\ntask1.TASK.solve(lab)\n"
+        "print('URI', labkit.ecr.repository_uri(lab))",
     )
     uri = caught_up.rsplit("URI ", 1)[-1].strip()
+    assert uri.endswith("/myrepo"), caught_up
+    for index in range(repository):  # parameters, setup, step 18 (the offline stand-in)
+        _run_cell(page, index)
     host = uri.split("/", 1)[0]
 
     # Exercise 2.1's first blank: the URI, pasted between quotes.
@@ -256,11 +274,12 @@ def test_task2_lines_typed_into_blank_cells(
     for tag, line in lines.items():
         index = _index_of(labkit_lab.root, tag, notebook)
         blank = _source(page, index)
-        assert blank.startswith("%%bash") and "docker" not in blank
+        assert blank.startswith("%%bash")  # and nothing but comments: the line is yours
+        assert all(line.startswith(("%%", "#")) for line in blank.splitlines()), blank
         _type_source(page, index, f"{blank}\n{line}")
         _run_cell(page, index)
     page.locator(".jp-OutputArea-output").filter(has_text="Login Succeeded").first.wait_for()
-    _shot(page, artifacts, "labkit-lab-03-task2-typed.png", _cell(page, index))
+    _shot(page, artifacts, "labkit-lab-03-task2-typed.png", _current_cell(page, index))
     check = next(
         i
         for i, c in enumerate(nbformat.read(labkit_lab.root / notebook, as_version=4).cells)
@@ -271,3 +290,47 @@ def test_task2_lines_typed_into_blank_cells(
     passed.wait_for(state="visible", timeout=60_000)
     assert "is the sample image you tagged" in passed.first.text_content()
     _shot(page, artifacts, "labkit-lab-04-task2-check.png", passed.first)
+
+
+def test_task2_lines_typed_in_a_jupyterlab_terminal(
+    labkit_lab: Server, chromium: Any, artifacts: Path
+) -> None:
+    """The guide's lines typed in a JupyterLab terminal (File → New → Terminal) pass the
+    same check: it reads the registry, not the notebook."""
+    page = chromium
+    reset = _kernel_output(  # undo the previous test's push: registry and local tag
+        page,
+        "import docker\n"
+        "uri = labkit.ecr.repository_uri(lab)\n"
+        "lab.ecr.batch_delete_image(repositoryName='myrepo', imageIds=[{'imageTag': 'latest'}])\n"
+        "docker.from_env().images.remove(uri + ':latest')\n"
+        "print(labkit.tasks.task2.q1.evaluate(lab).passed, 'URI', uri)",
+    )
+    assert reset.startswith("False") and "URI " in reset, reset
+    uri = reset.rsplit("URI ", 1)[-1].strip()
+    page.evaluate("() => window.jupyterapp.commands.execute('terminal:create-new')")
+    terminal = page.locator(".jp-Terminal .xterm").last
+    terminal.wait_for(state="visible", timeout=60_000)
+    terminal.click()
+    time.sleep(2)  # the shell's prompt
+    lines = [
+        f"REPOSITORY={uri}",
+        "docker tag amazon/amazon-ecs-sample:latest $REPOSITORY",
+        "aws ecr get-login-password --region us-west-2 | docker login --username AWS "
+        f"--password-stdin {uri.split('/', 1)[0]}",
+        "docker push $REPOSITORY",
+    ]
+    for line in lines:
+        page.keyboard.type(line)
+        page.keyboard.press("Enter")
+    from labkit.lab import Lab
+    from labkit.tasks import task2
+
+    lab = Lab.from_parameters(backend="sandbox")  # the same sandbox, from this process
+    deadline = time.monotonic() + 120
+    result = task2.q1.evaluate(lab)
+    while not result.passed and time.monotonic() < deadline:
+        time.sleep(3)
+        result = task2.q1.evaluate(lab)
+    _shot(page, artifacts, "labkit-lab-05-task2-terminal.png")
+    assert result.passed and "is the sample image you tagged" in result.message, result

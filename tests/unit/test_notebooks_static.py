@@ -64,7 +64,8 @@ def test_task_notebook_shape(path):
     intro = nb.cells[1].source
     assert "You will be able to" in intro and "minutes" in intro
     setup = nb.cells[2]
-    assert setup.cell_type == "code" and len(setup.source.splitlines()) <= 3
+    lines = [line for line in setup.source.splitlines() if line.strip()]
+    assert setup.cell_type == "code" and len(lines) <= 3  # (and ruff's blank after imports)
     assert "labkit.tasks.open_lab(" in setup.source
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert "labkit.tasks.progress(lab)" in code[-1]
