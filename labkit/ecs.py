@@ -171,6 +171,54 @@ def tasks(
     return lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"]
 
 
+def task_instance_id(lab: Lab, task: dict[str, Any]) -> str | None:
+    """The EC2 instance a task runs on (the target group registers it by instance id)."""
+    arn = task.get("containerInstanceArn")
+    if not arn:
+        return None
+    reply = lab.ecs.describe_container_instances(
+        cluster=lab.names.cluster, containerInstances=[arn]
+    )
+    found = reply.get("containerInstances") or [{}]
+    return found[0].get("ec2InstanceId")
+
+
+def last_stopped_task(lab: Lab) -> dict[str, Any] | None:
+    """The service's most recently stopped task (ECS keeps them for about an hour)."""
+    stopped = tasks(lab, desired_status="STOPPED")
+    stamp = lambda t: t.get("stoppedAt") or t.get("createdAt") or datetime.min  # noqa: E731
+    return max(stopped, key=lambda t: str(stamp(t)), default=None)
+
+
+def last_stop_note(lab: Lab) -> str:
+    """``; the last task stopped: <reason>`` or '' (for "no task running" messages)."""
+    task = last_stopped_task(lab)
+    if task is None:
+        return ""
+    reasons = [c.get("reason") for c in task.get("containers", []) if c.get("reason")]
+    reason = reasons[0] if reasons else task.get("stoppedReason", "")
+    return f"; the last task stopped: {reason}" if reason else ""
+
+
+def stopped_reason_hint(lab: Lab) -> str:
+    """What the last stopped task's reason means, or '' when no task stopped."""
+    note = last_stop_note(lab)
+    if "CannotPullContainerError" in note:
+        if "not authorized" in note or "pull access denied" in note:
+            return (
+                "CannotPullContainerError: the container instance's role may not pull from "
+                "myrepo. Task 1's repository statement (steps 13–16) grants it: check it "
+                "with ecr.get_repository_policy(repositoryName='myrepo')."
+            )
+        return (
+            "CannotPullContainerError: the image is not in the registry. Task 2 pushes "
+            "it (docker push $REPOSITORY); Task 3's image must be <URI>:latest."
+        )
+    if note:
+        return "ECS stopped the task: the reason above says why; the Events view says more."
+    return ""
+
+
 def target_health(lab: Lab) -> list[dict[str, Any]]:
     """The target group's registered targets (the Targets tab)."""
     reply = lab.elbv2.describe_target_health(TargetGroupArn=target_group(lab)["TargetGroupArn"])
@@ -215,6 +263,12 @@ def _note_change(lab: Lab) -> None:
     _last_change[lab.service_name] = datetime.now().astimezone()
 
 
+def mark_change(lab: Lab) -> None:
+    """Before the learner's own update_service or stop_task: what ECS writes from now on
+    is news for :func:`watch` (an event written before watch starts is not history)."""
+    _note_change(lab)
+
+
 def watch(
     lab: Lab,
     until: Condition = lambda s, _e: is_steady(s),
@@ -230,8 +284,8 @@ def watch(
     from tqdm.auto import tqdm
 
     started = time.monotonic()
-    # News starts at the last change labkit asked for (scale, deploy, stop…), so an event
-    # ECS wrote between that call and this watch is not mistaken for history.
+    # News starts at the last change (scale(), or mark_change() before the learner's own
+    # call), so an event ECS wrote between that call and this watch is not history.
     start_time = _last_change.get(lab.service_name) or datetime.now().astimezone()
     events = require_service(lab).get("events", [])
     seen = {e["id"] for e in events if e["createdAt"] < start_time}  # history, not news
@@ -265,6 +319,27 @@ def wait_until_steady(lab: Lab, timeout: float = 300) -> WatchResult:
     return watch(lab, timeout=timeout)
 
 
+def wait_for_service(lab: Lab, timeout: float = 600) -> WatchResult | None:
+    """Step 50 for a learner: what the ``services_stable`` waiter waits for (one
+    deployment, running == desired), with each new event and a progress bar as it goes;
+    on timeout, where to look. None (and a note) when the service does not exist yet."""
+    from labkit.display import note
+
+    if find_service(lab) is None:
+        note(f"Nothing to wait for: service {lab.service_name} does not exist yet.", "⏳")
+        return None
+    result = watch(lab, timeout=timeout)
+    if not is_steady(result.service):
+        note(
+            f"{lab.service_name} is not steady after {timeout:.0f} s"
+            f"{last_stop_note(lab)}. Where to look: the Events view (what ECS tried), "
+            "the Tasks view (stopped tasks and why), the Targets (Exercise 4.4: health); "
+            f"{stopped_reason_hint(lab) or 'then run this cell again.'}",
+            "⏱️",
+        )
+    return result
+
+
 def _update_service(lab: Lab, done: str, **changes: Any) -> dict[str, Any]:
     """UpdateService on the learner's service (which must exist); print ``done``."""
     require_service(lab)
@@ -281,28 +356,6 @@ def scale(lab: Lab, desired_count: int) -> dict[str, Any]:
     return _update_service(lab, done, desiredCount=desired_count)
 
 
-def stop_one_task(lab: Lab) -> str:
-    """Stop a running task, as if it had crashed; returns its ARN."""
-    running = tasks(lab)
-    if not running:
-        raise PrerequisiteError(
-            "The service has no running task to stop.",
-            why=f"{lab.service_name} runs 0 tasks right now.",
-            fix="Wait for the service to become steady (notebook 04), then re-run.",
-        )
-    arn = running[0]["taskArn"]
-    _note_change(lab)
-    lab.ecs.stop_task(cluster=lab.names.cluster, task=arn, reason="Stopped by the ECS Lab Kit")
-    print(f"Stopped task {arn.rsplit('/', 1)[-1]}.")
-    return arn
-
-
-def deploy(lab: Lab, task_definition_arn: str) -> dict[str, Any]:
-    """Point the service at another task-definition revision (a rolling deployment)."""
-    done = f"Deploying {task_definition_arn.rsplit('/', 1)[-1]} to {lab.service_name}."
-    return _update_service(lab, done, taskDefinition=task_definition_arn)
-
-
 # -- conditions for watch() ----------------------------------------------------------
 
 
@@ -314,30 +367,25 @@ def steady_or_unplaceable(service: dict[str, Any], new_events: list[dict[str, An
     )
 
 
-def steady_and_healthy(lab: Lab) -> Condition:
-    """Stop when steady and every desired task's target is healthy: only healthy tasks
-    count toward a deployment's minimumHealthyPercent (notebook 05)."""
-
-    def healthy(service: dict[str, Any]) -> bool:
-        states = [t["TargetHealth"]["State"] for t in target_health(lab)]
-        return states.count("healthy") >= service["desiredCount"]
-
-    return lambda service, _events: is_steady(service) and healthy(service)
-
-
 def unplaceable(_service: dict[str, Any], new_events: list[dict[str, Any]]) -> bool:
     """Stop when ECS says it was unable to place a task (a rollout waiting for room)."""
     return any("unable to place" in e["message"] for e in new_events)
 
 
 def replaced(lab: Lab, stopped_task_arn: str) -> Condition:
-    """Stop when the service is steady again with a task other than the stopped one."""
+    """Stop when the stopped task no longer runs and a task started since it was stopped
+    runs in its place (at any desired count)."""
 
     def another_runs() -> bool:
-        running = {t["taskArn"] for t in tasks(lab)}
-        return bool(running) and stopped_task_arn not in running
+        reply = lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=[stopped_task_arn])
+        stopped = next(iter(reply.get("tasks", [])), {})
+        since = stopped.get("stoppingAt") or stopped.get("stoppedAt") or stopped.get("createdAt")
+        running = tasks(lab)
+        if since is None or stopped_task_arn in {t["taskArn"] for t in running}:
+            return False
+        return any(t.get("createdAt") and t["createdAt"] >= since for t in running)
 
-    return lambda service, _events: is_steady(service) and another_runs()
+    return lambda _service, _events: another_runs()
 
 
 def rolled_out(task_definition_arn: str) -> Condition:

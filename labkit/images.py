@@ -158,3 +158,29 @@ def ensure_sample_image(client=None) -> SampleImage:
         "a tiny web server with the same page idea, so the rest of the lab is unchanged."
     )
     return SampleImage(LAB_SAMPLE_IMAGE, image_id, "built locally (offline stand-in)")
+
+
+def copy_sample_app(target: Path | str = "my-app") -> Path:
+    """The sample app's page and a Dockerfile that builds here, in ``target`` (beside the
+    notebooks) for the learner to change (notebook 05's v2). An existing copy is kept.
+
+    With the host's static busybox the Dockerfile is the stand-in's (``FROM scratch``);
+    otherwise it is built ``FROM`` a busybox image the engine holds."""
+    target = Path(target)
+    if (target / "index.html").exists():
+        print(f"📁 {target}/ exists already (your changes are kept).")
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLE_APP_DIR / "index.html", target / "index.html")
+    busybox = static_busybox()
+    if busybox is not None:
+        shutil.copy(busybox, target / "busybox")
+        shutil.copy(SAMPLE_APP_DIR / "Dockerfile", target / "Dockerfile")
+    else:
+        base = local_busybox_image(docker_client()) or BUSYBOX_IMAGES[0]
+        text = (SAMPLE_APP_DIR / "Dockerfile.from-image").read_text()
+        (target / "Dockerfile").write_text(
+            text.replace(f"ARG BASE={BUSYBOX_IMAGES[0]}", f"ARG BASE={base}")
+        )
+    print(f"📁 {target}/: Dockerfile and index.html (the page to change).")
+    return target

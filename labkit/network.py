@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from labkit import ecs
 from labkit.config import Backend
@@ -23,9 +24,10 @@ def load_balancer_dns(lab: Lab) -> str:
     return reply["LoadBalancers"][0]["DNSName"]
 
 
-def load_balancer_url(lab: Lab) -> str:
-    """Where the load balancer answers: its DNS name, or in the sandbox a loopback port."""
-    dns = load_balancer_dns(lab)
+def load_balancer_url(lab: Lab, dns: str | None = None) -> str:
+    """Where the load balancer (DNS name ``dns``, default the lab's) answers: its DNS name,
+    or in the sandbox a loopback port."""
+    dns = dns or load_balancer_dns(lab)
     if lab.backend is Backend.SANDBOX:
         from labkit.aws import sandbox_status
 
@@ -126,3 +128,74 @@ def open_page(lab: Lab, url: str | None = None) -> Page | None:
     page = fetch_page(url or load_balancer_url(lab))
     page_view(page)
     return page
+
+
+@dataclass
+class PageProbe:
+    """Fetches the page through the load balancer every ``interval`` seconds in the
+    background, as a user would keep reloading it during a rollout; counts what failed.
+
+    ``probe = PageProbe(url).start()`` … ``probe.stop()``; then ``requests``, ``failures``
+    (each ``(seconds since start, what went wrong)``) and ``bodies`` (each distinct page,
+    in the order first seen)."""
+
+    url: str
+    interval: float = 0.2
+    timeout: float = 5.0
+    #: A probe nobody stops (a check never run) ends on its own after this long.
+    max_seconds: float = 900.0
+    requests: int = 0
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    started: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time()), to compare with the API's times
+    last_body: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> PageProbe:
+        self.started, self.started_at = time.monotonic(), time.time()
+        self._thread = threading.Thread(target=self._run, name="labkit-page-probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        opener = _opener(self.url)
+        while not self._stop.is_set() and time.monotonic() - self.started < self.max_seconds:
+            self.requests += 1
+            try:
+                with opener.open(self.url, timeout=self.timeout) as reply:
+                    body = reply.read().decode("utf-8", "replace")
+                    if reply.status != 200:
+                        raise OSError(f"HTTP {reply.status}")
+                self.last_body = body
+                if body not in self.bodies:
+                    self.bodies.append(body)
+            except (urllib.error.URLError, OSError) as exc:
+                what = f"{exc.__class__.__name__}: {getattr(exc, 'reason', exc)}"
+                self.failures.append((time.monotonic() - self.started, what))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> PageProbe:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 1)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __str__(self) -> str:
+        return (
+            f"{self.requests} request(s) to {self.url}, {len(self.failures)} failed, "
+            f"{len(self.bodies)} distinct page(s)"
+        )
+
+
+def probe_page(lab: Lab, interval: float = 0.2) -> PageProbe:
+    """Start fetching the lab's page through the load balancer in the background
+    (notebook 05's rollout: every request must succeed)."""
+    probe = PageProbe(load_balancer_url(lab), interval=interval).start()
+    print(f"Fetching {probe.url} every {interval} s until the check stops it.")
+    return probe

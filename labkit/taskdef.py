@@ -330,6 +330,23 @@ def latest(lab: Lab, family: str | None = None) -> dict[str, Any] | None:
     return definition
 
 
+#: The image tag of notebook 05's capstone (version 2 of the page).
+V2_TAG = "v2"
+
+
+def task3_revision(lab: Lab) -> dict[str, Any] | None:
+    """The revision Task 3 is judged by: the highest ACTIVE one that is not notebook 05's
+    version 2 (its image ``<repository>:v2``), so the capstone does not undo Task 3."""
+    newest = latest(lab)
+    image = (newest or {}).get("containerDefinitions", [{}])[0].get("image", "")
+    if newest is None or not image.endswith(f":{V2_TAG}"):
+        return newest
+    for definition in revisions(lab, newest=REUSE_WINDOW):
+        if not definition["containerDefinitions"][0].get("image", "").endswith(f":{V2_TAG}"):
+            return definition
+    return newest
+
+
 #: How many recent ACTIVE revisions to look through for an identical one.
 REUSE_WINDOW = 10
 

@@ -142,7 +142,7 @@ def _service_or_note(lab: Lab) -> dict[str, Any] | None:
     """The learner's service; None (and a note shown) when it does not exist yet."""
     service = ecs.find_service(lab)
     if service is None:
-        note(f"Service {lab.service_name} does not exist yet (Exercise 4.2 creates it).", "⏳")
+        note(f"Service {lab.service_name} does not exist yet (Exercise 4.3 creates it).", "⏳")
     return service
 
 

@@ -173,6 +173,10 @@ class Exercise:
     evaluate_fn: Callable[[Lab], Verdict]
     hints: Sequence[str]
     solution_: Solution
+    #: For a step the real state cannot attribute to the learner (a lookup, a wait):
+    #: ``answer_fn(lab, *answers)`` judges the learner's own result, passed as
+    #: ``q.check(value)``, once ``evaluate_fn`` has found the real state right.
+    answer_fn: Callable[..., Verdict] | None = None
     expected_errors: dict[str, str] = field(default_factory=dict)
     #: Names the cause of a refusal from what the learner's cell held (see task1), or None.
     explain_refusal: Callable[[BaseException], str | None] | None = None
@@ -226,14 +230,36 @@ class Exercise:
 
     # -- learntools' three -------------------------------------------------------------
 
-    def evaluate(self, lab: Lab | None = None) -> CheckResult:
-        """Check the real state; never raises (an error becomes a ❌ result)."""
-        verdict = _run_guarded(self.evaluate_fn, lab or current_lab())
+    def evaluate(self, lab: Lab | None = None, answers: tuple[Any, ...] = ()) -> CheckResult:
+        """Check the real state (and, for an exercise with ``answer_fn``, the learner's
+        ``answers``); never raises (an error becomes a ❌ result)."""
+        lab = lab or current_lab()
+        verdict = _run_guarded(self.evaluate_fn, lab)
+        if verdict.passed and answers and self.answer_fn is not None:
+            answer_fn = self.answer_fn
+            blank = any(isinstance(a, Blank) for a in answers)
+            verdict = (
+                Verdict.wrong(
+                    f"the real state is right, but your cell's result is still ____ "
+                    f"({verdict.message})",
+                    f"Run your call in the exercise cell: its result is what "
+                    f"{self._var}.check(...) reads. Stuck? {self._var}.hint()",
+                )
+                if blank
+                else _run_guarded(lambda lab_: answer_fn(lab_, *answers), lab)
+            )
         return CheckResult(self.label, self.title, verdict.passed, verdict.message, verdict.hint)
 
-    def check(self, lab: Lab | None = None) -> None:
-        """Show ✅/❌ with the hint for the cause; under CI a ❌ raises CheckFailed."""
-        result = self.evaluate(lab)
+    def check(self, *answers: Any, lab: Lab | None = None) -> None:
+        """Show ✅/❌ with the hint for the cause; under CI a ❌ raises CheckFailed.
+
+        ``answers``: the learner's own result, for an exercise whose step the real state
+        cannot attribute (``q3.check(instances)``)."""
+        if answers and isinstance(answers[0], Lab):  # q.check(lab), the older form
+            lab, answers = answers[0], answers[1:]
+        if self.answer_fn is not None and not answers:
+            answers = (____,)  # the check needs the learner's result: none is a blank
+        result = self.evaluate(lab, answers)
         more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
         _show_result(result, more)
 

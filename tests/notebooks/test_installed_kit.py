@@ -100,9 +100,9 @@ def test_the_wheel_carries_the_notebooks_and_nothing_a_run_left(installed) -> No
     # The installed kit, from an empty folder: every exercise shows its solution.
     show_all = (
         "import labkit; print(labkit.__file__)\n"
-        "from labkit.tasks import exercise, task1, task2, task3, task4\n"
+        "from labkit.tasks import exercise, task1, task2, task3, task4, task5\n"
         "shown = 0\n"
-        "for module in (task1, task2, task3, task4):\n"
+        "for module in (task1, task2, task3, task4, task5):\n"
         "    for name, value in vars(module).items():\n"
         "        if isinstance(value, exercise.Exercise):\n"
         "            value.solution()\n"

@@ -107,10 +107,15 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     body, header_digest = _registry_manifest(status.registry, LAB.repository, "latest", token)
     assert image["imageDigest"] == header_digest == "sha256:" + hashlib.sha256(body).hexdigest()
 
-    # Task 3: the task definition points at the pushed image.
-    definition = aws["ecs"].describe_task_definition(taskDefinition=LAB.task_family)
-    container = definition["taskDefinition"]["containerDefinitions"][0]
-    assert container["image"] == f"{repo['repositoryUri']}:latest"
+    # Task 3: a revision points at the pushed image (05's v2 revision came after it).
+    revisions = aws["ecs"].list_task_definitions(familyPrefix=LAB.task_family, status="ACTIVE")
+    images = [
+        aws["ecs"].describe_task_definition(taskDefinition=arn)["taskDefinition"][
+            "containerDefinitions"
+        ][0]["image"]
+        for arn in revisions["taskDefinitionArns"]
+    ]
+    assert f"{repo['repositoryUri']}:latest" in images
 
     # Task 4: exactly one kit service (re-runs made no second one), steady, one task.
     arns = aws["ecs"].list_services(cluster=LAB.cluster)["serviceArns"]
@@ -128,15 +133,16 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     ][0]
     assert service["runningCount"] == service["desiredCount"] == 1
     assert any("has reached a steady state" in e["message"] for e in service["events"])
-    # Notebook 05: two of three tasks placed (the third waits for a host port 80), and a
-    # two-task rollout that waited for room at 100/200 and finished at 50/200.
+    # Notebook 05: two of three tasks placed (the third waits for a host port 80), and the
+    # capstone: the changed page as :v2, its revision rolled out at 50/200.
     messages = [e["message"] for e in service["events"]]
     assert any("is already using a port required by your task" in m for m in messages)
     config = service["deploymentConfiguration"]
     assert (config["minimumHealthyPercent"], config["maximumPercent"]) == (50, 200)
     running = aws["ecs"].describe_task_definition(taskDefinition=service["taskDefinition"])
-    environment = running["taskDefinition"]["containerDefinitions"][0]["environment"]
-    assert {"name": "LABKIT_DEPLOYMENT", "value": "needs-room-demo"} in environment
+    v2 = f"{repo['repositoryUri']}:v2"
+    assert running["taskDefinition"]["containerDefinitions"][0]["image"] == v2
+    aws["ecr"].describe_images(repositoryName=LAB.repository, imageIds=[{"imageTag": "v2"}])
 
     # The page, through the load balancer's URL.
     lb = aws["elbv2"].describe_load_balancers(Names=[LAB.load_balancer])["LoadBalancers"][0]
@@ -144,7 +150,7 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     with urllib.request.urlopen(url, timeout=10) as reply:
         page = reply.read().decode()
         assert reply.status == 200
-    assert "Amazon ECS" in page
+    assert "Amazon ECS" in page and "Version 2 is live!" in page
 
     # Service discovery: the namespace and an instance for the running task.
     namespaces = aws["servicediscovery"].list_namespaces()["Namespaces"]
@@ -172,4 +178,8 @@ def test_whole_lab(sandbox_env: dict[str, str], runs_dir: Path) -> None:
     assert all(s["status"] != "ACTIVE" for s in left)
     assert aws["servicediscovery"].list_namespaces()["Namespaces"] == []
     active = aws["ecs"].list_task_definitions(familyPrefix=LAB.task_family, status="ACTIVE")
-    assert active["taskDefinitionArns"] == []
+    assert active["taskDefinitionArns"] == []  # revision 2 (v2) included
+    from labkit.images import docker_client
+
+    local = docker_client().images.list(name=repo["repositoryUri"])
+    assert not [t for image in local for t in image.tags], "local :latest and :v2 tags removed"

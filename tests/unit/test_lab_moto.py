@@ -77,14 +77,14 @@ def test_service_name_is_random_but_stable(lab):
 
 
 def _build_service(lab, catch_up):
-    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2, task4.q3)
     return ecs.find_service(lab)
 
 
 def test_task4_catch_up_makes_the_console_wizards_service(lab, catch_up):
     service = _build_service(lab, catch_up)
-    assert task4.q1.evaluate(lab).passed
-    assert "runs no task yet" in task4.q2.evaluate(lab).message  # moto runs no containers
+    assert task4.q1.evaluate(lab).passed and task4.q2.evaluate(lab).passed
+    assert "runs no task yet" in task4.q3.evaluate(lab).message  # moto runs no containers
     assert len(find_kit_services(lab)) == 1
     assert service["launchType"] == "EC2" and service["desiredCount"] == 1
     assert service["loadBalancers"][0]["containerName"] == "ecs-sample"

@@ -51,7 +51,7 @@ def test_task_definition_json_is_next_to_the_notebooks():
     assert (NOTEBOOK_DIR / "task-definition.json").is_file()
 
 
-SHAPED = [p for p in NOTEBOOK_PATHS if p.name[:2] in ("01", "02", "03")]
+SHAPED = [p for p in NOTEBOOK_PATHS if p.name[:2] in ("01", "02", "03", "04", "05")]
 
 
 @pytest.mark.parametrize("path", SHAPED, ids=lambda p: p.name)

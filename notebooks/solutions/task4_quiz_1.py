@@ -1,0 +1,1 @@
+quiz.check(1, "b")

@@ -1,0 +1,1 @@
+quiz.check(2, "a")
