@@ -39,7 +39,9 @@ SCENARIO = Scenario(
     name="exits",
     title="The container's command exits",
     symptom="A new deployment never finishes: its tasks stop seconds after they start.",
-    symptom_words="Essential container in task exited",
+    # The throttle event comes after a few "Essential container in task exited" stops, so
+    # start shows both: each stopped task's reason, then the event.
+    symptom_words="is unable to consistently start tasks successfully",
     inject=inject,
     extra_check=lambda _lab: [],
     solve=solve,

@@ -165,6 +165,8 @@ def test_start_fix_with_cli_solve_and_stop(lab: Any, name: str, tmp_path: Path) 
     timings["start"] = time.monotonic() - t
     assert any(chosen.symptom_words in line for line in lines), lines
     assert any(chosen.symptom_words in words for words in ecs_words(lab))
+    if name == "exits":  # the throttle event follows tasks that stopped for this reason
+        assert any("stopped: Essential container in task exited" in line for line in lines)
     failed = engine.check(lab, name)
     assert not failed.passed and failed.problems, failed
     assert "❌" in str(failed)

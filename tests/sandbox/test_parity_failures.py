@@ -103,6 +103,50 @@ def test_service_whose_tasks_keep_failing_is_unable_to_consistently_start(lab: L
         remove_service(lab, name)
 
 
+def test_service_whose_container_keeps_exiting_is_unable_to_consistently_start(
+    lab: Lab,
+) -> None:
+    """Tasks that reach RUNNING but whose essential container exits at once count as failed
+    starts too: the same event, once per run of failures, and the retries back off."""
+    ecs = lab.client("ecs")
+    name = unique()
+    exits = ["/bin/busybox", "sh", "-c", "exit 1"]
+    td = register(lab, host_port=0, entryPoint=exits)
+    ecs.create_service(
+        cluster=lab.cluster, serviceName=name, taskDefinition=td, desiredCount=1, launchType="EC2"
+    )
+    try:
+        wanted = (
+            f"(service {name}) is unable to consistently start tasks successfully. For more "
+            "information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+        )
+        wait_for(lambda: wanted in messages(lab, name), 90)
+
+        def stopped_tasks() -> list[dict[str, Any]]:
+            arns = ecs.list_tasks(cluster=lab.cluster, serviceName=name, desiredStatus="STOPPED")
+            if not arns["taskArns"]:
+                return []
+            tasks = ecs.describe_tasks(cluster=lab.cluster, tasks=arns["taskArns"])["tasks"]
+            return [t for t in tasks if t["lastStatus"] == "STOPPED"]
+
+        # A run of failures goes on after the event: one more task starts and exits (after
+        # a longer wait), and the event is still written once.
+        wait_for(lambda: len(stopped_tasks()) >= 4, 60)
+        assert messages(lab, name).count(wanted) == 1
+        tasks = stopped_tasks()
+        for task in tasks:
+            assert task["startedAt"]  # each reached RUNNING before it stopped
+            assert task["stoppedReason"] == "Essential container in task exited"
+            assert task["stopCode"] == "EssentialContainerExited"
+            assert task["containers"][0]["exitCode"] == 1
+        # The retries back off (1, 2, 4 … s): the fourth task starts 4 s or more after the
+        # third failed, so after the third started.
+        starts = sorted(t["startedAt"] for t in tasks)
+        assert (starts[3] - starts[2]).total_seconds() >= 4.0, starts
+    finally:
+        remove_service(lab, name)
+
+
 @pytest.mark.parametrize(
     ("resources", "ending"),
     [

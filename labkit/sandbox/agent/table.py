@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 MAX_EVENTS = 100
 #: Retry back-off for a service whose tasks fail to start: 1, 2, 4 ... up to this many seconds.
 MAX_BACKOFF_SECONDS = 30.0
-#: After this many failed starts in a row, ECS writes that the service "is unable to
+#: After this many failed starts in a row (tasks that stopped before running, or whose
+#: essential container exited before they stayed up), ECS writes that the service "is unable to
 #: consistently start tasks successfully" (and throttles its retries).
 IMPAIRED_AFTER_FAILURES = 3
 
@@ -63,6 +64,8 @@ class TaskRecord:
     drain_deadline: float = 0.0
     #: time.monotonic() when the task turned RUNNING: the health-check grace period starts here
     running_since: float = 0.0
+    #: running long enough (or healthy) to count as a successful start (tasks.STAYED_UP_SECONDS)
+    stayed_up: bool = False
     exit_codes: dict[str, int] = field(default_factory=dict)
 
     @property

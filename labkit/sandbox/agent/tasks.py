@@ -32,6 +32,10 @@ from labkit.sandbox.context import LOOPBACK, SandboxContext
 #: balancer routed just before the deregistration gets time to be counted.
 DRAIN_CAP_SECONDS = 1.0
 DRAIN_MIN_SECONDS = 0.25
+#: A service task has "started successfully" once it has been RUNNING this long, or once
+#: its load balancer targets are all healthy. An essential container that exits sooner
+#: counts as a failed start toward the service's throttle, as a pull failure does.
+STAYED_UP_SECONDS = 10.0
 
 DockerStates = dict[str, tuple[str, int | None]]
 
@@ -131,7 +135,8 @@ class TaskLifecycle:
         if stop_wanted and (launched or rec.phase == "running"):
             self.begin_stop(rec, task.stopped_reason or "Task stopped", "UserInitiated")
         elif rec.phase == "running" and docker_states is not None:  # None: Docker did not answer
-            self._check_containers(rec, docker_states)
+            self._note_stayed_up(rec, now)
+            self._check_containers(rec, docker_states, now)
         drained = now >= rec.drain_until and (
             now >= rec.drain_deadline or self.registration.idle(rec)
         )
@@ -184,11 +189,19 @@ class TaskLifecycle:
         self.registration.publish(rec)
         if rec.service is not None:
             self.registration.register(rec)
+
+    def _note_stayed_up(self, rec: TaskRecord, now: float) -> None:
+        """Once a service task stays up, its service's run of failed starts is over."""
+        if rec.stayed_up or rec.service is None:
+            return
+        healthy = bool(rec.targets) and self.registration.targets_healthy(rec)
+        if healthy or now - rec.running_since >= STAYED_UP_SECONDS:
+            rec.stayed_up = True
             state = self.table.state_of(rec.service)
             if state is not None:
                 state.reset_backoff()
 
-    def _check_containers(self, rec: TaskRecord, docker_states: DockerStates) -> None:
+    def _check_containers(self, rec: TaskRecord, docker_states: DockerStates, now: float) -> None:
         for c in rec.task.containers:
             cid = rec.containers.get(c.name)
             status, exit_code = docker_states.get(cid, ("missing", None))
@@ -203,6 +216,8 @@ class TaskLifecycle:
                 self.begin_stop(
                     rec, "Essential container in task exited", "EssentialContainerExited"
                 )
+                if not rec.stayed_up:
+                    self._count_failed_start(rec, now)
                 count_failed_task(rec)
                 return
 
@@ -223,15 +238,20 @@ class TaskLifecycle:
                 f"(service {rec.service.name}) was unable to start a task: (task {rec.task_id}) "
                 f"stopped: {error}",
             )
-            state = self.table.state_of(rec.service)
-            if state is not None and state.launch_failed(now):
-                service_event(
-                    rec.service,
-                    f"(service {rec.service.name}) is unable to consistently start tasks "
-                    "successfully. For more information, see the Troubleshooting section of "
-                    "the Amazon ECS Developer Guide.",
-                )
+            self._count_failed_start(rec, now)
             count_failed_task(rec)
+
+    def _count_failed_start(self, rec: TaskRecord, now: float) -> None:
+        """A service task failed to start (or stopped before it stayed up): back off, and
+        after a few in a row say the service is unable to consistently start tasks."""
+        state = self.table.state_of(rec.service)
+        if state is not None and state.launch_failed(now):
+            service_event(
+                rec.service,
+                f"(service {rec.service.name}) is unable to consistently start tasks "
+                "successfully. For more information, see the Troubleshooting section of "
+                "the Amazon ECS Developer Guide.",
+            )
 
     def _finish_stop(self, rec: TaskRecord) -> None:
         task = rec.task
