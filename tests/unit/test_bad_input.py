@@ -185,7 +185,7 @@ def test_task_definition_unknown_key_or_missing_image_or_memory(lab, catch_up, m
 
 
 def test_a_desired_count_below_zero(lab, catch_up):
-    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2, task4.q3)
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(InputError) as info:
             ecs.scale(lab, bad)
@@ -310,7 +310,7 @@ def _lab_begins_now(lab, monkeypatch):
 
 
 def test_cleanup_leaves_untagged_look_alikes_alone_and_runs_twice(lab, catch_up, monkeypatch):
-    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2)
+    catch_up(lab, task1.TASK, task3.TASK, task4.q1, task4.q2, task4.q3)
     sd = boto3.client("servicediscovery", region_name="us-west-2")
     other = lab.ecr.create_repository(repositoryName="someone-elses")["repository"]
     lab.ecs.register_task_definition(
