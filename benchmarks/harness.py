@@ -119,7 +119,7 @@ def client_for(endpoint: str, region: str, service: str, home: Path | None = Non
     import boto3
     from botocore.config import Config
 
-    from labkit.sandbox.auth import ensure_credentials
+    from labkit.sandbox.credentials import ensure_credentials
 
     if home is not None:
         credentials = ensure_credentials(home)

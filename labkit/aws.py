@@ -86,7 +86,7 @@ def connect(config: LabConfig) -> AwsTarget:
             )
         from pathlib import Path
 
-        from labkit.sandbox.auth import read_credentials
+        from labkit.sandbox.credentials import read_credentials
 
         # The sandbox answers only its own generated keys (kept in its home, owner-only).
         keys = read_credentials(Path(status.home))

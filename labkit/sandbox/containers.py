@@ -1,7 +1,7 @@
 """Docker Engine as the sandbox sees it: a client or nothing, and the sandbox's containers.
 
-Kept apart from :mod:`labkit.sandbox.server` so that ``labkit sandbox up`` and ``down``
-(which clear what a killed sandbox left) do not import moto and boto3 to do it.
+Kept apart from :mod:`labkit.sandbox.server` so that ``labkit sandbox down`` (and ``up``,
+when a port is taken) can clear what a killed sandbox left without importing moto and boto3.
 """
 
 from __future__ import annotations

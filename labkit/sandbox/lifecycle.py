@@ -13,7 +13,6 @@ from typing import Any
 
 from labkit.errors import BackendError
 from labkit.sandbox import processes, rootless
-from labkit.sandbox.auth import ensure_credentials
 from labkit.sandbox.context import (
     LOOPBACK,
     Settings,
@@ -22,6 +21,7 @@ from labkit.sandbox.context import (
     port_is_free,
     private_dir,
 )
+from labkit.sandbox.credentials import ensure_credentials
 from labkit.sandbox.processes import ProcessRecord
 
 #: Records of the processes the sandbox starts (see :mod:`labkit.sandbox.processes`).
@@ -148,17 +148,34 @@ def _stop_recorded(
     return stopped
 
 
-def _stop_leftovers(settings: Settings, notes: list[str]) -> list[str]:
-    """Stop what a killed sandbox left behind: its registry and its containers."""
-    stopped = []
+def _stop_leftover_registry(settings: Settings, notes: list[str]) -> list[str]:
+    """Stop the registry process a killed sandbox left behind (a record names it)."""
     if _stop_recorded(settings, REGISTRY_RECORD, "sandbox's registry", 5, notes):
-        stopped.append("registry process")
+        return ["registry process"]
+    return []
+
+
+def _remove_leftover_containers(settings: Settings) -> list[str]:
+    """Remove the containers labelled as this home's sandbox's (and no other)."""
+    # Imported here: the Docker SDK alone costs about a second, on `up`'s critical path.
     from labkit.sandbox.containers import docker_or_none, remove_sandbox_containers
 
     removed = remove_sandbox_containers(docker_or_none(), str(settings.home))
-    if removed:
-        stopped.append(f"{removed} container(s)")
-    return stopped
+    return [f"{removed} container(s)"] if removed else []
+
+
+def _taken_port(settings: Settings) -> tuple[str, int, str] | None:
+    """The first of the sandbox's ports another socket listens on, as (name, port, variable)."""
+    if rootless.state_dir() is not None:
+        return None  # in a classroom the ports are forwarded ones, held by RootlessKit
+    for name, port, variable in (
+        ("API", settings.api_port, "LABKIT_SANDBOX_API_PORT"),
+        ("registry", settings.registry_port, "LABKIT_SANDBOX_REGISTRY_PORT"),
+        ("load balancer", settings.lb_port, "LABKIT_SANDBOX_LB_PORT"),
+    ):
+        if not port_is_free(port):
+            return name, port, variable
+    return None
 
 
 def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS) -> SandboxStatus:
@@ -169,19 +186,20 @@ def up(settings: Settings | None = None, timeout: float = START_TIMEOUT_SECONDS)
         return current
     notes: list[str] = []
     _stop_recorded(settings, SANDBOX_RECORD, "sandbox", 15, notes)
-    _stop_leftovers(settings, notes)
-    for name, port, variable in (
-        ("API", settings.api_port, "LABKIT_SANDBOX_API_PORT"),
-        ("registry", settings.registry_port, "LABKIT_SANDBOX_REGISTRY_PORT"),
-        ("load balancer", settings.lb_port, "LABKIT_SANDBOX_LB_PORT"),
-    ):
-        # In a classroom the ports are forwarded ones, held by RootlessKit between runs.
-        if rootless.state_dir() is None and not port_is_free(port):
-            raise BackendError(
-                f"The sandbox cannot start: its {name} port {LOOPBACK}:{port} is taken.",
-                why="Another program (or another sandbox with a different home) listens there.",
-                fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
-            )
+    _stop_leftover_registry(settings, notes)
+    # The sandbox process removes a killed one's containers as it starts (Sandbox.start),
+    # so `up` asks Docker only when a port is taken: a leftover registry container may hold it.
+    taken = _taken_port(settings)
+    if taken is not None:
+        _remove_leftover_containers(settings)
+        taken = _taken_port(settings)
+    if taken is not None:
+        name, port, variable = taken
+        raise BackendError(
+            f"The sandbox cannot start: its {name} port {LOOPBACK}:{port} is taken.",
+            why="Another program (or another sandbox with a different home) listens there.",
+            fix=f"Stop that program, or pick a free port: export {variable}=<port>.",
+        )
     private_dir(settings.home)
     ensure_credentials(settings.home)  # before the child: clients read them as it starts
     settings.state_file.unlink(missing_ok=True)  # a killed sandbox leaves its own behind
@@ -230,7 +248,8 @@ def down(settings: Settings | None = None) -> str:
     if _stop_recorded(settings, SANDBOX_RECORD, "sandbox", 15, notes):
         stopped.append("sandbox process")
     settings.state_file.unlink(missing_ok=True)
-    stopped += _stop_leftovers(settings, notes)
+    stopped += _stop_leftover_registry(settings, notes)
+    stopped += _remove_leftover_containers(settings)
     message = "The sandbox was not running; nothing to stop."
     if stopped:
         images = settings.home / "registry"

@@ -22,7 +22,7 @@ from botocore.config import Config
 
 from labkit.errors import BackendError
 from labkit.sandbox.api import ApiServer, json_response
-from labkit.sandbox.auth import SandboxCredentials, ensure_credentials, sandbox_secret_lookup
+from labkit.sandbox.auth import sandbox_secret_lookup
 from labkit.sandbox.containers import docker_or_none, remove_sandbox_containers
 from labkit.sandbox.context import (
     LOOPBACK,
@@ -30,6 +30,7 @@ from labkit.sandbox.context import (
     Settings,
     private_dir,
 )
+from labkit.sandbox.credentials import SandboxCredentials, ensure_credentials
 from labkit.sandbox.environment import provision
 from labkit.sandbox.persistence import SavedState, seed_for
 from labkit.sandbox.registry import Registry

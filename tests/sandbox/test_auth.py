@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from labkit.sandbox.auth import credentials_path, ensure_credentials, read_credentials
+from labkit.sandbox.credentials import credentials_path, ensure_credentials, read_credentials
 
 
 def _client(sandbox: Any, service: str, key: str, secret: str) -> Any:

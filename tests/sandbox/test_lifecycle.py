@@ -226,6 +226,34 @@ def test_down_when_not_running_says_so(tmp_path: Path) -> None:
     assert not st.running and "labkit sandbox up" in st.describe()
 
 
+def test_up_removes_only_its_own_leftover_container_holding_its_port(
+    tmp_path: Path, sample_image: str, docker_client: Any
+) -> None:
+    """`up` asks Docker only when a port is taken, and frees it only from its own containers."""
+    from labkit.errors import BackendError
+    from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK
+
+    settings = Settings.on_free_ports(tmp_path / "home")
+    publish = {"80/tcp": (LOOPBACK, settings.registry_port)}
+    stranger = docker_client.containers.run(sample_image, detach=True, ports=publish)
+    try:
+        with pytest.raises(BackendError, match="registry port .* is taken"):
+            lifecycle.up(settings)
+        stranger.reload()
+        assert stranger.status == "running"  # not the kit's: left alone
+    finally:
+        stranger.remove(force=True)
+    # As a killed sandbox's registry container would hold it.
+    leftover = docker_client.containers.run(
+        sample_image, detach=True, ports=publish, labels={CONTAINER_LABEL: str(settings.home)}
+    )
+    try:
+        assert lifecycle.up(settings).running
+        assert docker_client.containers.list(all=True, filters={"id": leftover.id}) == []
+    finally:
+        lifecycle.down(settings)
+
+
 def _push_sample(settings: Settings, docker_client: Any, sample_image: str, name: str) -> str:
     """A repository the container instances may pull from, holding the sample image."""
     import base64

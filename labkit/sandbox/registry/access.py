@@ -18,8 +18,8 @@ from moto.utilities.utils import get_partition
 from werkzeug.wrappers import Request, Response
 
 from labkit.sandbox.api import json_response
-from labkit.sandbox.auth import read_credentials
 from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.credentials import read_credentials
 from labkit.sandbox.registry.policy import Caller, Decision, decide
 from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner, EcrTokens
 
