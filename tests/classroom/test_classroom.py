@@ -249,8 +249,10 @@ def test_learner_logs_in_through_the_hub_page_and_sees_the_notebooks(classroom: 
             # the notebooks folder (Spawner.default_url).
             page.wait_for_url(f"**/user/{name}/lab/**")
             listing = page.locator(".jp-DirListing-content")
+            # JupyterLab's first load in a fresh environment renders the listing after
+            # expect's 5 s default: wait as long as for the spawn.
             for notebook in ("00_start_here.ipynb", "04_task4_service.ipynb"):
-                expect(listing.get_by_text(notebook, exact=True)).to_be_visible()
+                expect(listing.get_by_text(notebook, exact=True)).to_be_visible(timeout=180_000)
             page.screenshot(path=str(ARTIFACTS / "learner-logged-in.png"))
             assert page.url.startswith(f"{room.url}/user/{name}/lab")
         finally:
