@@ -142,7 +142,8 @@ def test_solved_00_to_02_on_a_fresh_sandbox(sandbox_env: dict[str, str], runs_di
     assert [i.get("imageTags") for i in state["images"]] == [["latest"]]
     text01, text02 = _text(nb01), _text(nb02)
     assert "✅ Exercise 1.1" in text01 and "✅ Exercise 1.2" in text01 and "✅ Task 1" in text01
-    assert "(chosen in notebook 00)" in text01  # settings from 00, said so
+    # The settings in use, each with where it came from (the test exports LABKIT_BACKEND).
+    assert "Lab settings: backend=sandbox (from LABKIT_BACKEND);" in text01
     assert "✅ Exercise 2.1" in text02 and "is the sample image you tagged" in text02
     assert "same image: yes" in text02 and "Login Succeeded" in text02
     for text, task in ((text01, 1), (text02, 2)):  # the answers, filled in headless
