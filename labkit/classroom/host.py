@@ -337,6 +337,11 @@ def learner_python(shared: Path = SHARED_DIR) -> str:
     site = next(p for p in sys.path if p.endswith("site-packages"))
     target = next((venv / "lib").glob("python*/site-packages"))
     (target / "labkit-kit.pth").write_text(f"import site; site.addsitedir({site!r})\n")
+    # The lab's own lines (`aws ecr get-login-password | docker login …`) need the aws CLI
+    # on the learners' PATH: the kit's awscli, run by this environment's Python.
+    aws = venv / "bin" / "aws"
+    aws.write_text(f"#!{python}\nimport sys\nfrom awscli.clidriver import main\nsys.exit(main())\n")
+    aws.chmod(0o755)
     for path in [shared, venv, *venv.rglob("*")]:
         if not path.is_symlink():  # readable by all, writable by root only (the board checks)
             mode = path.stat().st_mode | 0o004 | (0o001 if path.is_dir() else 0)
