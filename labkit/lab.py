@@ -117,12 +117,19 @@ class Lab:
         """Point this process (the notebook's kernel, and every ``!aws …`` it runs) at the
         lab's backend, so the learner's own ``boto3.client("ecr")`` calls land there too."""
         import os
+        import shutil
+        import sysconfig
 
         import boto3
 
         os.environ.update(self.aws_environment())
         # boto3's default session caches credentials and region from before the change.
         boto3.DEFAULT_SESSION = None
+        # The lab's own lines call `aws`: the kit's awscli sits beside this Python, which a
+        # pipx install or an unactivated venv leaves off PATH.
+        scripts = sysconfig.get_path("scripts")
+        if shutil.which("aws") is None and shutil.which("aws", path=scripts):
+            os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
 
     # boto3 clients, made on first use.
     ecr = cached_property(lambda self: self.client("ecr"))

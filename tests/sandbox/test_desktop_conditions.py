@@ -216,8 +216,17 @@ def test_whole_lab_as_a_docker_group_user_on_the_container_path(
     for path in [notebooks, *notebooks.rglob("*")]:
         os.chown(path, entry.pw_uid, entry.pw_gid)
     python, pythonpath = _python_for(user)
+    # The user's aws CLI (pipx or pip puts it beside their Python): the kit's awscli, run
+    # by the Python this user may run; Task 2's typed lines call it.
+    tools = work / "bin"
+    tools.mkdir()
+    (tools / "aws").write_text(
+        f"#!{python}\nimport sys\nfrom awscli.clidriver import main\nsys.exit(main())\n"
+    )
+    os.chmod(tools, 0o755)
+    os.chmod(tools / "aws", 0o755)
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{tools}:/usr/local/bin:/usr/bin:/bin",
         "HOME": entry.pw_dir,
         "USER": user,
         "PYTHONPATH": pythonpath,

@@ -159,3 +159,19 @@ def test_console_views_show_what_exists(lab, catch_up, capsys):
     assert f"Details of {lab.service_name}" in out and "ecs-demo:1" in out
     assert "Target group myTargetgroup" in out and "TCP : 80" in out
     assert "ECR repository (Task 1) → image (Task 2)" in out
+
+
+def test_export_environment_puts_the_kits_aws_cli_on_path(lab, monkeypatch):
+    """A pipx install or an unactivated venv leaves the kit's `aws` off PATH; the lab's
+    typed lines (`aws ecr get-login-password | docker login …`) need it."""
+    import os
+    import shutil
+    import sysconfig
+
+    scripts = sysconfig.get_path("scripts")
+    assert shutil.which("aws", path=scripts), "awscli is a dependency: its aws is installed"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    if shutil.which("aws"):
+        pytest.skip("an aws CLI is on this machine's own PATH")
+    lab.export_environment()
+    assert shutil.which("aws") == os.path.join(scripts, "aws")
