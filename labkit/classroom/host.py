@@ -9,7 +9,6 @@ started by the classroom, so ``down`` may stop all of them.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pwd
 import re
@@ -497,11 +496,3 @@ def stop_processes(processes: list[psutil.Process], timeout: float) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
-
-
-def write_json(path: Path, payload: object, mode: int = 0o600) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1)
-    os.replace(tmp, path)

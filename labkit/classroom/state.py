@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.classroom import limits
-from labkit.classroom.host import Learner, write_json
+from labkit.classroom.host import Learner
 from labkit.errors import InputError
+from labkit.sandbox.context import write_private
 
 DEFAULT_STATE_DIR = Path("/var/lib/labkit-classroom")
 STATE_FILE = "classroom.json"
@@ -72,7 +73,7 @@ class Classroom:
             if key not in ("state_dir", "learners")
         }
         payload["learners"] = [learner.as_dict() for learner in self.learners]
-        write_json(self.state_dir / STATE_FILE, payload)
+        write_private(self.state_dir / STATE_FILE, json.dumps(payload, indent=1).encode())
 
     def learner(self, name: str) -> Learner:
         for learner in self.learners:
