@@ -7,8 +7,6 @@ successfully" (and slows its retries down).
 
 from __future__ import annotations
 
-from typing import Any
-
 from labkit.challenges import lab_state
 from labkit.challenges.scenario import Clue, Scenario
 from labkit.lab import Lab
@@ -22,17 +20,11 @@ EXITING_ENTRYPOINT = [
 
 
 def inject(lab: Lab) -> None:
-    def exit_at_start(container: dict[str, Any]) -> None:
-        container["entryPoint"] = EXITING_ENTRYPOINT
-
-    lab_state.deploy(lab, lab_state.register_revision(lab, exit_at_start))
+    lab_state.deploy_entrypoint(lab, EXITING_ENTRYPOINT)
 
 
 def solve(lab: Lab) -> None:
-    def image_default(container: dict[str, Any]) -> None:
-        container.pop("entryPoint", None)
-
-    lab_state.deploy(lab, lab_state.register_revision(lab, image_default))
+    lab_state.deploy_entrypoint(lab, None)
 
 
 SCENARIO = Scenario(

@@ -54,6 +54,19 @@ def register_revision(lab: Lab, change: Callable[[dict[str, Any]], None]) -> str
     return reply["taskDefinition"]["taskDefinitionArn"]
 
 
+def deploy_entrypoint(lab: Lab, entrypoint: list[str] | None) -> None:
+    """Roll out a new revision whose container runs ``entrypoint`` (None: the image's own
+    command), as a learner's ``register-task-definition`` + ``update-service`` would."""
+
+    def set_entrypoint(container: dict[str, Any]) -> None:
+        if entrypoint is None:
+            container.pop("entryPoint", None)
+        else:
+            container["entryPoint"] = entrypoint
+
+    deploy(lab, register_revision(lab, set_entrypoint))
+
+
 def deploy(lab: Lab, task_definition: str) -> None:
     lab.ecs.update_service(
         cluster=lab.names.cluster, service=lab.service_name, taskDefinition=task_definition

@@ -7,8 +7,6 @@ the target turns unhealthy and ECS stops the task: "Task failed ELB health check
 
 from __future__ import annotations
 
-from typing import Any
-
 from labkit.challenges import lab_state
 from labkit.challenges.scenario import Clue, Scenario
 from labkit.lab import Lab
@@ -20,17 +18,11 @@ WRONG_PORT_ENTRYPOINT = ["/bin/busybox", "httpd", "-f", "-v", "-p", str(APP_PORT
 
 
 def inject(lab: Lab) -> None:
-    def listen_elsewhere(container: dict[str, Any]) -> None:
-        container["entryPoint"] = WRONG_PORT_ENTRYPOINT
-
-    lab_state.deploy(lab, lab_state.register_revision(lab, listen_elsewhere))
+    lab_state.deploy_entrypoint(lab, WRONG_PORT_ENTRYPOINT)
 
 
 def solve(lab: Lab) -> None:
-    def image_default(container: dict[str, Any]) -> None:
-        container.pop("entryPoint", None)
-
-    lab_state.deploy(lab, lab_state.register_revision(lab, image_default))
+    lab_state.deploy_entrypoint(lab, None)
 
 
 SCENARIO = Scenario(
