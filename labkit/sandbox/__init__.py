@@ -6,7 +6,9 @@ One background process (``labkit sandbox up``) that outlives any notebook kernel
   plus the sandbox's own ``/_labkit/*`` routes (health, status);
 - ``registry``: a real CNCF distribution registry behind ECR-style token auth;
 - ``agent``: runs ECS services and tasks as real Docker containers;
-- ``loadbalancer``: each NLB listener is a real TCP proxy on 127.0.0.1.
+- ``loadbalancer``: each NLB listener is a real TCP proxy on 127.0.0.1, routing to the
+  targets that pass real health checks (``health_probe``: one check of one target;
+  ``target_registrations``: moto's targets keyed by id and port, as ELB keys them);
 
 Public API (everything else in this package is private)::
 

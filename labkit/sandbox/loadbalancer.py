@@ -2,30 +2,28 @@
 
 Each listener in moto's elbv2 backend gets a loopback socket: the first at
 ``settings.lb_port``, the next at ``lb_port + 1``, and so on. Targets are virtual (an EC2
-instance id and a port, as ECS registers them, keyed by both: moto keys them by id alone);
-the agent says where each really listens (:meth:`LoadBalancers.set_endpoint`); a loopback
-IPv4 target id is reachable as it is.
+instance id and a port, as ECS registers them, keyed by both: see
+:mod:`labkit.sandbox.target_registrations`); the agent says where each really listens
+(:meth:`LoadBalancers.set_endpoint`); a loopback IPv4 target id is reachable as it is.
 
 Routing as an NLB routes (AWS, "Health checks for Network Load Balancer target groups"):
 ``initial`` targets get no traffic, connections go round robin to ``healthy`` ones, and
 only when every target has failed does it fail open to all; with none, the connection is
-reset. Health checks (see :func:`probe_target`) run every :data:`HEALTH_CHECK_INTERVAL`
-(sandbox speed; AWS: ``HealthCheckIntervalSeconds``, 10 or 30 s) with the target group's
-thresholds, and ``DescribeTargetHealth`` reports them (moto alone reports every target
-healthy). A deregistered target is ``draining`` for :data:`DRAIN_SECONDS` (AWS: the
-deregistration delay, 300 s).
+reset. Health checks (one check: :mod:`labkit.sandbox.health_probe`) run every
+:data:`HEALTH_CHECK_INTERVAL` (sandbox speed; AWS: ``HealthCheckIntervalSeconds``, 10 or
+30 s) with the target group's thresholds, and ``DescribeTargetHealth`` reports them (moto
+alone reports every target healthy). A deregistered target is ``draining`` for
+:data:`DRAIN_SECONDS` (AWS: the deregistration delay, 300 s).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import ipaddress
 import itertools
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections import Counter
@@ -35,17 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.sandbox.context import LOOPBACK, SandboxContext, Ticker, shadow, unshadow
+from labkit.sandbox.health_probe import HealthCheck, failed_probe, probe_target
+from labkit.sandbox.target_registrations import TargetRegistrations, target_port
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two health checks of one target (sandbox speed; AWS: 10 or 30).
 HEALTH_CHECK_INTERVAL = 1.0
-#: Seconds a health check's connect, or its HTTP answer, may take.
-HEALTH_CHECK_TIMEOUT = 0.5
-#: Seconds a TCP check waits, after connecting, for the port's proxy to hang up (see
-#: :func:`probe_target`). Docker's proxy hangs up within a millisecond when nothing listens
-#: in the container; a forwarder that crosses into a VM (Docker Desktop) takes a little more.
-PROXY_HANGUP_WAIT = 0.25
 #: Seconds a deregistered target is reported as draining (AWS: deregistration delay, 300 s).
 DRAIN_SECONDS = 2.0
 #: How often the backend is polled for new or deleted listeners.
@@ -80,131 +74,6 @@ class _Health:
     drain_until: float = 0.0
 
 
-@dataclass(frozen=True)
-class HealthCheck:
-    """A target group's health check settings, as the probe needs them."""
-
-    protocol: str = "TCP"
-    port: str = "traffic-port"
-    path: str = "/"
-    matcher: str = "200-399"
-    healthy_threshold: int = 5
-    unhealthy_threshold: int = 2
-
-    @classmethod
-    def of(cls, tg: Any) -> HealthCheck:
-        matcher = getattr(tg, "matcher", None) or {}
-        return cls(
-            protocol=(tg.health_check_protocol or tg.protocol or "TCP").upper(),
-            port=str(tg.health_check_port or "traffic-port"),
-            path=tg.health_check_path or "/",
-            matcher=str(matcher.get("HttpCode") or "200-399"),
-            healthy_threshold=max(1, int(tg.healthy_threshold_count or 5)),
-            unhealthy_threshold=max(1, int(tg.unhealthy_threshold_count or 2)),
-        )
-
-    def accepts(self, status: int) -> bool:
-        """Whether ``status`` matches the matcher ("200", "200,202", "200-299")."""
-        for part in self.matcher.split(","):
-            low, _, high = part.strip().partition("-")
-            try:
-                if int(low) <= status <= int(high or low):
-                    return True
-            except ValueError:
-                continue
-        return False
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    ok: bool
-    reason: str | None = None
-    description: str | None = None
-    detail: str | None = None
-
-
-def _failed(reason: str, description: str, detail: str) -> ProbeResult:
-    return ProbeResult(False, reason, description, detail)
-
-
-def probe_target(address: tuple[str, int], check: HealthCheck) -> ProbeResult:
-    """One health check of the application behind ``address`` (a published loopback port).
-
-    Whatever forwards a published port (Docker's userland proxy; Docker Desktop's VM
-    forwarder) accepts a connection before it knows whether anything listens in the
-    container, and hangs up at once when nothing does. So a TCP check connects, then waits
-    :data:`PROXY_HANGUP_WAIT`: a hang-up fails; bytes or silence pass. An HTTP(S) check
-    matches the real answer's status. This needs no root, no Linux-only namespace tricks and
-    no extra container, and it checks the very path the traffic takes, as an NLB checks the
-    instance's host port. Where it differs from an NLB: a TCP server that accepts and closes
-    at once, without a byte, fails here but passes an NLB's TCP check.
-    """
-    try:
-        sock = socket.create_connection(address, timeout=HEALTH_CHECK_TIMEOUT)
-    except TimeoutError:
-        return _failed("Target.Timeout", "Request timed out", "the TCP connect timed out")
-    except OSError as exc:
-        return _failed(
-            "Target.FailedHealthChecks",
-            "Health checks failed",
-            f"the TCP connect failed ({exc.strerror or exc})",
-        )
-    try:
-        if check.protocol in ("HTTP", "HTTPS"):
-            return _probe_http(sock, address, check)
-        sock.settimeout(PROXY_HANGUP_WAIT)
-        try:
-            data = sock.recv(1)
-        except TimeoutError:
-            return ProbeResult(True)  # silence: the app holds the connection, waiting for us
-        except OSError:
-            data = b""
-        if data:
-            return ProbeResult(True)
-        return _failed(
-            "Target.FailedHealthChecks",
-            "Health checks failed",
-            "the port's proxy accepted the connection and closed it at once: nothing in the "
-            "container listens on the container port",
-        )
-    finally:
-        sock.close()
-
-
-def _probe_http(sock: socket.socket, address: tuple[str, int], check: HealthCheck) -> ProbeResult:
-    connection = http.client.HTTPConnection(*address, timeout=HEALTH_CHECK_TIMEOUT)
-    try:
-        if check.protocol == "HTTPS":  # an NLB does not verify the target's certificate
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            sock = context.wrap_socket(sock)
-        sock.settimeout(HEALTH_CHECK_TIMEOUT)
-        connection.sock = sock  # connected already: the request goes over this socket
-        connection.request("GET", check.path, headers={"User-Agent": "ELB-HealthChecker/2.0"})
-        status = connection.getresponse().status
-    except TimeoutError:
-        return _failed("Target.Timeout", "Request timed out", "no HTTP answer in time")
-    except (http.client.HTTPException, ConnectionError):
-        return _failed(
-            "Target.FailedHealthChecks",
-            "Health checks failed",
-            "the connection closed without an HTTP answer: nothing in the container listens "
-            "on the container port, or it does not speak HTTP",
-        )
-    except OSError as exc:
-        return _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
-    finally:
-        connection.close()
-    if check.accepts(status):
-        return ProbeResult(True)
-    return _failed(
-        "Target.ResponseCodeMismatch",
-        f"Health checks failed with these codes: [{status}]",
-        f"GET {check.path} answered {status}; the matcher wants {check.matcher}",
-    )
-
-
 @dataclass
 class _Listener:
     arn: str
@@ -237,11 +106,6 @@ def _is_loopback_ip(value: str) -> bool:
         return False
 
 
-def _target_port(target: dict[str, Any], tg: Any) -> int | None:
-    port = target.get("Port") or tg.port
-    return int(port) if port else None
-
-
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     """Copy bytes both ways until either side closes (one thread per connection)."""
     socks = [a, b]
@@ -264,7 +128,7 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 s.close()
 
 
-class LoadBalancers:
+class LoadBalancers(TargetRegistrations):
     """The sandbox's data plane for ELBv2: listener sockets, target health, forwarding."""
 
     #: moto backend methods replaced (on the sandbox's backend only) while running.
@@ -458,7 +322,7 @@ class LoadBalancers:
             for tg_arn in _forward_target_groups(listener) if listener else []:
                 tg = backend.target_groups.get(tg_arn)
                 for t in list(tg.targets.values()) if tg else []:
-                    port = _target_port(t, tg)
+                    port = target_port(t, tg)
                     if port is not None:
                         targets.append((tg_arn, t["Id"], port))
         states = [self.target_state(*t) for t in targets]
@@ -511,7 +375,7 @@ class LoadBalancers:
                 check = HealthCheck.of(tg)
                 in_use = bool(tg.load_balancer_arns)
                 for t in list(tg.targets.values()):
-                    port = _target_port(t, tg)
+                    port = target_port(t, tg)
                     if port is not None:
                         registered[(tg.arn, t["Id"], port)] = (check, in_use)
         due: list[tuple[TargetKey, HealthCheck]] = []
@@ -546,7 +410,7 @@ class LoadBalancers:
             port = int(check.port)
         address = self.resolve(target_id, port)
         if address is None:
-            result = _failed(
+            result = failed_probe(
                 "Target.FailedHealthChecks",
                 "Health checks failed",
                 f"no running task answers at {target_id}:{port}",
@@ -555,7 +419,7 @@ class LoadBalancers:
             try:
                 result = probe_target(address, check)
             except Exception as exc:  # a probe must never kill the pool's thread
-                result = _failed("Target.FailedHealthChecks", "Health checks failed", str(exc))
+                result = failed_probe("Target.FailedHealthChecks", "Health checks failed", str(exc))
         with self._state_lock:
             health = self._health.get(key)
             if health is None:
@@ -575,56 +439,6 @@ class LoadBalancers:
                 # An unknown target never turns healthy: say so at once.
                 if health.fails >= check.unhealthy_threshold or address is None:
                     health.state = "unhealthy"
-
-    # moto: registrations keyed by (id, port) ----------------------------------------------
-    @staticmethod
-    def _rekey(tg: Any) -> None:
-        """moto keys a target group's targets by id; re-key them by (id, port)."""
-        if any(not isinstance(key, tuple) for key in tg.targets):
-            entries = list(tg.targets.values())
-            tg.targets.clear()
-            for t in entries:
-                port = _target_port(t, tg)
-                tg.targets[(t["Id"], port)] = {"Id": t["Id"], "Port": port}
-
-    def _target_group(self, arn: str) -> Any:
-        from moto.elbv2.exceptions import TargetGroupNotFoundError
-
-        tg = self.ctx.backend("elbv2").target_groups.get(arn)
-        if tg is None:
-            raise TargetGroupNotFoundError()
-        return tg
-
-    def _register_targets(self, target_group_arn: str, instances: list[Any]) -> None:
-        from moto.elbv2.exceptions import TargetNotRunning
-
-        tg = self._target_group(target_group_arn)
-        self._rekey(tg)
-        for target in instances:
-            instance = tg.ec2_backend.get_instance_by_id(target["Id"])
-            if instance is not None and instance.state != "running":
-                raise TargetNotRunning(instance_id=target["Id"])
-            port = _target_port(target, tg)
-            tg.targets[(target["Id"], port)] = {"Id": target["Id"], "Port": port}
-            tg.deregistered_targets.pop(target["Id"], None)
-        self._ticker.wake.set()
-
-    def _deregister_targets(self, target_group_arn: str, instances: list[dict[str, Any]]) -> None:
-        from moto.elbv2.exceptions import InvalidTargetError
-
-        tg = self._target_group(target_group_arn)
-        self._rekey(tg)
-        for target in instances:
-            found = tg.targets.pop((target["Id"], _target_port(target, tg)), None)
-            if found is None:
-                raise InvalidTargetError()
-            tg.deregistered_targets[target["Id"]] = found
-
-    def _notify_terminate_instances(self, instance_ids: list[str]) -> None:
-        for tg in list(self.ctx.backend("elbv2").target_groups.values()):
-            self._rekey(tg)
-            for key in [k for k in tg.targets if k[0] in instance_ids]:
-                tg.terminated_targets[key[0]] = tg.targets.pop(key)
 
     # DescribeTargetHealth -----------------------------------------------------------------
     def _describe_target_health(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from labkit.sandbox.loadbalancer import HealthCheck, probe_target
+from labkit.sandbox.health_probe import HealthCheck, probe_target
 
 
 @pytest.fixture()
