@@ -293,6 +293,10 @@ class Exercise:
         lab_marks[self._mark] = {"fingerprint": self._fingerprint(lab)}
         state[CATCH_UP_KEY] = marks
         save_state(state)
+        print(
+            f"   Task {self.task} counts as done; {self._var}.check() stays ❌ until your own "
+            "work replaces the catch-up's (the check says how)."
+        )
 
     def _forget_catch_up(self, lab: Lab | None = None) -> None:
         """The learner's own work (or a change to the state): the mark, if any, goes."""
