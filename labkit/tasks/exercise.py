@@ -6,6 +6,11 @@ end. An :class:`Exercise` only looks at what really happened: ``q1.check()`` rea
 real state (API, registry, HTTP), never the notebook's variables. The reference solution
 ``notebooks/solutions/<id>.py`` is what ``%load``, ``q1.solve()`` and headless runs use.
 
+A catch-up (``q1.solve()``) lets the learner move on: the task counts as done. But the
+learner's own ``q1.check()`` stays ❌ on a state the catch-up made (the state file keeps
+a mark, see :data:`CATCH_UP_KEY`) until their cell runs without a blank, or that state
+changes (they redid the step elsewhere).
+
 Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
 :class:`~labkit.errors.CheckFailed` so papermill fails the run.
 """
@@ -26,6 +31,7 @@ from labkit.errors import CheckFailed, LabkitError
 from labkit.kit_files import kit_notebooks
 from labkit.lab import Lab, current_lab
 from labkit.names import NOTEBOOKS
+from labkit.state import load_state, save_state
 
 #: Where the reference solutions live: one file per exercise, a complete cell each.
 SOLUTIONS_DIR = kit_notebooks() / "solutions"
@@ -33,6 +39,26 @@ SOLUTIONS_DIR = kit_notebooks() / "solutions"
 #: The tag of an exercise cell; a second tag ``solution:<id>`` names its solution file.
 EXERCISE_TAG = "exercise"
 SOLUTION_TAG_PREFIX = "solution:"
+
+
+#: The state file's record of catch-ups: per lab, the exercises whose state ``solve()``
+#: made, each with a fingerprint of that state (its creation time, its text, its digest…).
+#: A cleanup leaves it: the fingerprint tells a state made again from the catch-up's (and
+#: Task 3's file, which a cleanup keeps, is still the catch-up's).
+CATCH_UP_KEY = "caught_up"
+
+#: A refusal that shows the learner's call was right and its result exists already
+#: (RepositoryAlreadyExistsException after a catch-up): it counts as their own work.
+_ALREADY_DONE = "AlreadyExists"
+
+
+def _lab_key(lab: Lab) -> str:
+    return f"{lab.backend.value}:{lab.account_id}:{lab.region}"
+
+
+def _catch_up_marks(state: dict[str, Any]) -> dict[str, Any]:
+    marks = state.get(CATCH_UP_KEY)
+    return marks if isinstance(marks, dict) else {}
 
 
 class Blank:
@@ -180,6 +206,12 @@ class Exercise:
     expected_errors: dict[str, str] = field(default_factory=dict)
     #: Names the cause of a refusal from what the learner's cell held (see task1), or None.
     explain_refusal: Callable[[BaseException], str | None] | None = None
+    #: A fingerprint of the state ``evaluate_fn`` reads (a creation time, a digest), or
+    #: None: when it differs from the one ``solve()`` left, the learner has redone the step.
+    fingerprint_fn: Callable[[Lab], str | None] | None = None
+    #: What makes a caught-up state the learner's own, when it is more than running the
+    #: exercise cell with its blanks filled in (Task 2: the URI cell, then the lines).
+    own_work: str = ""
 
     @property
     def label(self) -> str:
@@ -191,7 +223,9 @@ class Exercise:
     def attempt(self) -> Iterator[None]:
         """Wrap the learner's cell: blanks and AWS's refusals become a short note.
 
-        Errors of the learner's own Python (a typo, a NameError) still show in full.
+        Errors of the learner's own Python (a typo, a NameError) still show in full. A
+        cell that ends without a blank (or meets an AlreadyExists refusal) is the
+        learner's own work: a catch-up mark on this exercise goes.
         """
         try:
             yield
@@ -214,6 +248,8 @@ class Exercise:
                     code, "Read AWS's message: it names the parameter or resource at fault."
                 )
                 note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
+                if _ALREADY_DONE in code:
+                    self._forget_catch_up()
                 return
             if type(exc).__name__ == "ParamValidationError":
                 note(
@@ -223,18 +259,100 @@ class Exercise:
                 )
                 return
             raise
+        else:
+            self._forget_catch_up()
 
     @property
     def _var(self) -> str:
         return f"q{self.number}"
 
+    # -- catch-up marks: whose work the state is -------------------------------------------
+
+    @property
+    def _mark(self) -> str:
+        return f"{self.task}.{self.number}"
+
+    def _fingerprint(self, lab: Lab) -> str | None:
+        if self.fingerprint_fn is None:
+            return None
+        try:
+            return self.fingerprint_fn(lab)
+        except Exception:  # noqa: BLE001 — no fingerprint: the mark waits for the cell
+            return None
+
+    def _record_catch_up(self, lab: Lab) -> None:
+        """After ``solve()``: if it made the state right, mark that state as the catch-up's.
+
+        Not for an exercise whose check takes the learner's result (``answer_fn``): a
+        caught-up state gives no result to pass."""
+        if self.answer_fn is not None or not self.evaluate(lab).passed:
+            return
+        state = load_state()
+        marks = _catch_up_marks(state)
+        lab_marks = marks.setdefault(_lab_key(lab), {})
+        lab_marks[self._mark] = {"fingerprint": self._fingerprint(lab)}
+        state[CATCH_UP_KEY] = marks
+        save_state(state)
+        print(
+            f"   Task {self.task} counts as done; {self._var}.check() stays ❌ until your own "
+            "work replaces the catch-up's (the check says how)."
+        )
+
+    def _forget_catch_up(self, lab: Lab | None = None) -> None:
+        """The learner's own work (or a change to the state): the mark, if any, goes."""
+        state = load_state()
+        marks = _catch_up_marks(state)
+        if not any(isinstance(m, dict) and self._mark in m for m in marks.values()):
+            return  # nothing caught up: no need to ask which lab this is
+        try:
+            key = _lab_key(lab or current_lab())
+        except (LabkitError, OSError):  # bookkeeping never breaks the learner's cell
+            return
+        lab_marks = marks.get(key)
+        if isinstance(lab_marks, dict) and lab_marks.pop(self._mark, None) is not None:
+            save_state(state)
+
+    def caught_up(self, lab: Lab) -> bool:
+        """Is the state this exercise's check reads the catch-up's? True from ``solve()``
+        until the learner's cell runs without a blank, or that state changes."""
+        lab_marks = _catch_up_marks(load_state()).get(_lab_key(lab))
+        record = lab_marks.get(self._mark) if isinstance(lab_marks, dict) else None
+        if not isinstance(record, dict):
+            return False
+        made = record.get("fingerprint")
+        if made is not None and self._fingerprint(lab) != made:
+            self._forget_catch_up(lab)  # redone since (a terminal, an edited file)
+            return False
+        return True
+
+    def _not_yours(self, lab: Lab, verdict: Verdict) -> Verdict:
+        if not self.caught_up(lab):
+            return verdict
+        already = next((code for code in self.expected_errors if _ALREADY_DONE in code), "")
+        counts = f" (a re-run that meets {already} counts)" if already else ""
+        do = self.own_work or f"Fill in each ____ of the exercise cell and run it{counts}"
+        return Verdict.wrong(
+            f"the state is right ({verdict.message}), but the catch-up made it "
+            f"({self._var}.solve()), not your cell",
+            f"{do}: then this check reads your work. Task {self.task} counts as done "
+            "either way, so you can move on.",
+        )
+
     # -- learntools' three -------------------------------------------------------------
 
-    def evaluate(self, lab: Lab | None = None, answers: tuple[Any, ...] = ()) -> CheckResult:
+    def evaluate(
+        self, lab: Lab | None = None, answers: tuple[Any, ...] = (), *, learner: bool = False
+    ) -> CheckResult:
         """Check the real state (and, for an exercise with ``answer_fn``, the learner's
-        ``answers``); never raises (an error becomes a ❌ result)."""
+        ``answers``); never raises (an error becomes a ❌ result).
+
+        ``learner``: judge the learner's own work, as ``check()`` does: a state the
+        catch-up made is ❌ (for the task, :meth:`Task.evaluate`, it counts as done)."""
         lab = lab or current_lab()
         verdict = _run_guarded(self.evaluate_fn, lab)
+        if verdict.passed and learner:
+            checked = verdict
+            verdict = _run_guarded(lambda lab_: self._not_yours(lab_, checked), lab)
         if verdict.passed and answers and self.answer_fn is not None:
             answer_fn = self.answer_fn
             blank = any(isinstance(a, Blank) for a in answers)
@@ -259,7 +377,7 @@ class Exercise:
             lab, answers = answers[0], answers[1:]
         if self.answer_fn is not None and not answers:
             answers = (____,)  # the check needs the learner's result: none is a blank
-        result = self.evaluate(lab, answers)
+        result = self.evaluate(lab, answers, learner=True)
         more = "" if result.passed else f"More help: {self._var}.hint(2), {self._var}.solution()"
         _show_result(result, more)
 
@@ -294,9 +412,16 @@ class Exercise:
 
     def solve(self, lab: Lab | None = None) -> dict[str, Any]:
         """Catch-up: run the reference solution, for a learner who wants to move on;
-        returns the names it set."""
+        returns the names it set. The task counts as done; this exercise's own check
+        waits for the learner's cell (see :meth:`caught_up`)."""
         lab = lab or current_lab()
         print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
+        namespace = self.catch_up(lab)
+        self._record_catch_up(lab)
+        return namespace
+
+    def catch_up(self, lab: Lab) -> dict[str, Any]:
+        """What ``solve()`` runs: the solution file (a task may add its steps after it)."""
         return run_solution(self.solution_, lab, exercise=self)
 
 

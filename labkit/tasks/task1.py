@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from labkit import ecr
@@ -92,6 +93,17 @@ def _statement_set(lab: Lab) -> Verdict:
     return Verdict.ok(f"{sid} allows {lab.names.instance_role} all repository actions")
 
 
+def _repository_made(lab: Lab) -> str | None:
+    """When the repository was created: a new one (deleted and made again) differs."""
+    repository = ecr.find_repository(lab)
+    return str(repository["createdAt"]) if repository else None
+
+
+def _policy_text(lab: Lab) -> str | None:
+    policy = ecr.repository_policy(lab)
+    return json.dumps(policy, sort_keys=True) if policy is not None else None
+
+
 def _learner_policies(exc: BaseException) -> list[dict[str, Any]]:
     """The policy documents (dicts with a "Statement") the learner's cell held when AWS
     refused: the frames of the traceback are the cell's and the calls below it."""
@@ -147,6 +159,7 @@ q1 = Exercise(
         "InvalidParameterException": "Repository names are lowercase letters, digits and "
         "'.', '_', '-', '/' between them.",
     },
+    fingerprint_fn=_repository_made,
 )
 
 q2 = Exercise(
@@ -184,6 +197,7 @@ q2 = Exercise(
         "that is not JSON text (json.dumps), a document without Version and Statement, or a "
         "statement with a Resource.",
     },
+    fingerprint_fn=_policy_text,
 )
 
 TASK = Task(number=1, title="repository and permission statement", exercises=(q1, q2))

@@ -213,12 +213,17 @@ def compare_digests(lab: Lab | None = None) -> bool:
 
 
 class _PushExercise(Exercise):
-    def solve(self, lab: Lab | None = None) -> dict[str, Any]:
-        """Catch-up: look the URI up (the solution cell), then run steps 18–25."""
-        lab = lab or current_lab()
-        namespace = super().solve(lab)
+    def catch_up(self, lab: Lab) -> dict[str, Any]:
+        """Look the URI up (the solution cell), then run steps 18–25."""
+        namespace = super().catch_up(lab)
         push_with_lab_lines(lab, namespace["REPOSITORY"])
         return namespace
+
+
+def _pushed_image(lab: Lab) -> str | None:
+    """Which push the registry holds as ``latest``: its digest and when it came."""
+    image = ecr.find_image(lab, LAB_TAG)
+    return f"{image['imageDigest']} {image.get('imagePushedAt')}" if image else None
 
 
 q1 = _PushExercise(
@@ -248,6 +253,11 @@ q1 = _PushExercise(
         "instance (Session Manager). The console's Amazon ECR → myrepo → View push "
         "commands lists the same login, tag and push lines.",
     ),
+    fingerprint_fn=_pushed_image,
+    # A second push of the same image may leave the registry as it was: the URI cell,
+    # run with the learner's own URI, is what says the lines are theirs.
+    own_work="Run 2.1's REPOSITORY cell with your URI (no ____ left), then your docker "
+    "tag, login and push lines",
 )
 
 TASK = Task(number=2, title="image pushed", exercises=(q1,))

@@ -14,6 +14,7 @@ first, since ``q2``'s solution registers the edited file.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,14 @@ def _file_edited(lab: Lab) -> Verdict:
     return Verdict.ok(f"{path.name}: {lab.names.container_name} runs {container['image']}")
 
 
+def _file_version(lab: Lab) -> str | None:
+    """The file's content and when it was last written (saved in an editor, sed…)."""
+    path = my_file()
+    if not path.exists():
+        return None
+    return f"{hashlib.sha256(path.read_bytes()).hexdigest()} {path.stat().st_mtime_ns}"
+
+
 q1 = Exercise(
     task=3,
     number=1,
@@ -149,6 +158,7 @@ q1 = Exercise(
         "Configure via JSON: paste the lab's JSON, replace YOUR-REPOSITORY-URI with your "
         "repository URI (steps 27–32).",
     ),
+    fingerprint_fn=_file_version,
 )
 
 
@@ -196,6 +206,12 @@ def _registered(lab: Lab) -> Verdict:
     return Verdict.ok(f"{where} runs {container['image']} and is EC2-compatible")
 
 
+def _revision_arn(lab: Lab) -> str | None:
+    """The revision the check judges: a registration since (terminal, console) differs."""
+    definition = taskdef.task3_revision(lab)
+    return definition["taskDefinitionArn"] if definition else None
+
+
 q2 = Exercise(
     task=3,
     number=2,
@@ -222,6 +238,7 @@ q2 = Exercise(
         "ClientException": "ECS refused the task definition: its message names the "
         "field (memory, image, port mappings…). Compare with the lab's JSON (step 31).",
     },
+    fingerprint_fn=_revision_arn,
 )
 
 

@@ -5,8 +5,8 @@
   its check, which reads the registry;
 - restart: each exercise cell of 01–03, with its solution, passes in a fresh kernel after
   only the parameters and setup cells (each cell in its own kernel, in order);
-- no free passes: with every task done, 01–03 as shipped still show ❌ on each answer
-  the check needs from the learner (the questions).
+- no free passes: with every exercise caught up (``q.solve()``), 01–03 as shipped still
+  show ❌ on every exercise check and every question; the solved cells pass again.
 
     pytest -m notebooks tests/notebooks/test_learning_tasks123.py -v
 """
@@ -27,7 +27,7 @@ import pytest
 from labkit.images import LAB_SAMPLE_IMAGE, ensure_sample_image
 from labkit.lab import Lab
 from labkit.runner import NOTEBOOK_DIR, reset_lab, run_notebooks
-from labkit.tasks import course_progress, task1, task2
+from labkit.tasks import course_progress, task1, task2, task3
 from labkit.tasks.exercise import EXERCISE_TAG
 from tests.conftest import private_lab_env, require_data_plane
 from tests.notebooks.test_exercises_tasks12 import _docker, _local_tags_for, _run, _text
@@ -91,7 +91,7 @@ def test_task2_typed_in_a_terminal_passes_its_check(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Login Succeeded" in done.stdout
-    result = task2.q1.evaluate(lab)
+    result = task2.q1.evaluate(lab, learner=True)  # as q1.check() judges: nothing caught up
     assert result.passed and "is the sample image you tagged" in result.message, result
 
 
@@ -144,9 +144,31 @@ def test_each_exercise_cell_passes_alone_after_a_restart(
     assert course_progress(learner_env) == {1: True, 2: True, 3: True, 4: False}
 
 
-def test_no_free_passes_when_the_state_holds_every_answer(learner_env: Lab, runs_dir: Path) -> None:
+def test_no_free_passes_when_the_state_holds_every_answer(
+    learner_env: Lab, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every exercise caught up (``q.solve()``, run where notebook 03 keeps its file): 01–03
+    as shipped show ❌ on every exercise check and every question, while each task counts
+    as done; then the solved cells make each exercise the learner's own again."""
     assert course_progress(learner_env)[3], "the previous test did Tasks 1-3"
-    for number in ("01", "02", "03"):
-        text = _text(_run(runs_dir, number, f"shipped-done-{number}", solved=False))
+    with monkeypatch.context() as here:
+        here.chdir(NOTEBOOK_DIR)  # where notebook 03's kernel reads its file
+        for exercise in (task1.q1, task1.q2, task2.q1, task3.q1, task3.q2):
+            exercise.solve(learner_env)
+            assert exercise.caught_up(learner_env), exercise.label
+    exercises = {"01": ("1.1", "1.2"), "02": ("2.1",), "03": ("3.1", "3.2")}
+    for number, labels in exercises.items():
+        text = _text(_run(runs_dir, number, f"shipped-caught-up-{number}", solved=False))
         assert text.count("not answered yet") == 3, number
-        assert "✅ Question" not in text and "Traceback" not in text
+        assert "✅ Question" not in text and "✅ Exercise" not in text, number
+        for label in labels:
+            assert f"❌ Exercise {label}" in text, label
+        assert text.count("the catch-up made it") == len(labels), number
+        assert f"✅ Task {int(number)}" in text  # the catch-up lets the learner move on
+        assert "Traceback" not in text
+    for number, labels in exercises.items():
+        text = _text(_run(runs_dir, number, f"solved-after-catch-up-{number}"))
+        for label in labels:
+            assert f"✅ Exercise {label}" in text, label
+    for exercise in (task1.q1, task1.q2, task2.q1, task3.q1, task3.q2):
+        assert not exercise.caught_up(learner_env), exercise.label
