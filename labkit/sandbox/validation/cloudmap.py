@@ -1,4 +1,6 @@
-"""CreatePrivateDnsNamespace as Cloud Map answers it: one VPC may hold several namespaces.
+"""Cloud Map's answers where moto's differ.
+
+CreatePrivateDnsNamespace: one VPC may hold several namespaces.
 
 moto refuses any second private namespace in a VPC (``ConflictingDomainExists``, an error
 of Route 53's, not Cloud Map's). Cloud Map creates a Route 53 private hosted zone per
@@ -15,6 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
+from moto.servicediscovery.exceptions import (
+    InvalidInput,
+    NamespaceNotFound,
+    ServiceNotFound,
+)
 
 from labkit.sandbox.context import SandboxContext
 
@@ -66,3 +73,63 @@ class NamespaceRule:
                 if namespace.vpc == placeholder:
                     namespace.vpc = vpc
             return operation_id
+
+
+def _params(response: Any) -> dict[str, Any]:
+    return json.loads(response.body or "{}")
+
+
+def check_create_service(backend: Any, response: Any) -> None:
+    """Cloud Map creates a service only in a namespace that exists, and takes Route 53
+    health checks (HealthCheckConfig) only in public DNS and HTTP namespaces."""
+    params = _params(response)
+    namespace = backend.namespaces.get(params.get("NamespaceId") or "")
+    if namespace is None:
+        raise NamespaceNotFound(params.get("NamespaceId") or "")
+    if params.get("HealthCheckConfig") is not None:
+        # Documented rules (HealthCheckConfig reference); the wording is ours.
+        if params.get("HealthCheckCustomConfig") is not None:
+            raise InvalidInput(
+                "Specify either HealthCheckConfig or HealthCheckCustomConfig, not both."
+            )
+        if namespace.type == "DNS_PRIVATE":
+            raise InvalidInput(
+                "HealthCheckConfig (a Route 53 health check) is for public DNS and HTTP "
+                f"namespaces only; {namespace.name} is a private DNS namespace. For ECS "
+                "tasks, use HealthCheckCustomConfig: ECS reports their health."
+            )
+
+
+def check_delete_service(backend: Any, response: Any) -> None:
+    service_id = _params(response).get("Id") or ""
+    if service_id not in backend.services:
+        raise ServiceNotFound(service_id)  # moto deletes nothing and answers success
+
+
+def check_delete_namespace(backend: Any, response: Any) -> None:
+    namespace_id = _params(response).get("Id") or ""
+    services = [s for s in list(backend.services.values()) if s.namespace_id == namespace_id]
+    if namespace_id in backend.namespaces and services:
+        # Cloud Map's code (DeleteNamespace reference); the wording is ours.
+        names = ", ".join(sorted(s.name for s in services))
+        raise JsonRESTError(
+            "ResourceInUse",
+            f"The namespace {namespace_id} still contains {len(services)} service(s) "
+            f"({names}): delete them (servicediscovery delete_service) first.",
+        )
+
+
+def check_get_operation(backend: Any, response: Any) -> None:
+    operation_id = _params(response).get("OperationId") or ""
+    if operation_id not in backend.operations:
+        # moto's message is empty; this is the API reference's meaning of the error.
+        raise JsonRESTError("OperationNotFound", "No operation exists with the specified ID.")
+
+
+#: Checks run before moto's ServiceDiscoveryResponse.<action> (see validation/__init__).
+CLOUD_MAP_CHECKS = {
+    "create_service": check_create_service,
+    "delete_service": check_delete_service,
+    "delete_namespace": check_delete_namespace,
+    "get_operation": check_get_operation,
+}
