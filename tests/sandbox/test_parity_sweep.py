@@ -325,3 +325,20 @@ def test_a_namespace_with_services_is_not_deleted(
         "OperationNotFound",
         "No operation exists with the specified ID.",
     )
+
+
+def test_a_private_namespace_in_a_vpc_that_does_not_exist_fails_its_operation(
+    aws: Callable[[str], Any],
+) -> None:
+    sd = aws("servicediscovery")
+    name = unique("sweep") + ".local"
+    vpc = "vpc-0123456789abcdef0"
+    operation_id = sd.create_private_dns_namespace(Name=name, Vpc=vpc)["OperationId"]
+    operation = sd.get_operation(OperationId=operation_id)["Operation"]
+    assert (operation["Status"], operation["ErrorCode"]) == ("FAIL", "CANNOT_CREATE_HOSTED_ZONE")
+    assert operation["ErrorMessage"].startswith(
+        f"The VPC: {vpc} in region us-west-2 that you provided is not authorized to make the "
+        "association."
+    )
+    assert "NAMESPACE" not in operation.get("Targets", {})
+    assert name not in [n["Name"] for n in sd.list_namespaces()["Namespaces"]]

@@ -179,7 +179,8 @@ def missing_tasks(asked: list[str], found: list[Any], response: Any) -> list[dic
 
 def _patch_checked(responses: type, checks: dict[str, Any], service: str) -> None:
     """Run ``checks[action](backend, response)`` before moto's ``responses.<action>``, for
-    requests to the active sandbox's ``service`` backend only (class-level, once each)."""
+    requests to the active sandbox's ``service`` backend only (class-level, once each).
+    A check raises AWS's error, or returns AWS's answer in moto's place, or None."""
     if _ACTIVE.get(f"patched-{service}"):
         return
     _ACTIVE[f"patched-{service}"] = True
@@ -191,7 +192,9 @@ def _patch_checked(responses: type, checks: dict[str, Any], service: str) -> Non
             backend = checks_now.ctx.backend(service) if checks_now is not None else None
             if backend is not None and getattr(response, f"{service}_backend") is backend:
                 with checks_now.ctx.lock:
-                    _check(backend, response)
+                    answer = _check(backend, response)
+                if answer is not None:
+                    return answer
             return _original(response)
 
         setattr(responses, action, checked)

@@ -16,12 +16,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.backends import get_backend
 from moto.core.exceptions import JsonRESTError
 from moto.servicediscovery.exceptions import (
     InvalidInput,
     NamespaceNotFound,
     ServiceNotFound,
 )
+from moto.servicediscovery.models import Operation
 
 from labkit.sandbox.context import SandboxContext
 
@@ -126,8 +128,44 @@ def check_get_operation(backend: Any, response: Any) -> None:
         raise JsonRESTError("OperationNotFound", "No operation exists with the specified ID.")
 
 
-#: Checks run before moto's ServiceDiscoveryResponse.<action> (see validation/__init__).
+class FailedOperation(Operation):
+    """An operation that ended in FAIL, with Cloud Map's ErrorCode and ErrorMessage."""
+
+    def __init__(self, operation_type: str, code: str, message: str) -> None:
+        super().__init__(operation_type, targets={})
+        self.status, self.error_code, self.error_message = "FAIL", code, message
+
+    def to_json(self, short: bool = False) -> dict[str, Any]:
+        answer = super().to_json(short)
+        if not short:
+            answer.update(ErrorCode=self.error_code, ErrorMessage=self.error_message)
+        return answer
+
+
+def check_private_namespace_vpc(backend: Any, response: Any) -> str | None:
+    """A VPC that does not exist: Cloud Map accepts the request (it is asynchronous), and
+    the operation ends in FAIL because Route 53 cannot associate its hosted zone with the
+    VPC; no namespace is created. moto created one."""
+    vpc = _params(response).get("Vpc") or ""
+    ec2 = get_backend("ec2")[response.current_account][response.region]
+    if vpc in ec2.vpcs:
+        return None
+    operation = FailedOperation(
+        "CREATE_NAMESPACE",
+        "CANNOT_CREATE_HOSTED_ZONE",
+        # Route 53's answer, as Cloud Map reports it (quoted in aws/aws-app-mesh-examples#432).
+        f"The VPC: {vpc} in region {response.region} that you provided is not authorized to "
+        "make the association. (Service: AmazonRoute53; Status Code: 400; Error Code: "
+        "InvalidVPCId)",
+    )
+    backend.operations[operation.id] = operation
+    return json.dumps({"OperationId": operation.id})
+
+
+#: Checks run before moto's ServiceDiscoveryResponse.<action> (see validation/__init__);
+#: a check that returns a body answers the request in moto's place.
 CLOUD_MAP_CHECKS = {
+    "create_private_dns_namespace": check_private_namespace_vpc,
     "create_service": check_create_service,
     "delete_service": check_delete_service,
     "delete_namespace": check_delete_namespace,

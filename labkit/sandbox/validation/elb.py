@@ -15,6 +15,7 @@ _ARN_PREFIX = "arn:"
 
 
 def check_target_group_arn(backend: Any, response: Any) -> None:
+    """``TargetGroupArn`` must be an ARN of a target group (whether it exists is moto's)."""
     arn = response._get_param("TargetGroupArn") or ""
     if not arn.startswith(_ARN_PREFIX) or ":targetgroup/" not in arn:
         raise ValidationError(f"'{arn}' is not a valid target group ARN.")
