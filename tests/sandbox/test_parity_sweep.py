@@ -181,7 +181,12 @@ def test_create_service_refuses_a_negative_count_and_an_inactive_revision(
         desiredCount=0, **call,
     )  # fmt: skip
     assert (error["Code"], error["Message"]) == ("ClientException", "TaskDefinition is inactive")
-    assert name not in service_names(ecs)
+    error = refused(
+        ecs.create_service, serviceName=f"my {name}", taskDefinition=definitions["active"],
+        desiredCount=0, **call,
+    )  # fmt: skip
+    assert error["Code"] == "InvalidParameterException"
+    assert name not in service_names(ecs) and f"my {name}" not in service_names(ecs)
     error = refused(
         ecs.create_service, serviceName=name, taskDefinition=definitions["active"],
         desiredCount=0, cluster="NoSuchCluster",

@@ -65,7 +65,14 @@ class AwsChecks:
     def create_service(self, response: Any) -> None:
         params = {
             name: response._get_param(name)
-            for name in ("role", "loadBalancers", "serviceRegistries", "launchType", "desiredCount")
+            for name in (
+                "serviceName",
+                "role",
+                "loadBalancers",
+                "serviceRegistries",
+                "launchType",
+                "desiredCount",
+            )
         }
         name = response._get_param("taskDefinition")
         with self.ctx.lock:

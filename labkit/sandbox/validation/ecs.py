@@ -58,6 +58,13 @@ def check_create_service(
     registries = params.get("serviceRegistries") or []
     mode = getattr(task_definition, "network_mode", None)
     launch_type = params.get("launchType")
+    name = params.get("serviceName")
+    if name and not _NAME.match(name):
+        # The API reference's constraint; ECS's own wording is not documented.
+        raise InvalidParameterException(
+            f"Invalid service name '{name}': up to 255 letters (uppercase and lowercase), "
+            "numbers, underscores, and hyphens are allowed."
+        )
     check_desired_count(params.get("desiredCount"))
     if task_definition is not None and task_definition.status == "INACTIVE":
         raise EcsClientException(TASK_DEFINITION_INACTIVE)
