@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from moto.backends import get_backend
-from moto.ecs.exceptions import TaskDefinitionNotFoundException
+from moto.ecs.exceptions import ClusterNotFoundException, TaskDefinitionNotFoundException
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.elbv2.responses import ELBV2Response
@@ -90,7 +90,7 @@ class AwsChecks:
             # A missing cluster, service or task definition is moto's to refuse, as ECS does.
             try:
                 cluster = ecs._get_cluster(response._get_param("cluster", "default"))
-            except Exception:
+            except ClusterNotFoundException:
                 return
             name = (response._get_param("service") or "").split("/")[-1]
             service = ecs.services.get(f"{cluster.name}:{name}")
