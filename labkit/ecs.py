@@ -160,12 +160,16 @@ def check_desired_count(value: Any) -> int:
 def tasks(
     lab: Lab, desired_status: str = "RUNNING", service: str | None = None
 ) -> list[dict[str, Any]]:
-    """The tasks of ``service`` (default: the learner's), as the console's Tasks tab."""
-    arns = lab.ecs.list_tasks(
-        cluster=lab.names.cluster,
-        serviceName=service or lab.service_name,
-        desiredStatus=desired_status,
-    )["taskArns"]
+    """The tasks of ``service`` (default: the learner's), as the console's Tasks tab; none
+    while the service does not exist (ECS answers ListTasks with ServiceNotFoundException)."""
+    try:
+        arns = lab.ecs.list_tasks(
+            cluster=lab.names.cluster,
+            serviceName=service or lab.service_name,
+            desiredStatus=desired_status,
+        )["taskArns"]
+    except lab.ecs.exceptions.ServiceNotFoundException:
+        return []
     if not arns:
         return []
     return lab.ecs.describe_tasks(cluster=lab.names.cluster, tasks=arns)["tasks"]

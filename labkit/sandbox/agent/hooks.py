@@ -4,8 +4,9 @@
 * tasks from RunTask/StartTask start PENDING; RunTask without container instances, a second
   ACTIVE service of a name and a second Cloud Map service of a name are refused as AWS
   refuses them; RunTask reports what it could not place as ``failures`` (``RESOURCE:PORTS``);
-* StopTask only asks a task to stop (the agent drains and stops it); ListTasks filters on
-  RUNNING and serviceName; ListServices leaves out deleted services;
+* StopTask only asks a task to stop (the agent drains and stops it), and refuses an unknown
+  task as ECS does; ListTasks filters on RUNNING and serviceName (an unknown service is
+  ServiceNotFoundException); ListServices leaves out deleted services;
 * CreateService and UpdateService keep ``deploymentConfiguration`` and
   ``healthCheckGracePeriodSeconds`` (moto drops them) and start a new deployment;
   CreateService without ``role`` reports ECS's service-linked role, created in IAM on first
@@ -23,7 +24,7 @@ from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 from moto.core.utils import utcnow
-from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
 
@@ -140,7 +141,8 @@ class MotoHooks:
                         task.last_status = "STOPPED"
                     self.wake.set()
                     return task
-        return self._originals["stop_task"](cluster_str, task_str, reason)
+        # moto raises a bare Exception (HTTP 500); ECS answers with this.
+        raise InvalidParameterException("The referenced task was not found.")
 
     def _list_tasks(
         self,
@@ -152,6 +154,11 @@ class MotoHooks:
         desiredStatus: str | None = None,  # noqa: N803 - moto's parameter name
     ) -> list[Any]:
         # ECS filters on RUNNING unless told otherwise, and on serviceName (moto ignores it).
+        if service_name:
+            backend = self.ctx.backend("ecs")
+            cluster = backend._get_cluster(cluster_str or "default")
+            if f"{cluster.name}:{service_name.split('/')[-1]}" not in backend.services:
+                raise ServiceNotFoundException()  # as ECS answers (moto lists nothing)
         tasks = self._originals["list_tasks"](
             cluster_str, container_instance, family, started_by, None, desiredStatus or "RUNNING"
         )

@@ -1,11 +1,17 @@
 """The sandbox refuses what AWS refuses, and allows what AWS allows, before moto acts.
 
-- :mod:`~labkit.sandbox.validation.ecs`: CreateService and RegisterTaskDefinition are
-  checked as ECS checks them (roles, load balancers, service registries, Fargate);
+- :mod:`~labkit.sandbox.validation.ecs`: CreateService, UpdateService and
+  RegisterTaskDefinition are checked as ECS checks them (roles, load balancers, service
+  registries, Fargate, names, memory, counts, INACTIVE revisions and services);
+  DescribeTasks reports the tasks it did not find as MISSING;
 - a task definition named by its family alone is its highest ACTIVE revision, as in ECS
   (moto takes the highest revision, even a deregistered one);
 - :mod:`~labkit.sandbox.validation.cloudmap`: CreatePrivateDnsNamespace refuses only a
-  second namespace of the same name in a VPC, as Cloud Map does (moto refuses any second).
+  second namespace of the same name in a VPC, as Cloud Map does (moto refuses any second);
+  CreateService, DeleteService, DeleteNamespace and GetOperation refuse what Cloud Map
+  refuses (moto creates a service in a namespace that does not exist, deletes a namespace
+  that still has services);
+- :mod:`~labkit.sandbox.validation.elb`: a target group named where its ARN belongs.
 
 Only API requests are checked (the response layer): the sandbox's own restore of saved
 state goes straight to moto's backends. docs/parity.md lists every rule and its test.
@@ -16,13 +22,20 @@ from __future__ import annotations
 from typing import Any
 
 from moto.backends import get_backend
-from moto.ecs.exceptions import TaskDefinitionNotFoundException
+from moto.ecs.exceptions import ClusterNotFoundException, TaskDefinitionNotFoundException
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.elbv2.responses import ELBV2Response
+from moto.servicediscovery.responses import ServiceDiscoveryResponse
 
 from labkit.sandbox.context import SandboxContext
-from labkit.sandbox.validation.cloudmap import NamespaceRule
-from labkit.sandbox.validation.ecs import check_create_service, check_register_task_definition
+from labkit.sandbox.validation.cloudmap import CLOUD_MAP_CHECKS, NamespaceRule
+from labkit.sandbox.validation.ecs import (
+    check_create_service,
+    check_register_task_definition,
+    check_update_service,
+)
+from labkit.sandbox.validation.elb import ELB_CHECKS
 
 __all__ = ["AwsChecks"]
 
@@ -41,6 +54,8 @@ class AwsChecks:
         self.namespaces.install()
         _ACTIVE["checks"] = self
         _patch_ecs_responses()
+        _patch_checked(ServiceDiscoveryResponse, CLOUD_MAP_CHECKS, "servicediscovery")
+        _patch_checked(ELBV2Response, ELB_CHECKS, "elbv2")
 
     def remove(self) -> None:
         self.namespaces.remove()
@@ -50,7 +65,14 @@ class AwsChecks:
     def create_service(self, response: Any) -> None:
         params = {
             name: response._get_param(name)
-            for name in ("role", "loadBalancers", "serviceRegistries", "launchType")
+            for name in (
+                "serviceName",
+                "role",
+                "loadBalancers",
+                "serviceRegistries",
+                "launchType",
+                "desiredCount",
+            )
         }
         name = response._get_param("taskDefinition")
         with self.ctx.lock:
@@ -61,10 +83,25 @@ class AwsChecks:
             elbv2 = get_backend("elbv2")[account][region]
             check_create_service(params, task_definition, discovery, elbv2)
 
+    def update_service(self, response: Any) -> None:
+        params = {name: response._get_param(name) for name in ("desiredCount", "taskDefinition")}
+        ecs = response.ecs_backend
+        with self.ctx.lock:
+            # A missing cluster, service or task definition is moto's to refuse, as ECS does.
+            try:
+                cluster = ecs._get_cluster(response._get_param("cluster", "default"))
+            except ClusterNotFoundException:
+                return
+            name = (response._get_param("service") or "").split("/")[-1]
+            service = ecs.services.get(f"{cluster.name}:{name}")
+            task_definition = _task_definition_or_none(ecs, params["taskDefinition"])
+            check_update_service(service, params, task_definition)
+
     def register_task_definition(self, response: Any) -> None:
         params = {
             name: response._get_param(name)
             for name in (
+                "family",
                 "requiresCompatibilities",
                 "networkMode",
                 "cpu",
@@ -94,6 +131,8 @@ def _patch_ecs_responses() -> None:
     responses = EC2ContainerServiceResponse
     original_create = responses.create_service
     original_register = responses.register_task_definition
+    original_update = responses.update_service
+    original_describe_tasks = responses.describe_tasks
 
     def ours(response: Any) -> AwsChecks | None:
         checks = _ACTIVE.get("checks")
@@ -112,9 +151,60 @@ def _patch_ecs_responses() -> None:
             checks.register_task_definition(response)
         return original_register(response)
 
+    def update_service(response: Any) -> Any:
+        checks = ours(response)
+        if checks is not None:
+            checks.update_service(response)
+        return original_update(response)
+
+    def describe_tasks(response: Any) -> Any:
+        result = original_describe_tasks(response)
+        if ours(response) is not None:
+            result.result["failures"] = missing_tasks(
+                response._get_param("tasks", []), result.result["tasks"], response
+            )
+        return result
+
     responses.create_service = create_service
     _patch_family_lookup()
     responses.register_task_definition = register_task_definition
+    responses.update_service = update_service
+    responses.describe_tasks = describe_tasks
+
+
+def missing_tasks(asked: list[str], found: list[Any], response: Any) -> list[dict[str, str]]:
+    """DescribeTasks' failures: each task asked for and not found is MISSING, as in ECS."""
+    ids = {task.task_arn.split("/")[-1] for task in found}
+    cluster = (response._get_param("cluster") or "default").split("/")[-1]
+    prefix = f"arn:aws:ecs:{response.region}:{response.current_account}:task/{cluster}/"
+    return [
+        {"arn": name if name.startswith("arn:") else prefix + name, "reason": "MISSING"}
+        for name in asked
+        if name.split("/")[-1] not in ids
+    ]
+
+
+def _patch_checked(responses: type, checks: dict[str, Any], service: str) -> None:
+    """Run ``checks[action](backend, response)`` before moto's ``responses.<action>``, for
+    requests to the active sandbox's ``service`` backend only (class-level, once each).
+    A check raises AWS's error, or returns AWS's answer in moto's place, or None."""
+    if _ACTIVE.get(f"patched-{service}"):
+        return
+    _ACTIVE[f"patched-{service}"] = True
+    for action, check in checks.items():
+        original = getattr(responses, action)
+
+        def checked(response: Any, _check: Any = check, _original: Any = original) -> Any:
+            checks_now = _ACTIVE.get("checks")
+            backend = checks_now.ctx.backend(service) if checks_now is not None else None
+            if backend is not None and getattr(response, f"{service}_backend") is backend:
+                with checks_now.ctx.lock:
+                    answer = _check(backend, response)
+                if answer is not None:
+                    return answer
+            return _original(response)
+
+        setattr(responses, action, checked)
 
 
 def _patch_family_lookup() -> None:

@@ -1,4 +1,6 @@
-"""CreatePrivateDnsNamespace as Cloud Map answers it: one VPC may hold several namespaces.
+"""Cloud Map's answers where moto's differ.
+
+CreatePrivateDnsNamespace: one VPC may hold several namespaces.
 
 moto refuses any second private namespace in a VPC (``ConflictingDomainExists``, an error
 of Route 53's, not Cloud Map's). Cloud Map creates a Route 53 private hosted zone per
@@ -14,7 +16,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.backends import get_backend
 from moto.core.exceptions import JsonRESTError
+from moto.servicediscovery.exceptions import (
+    InvalidInput,
+    NamespaceNotFound,
+    ServiceNotFound,
+)
+from moto.servicediscovery.models import Operation
 
 from labkit.sandbox.context import SandboxContext
 
@@ -66,3 +75,99 @@ class NamespaceRule:
                 if namespace.vpc == placeholder:
                     namespace.vpc = vpc
             return operation_id
+
+
+def _params(response: Any) -> dict[str, Any]:
+    return json.loads(response.body or "{}")
+
+
+def check_create_service(backend: Any, response: Any) -> None:
+    """Cloud Map creates a service only in a namespace that exists, and takes Route 53
+    health checks (HealthCheckConfig) only in public DNS and HTTP namespaces."""
+    params = _params(response)
+    namespace = backend.namespaces.get(params.get("NamespaceId") or "")
+    if namespace is None:
+        raise NamespaceNotFound(params.get("NamespaceId") or "")
+    if params.get("HealthCheckConfig") is not None:
+        # Documented rules (HealthCheckConfig reference); the wording is ours.
+        if params.get("HealthCheckCustomConfig") is not None:
+            raise InvalidInput(
+                "Specify either HealthCheckConfig or HealthCheckCustomConfig, not both."
+            )
+        if namespace.type == "DNS_PRIVATE":
+            raise InvalidInput(
+                "HealthCheckConfig (a Route 53 health check) is for public DNS and HTTP "
+                f"namespaces only; {namespace.name} is a private DNS namespace. For ECS "
+                "tasks, use HealthCheckCustomConfig: ECS reports their health."
+            )
+
+
+def check_delete_service(backend: Any, response: Any) -> None:
+    service_id = _params(response).get("Id") or ""
+    if service_id not in backend.services:
+        raise ServiceNotFound(service_id)  # moto deletes nothing and answers success
+
+
+def check_delete_namespace(backend: Any, response: Any) -> None:
+    namespace_id = _params(response).get("Id") or ""
+    services = [s for s in list(backend.services.values()) if s.namespace_id == namespace_id]
+    if namespace_id in backend.namespaces and services:
+        # Cloud Map's code (DeleteNamespace reference); the wording is ours.
+        names = ", ".join(sorted(s.name for s in services))
+        raise JsonRESTError(
+            "ResourceInUse",
+            f"The namespace {namespace_id} still contains {len(services)} service(s) "
+            f"({names}): delete them (servicediscovery delete_service) first.",
+        )
+
+
+def check_get_operation(backend: Any, response: Any) -> None:
+    operation_id = _params(response).get("OperationId") or ""
+    if operation_id not in backend.operations:
+        # moto's message is empty; this is the API reference's meaning of the error.
+        raise JsonRESTError("OperationNotFound", "No operation exists with the specified ID.")
+
+
+class FailedOperation(Operation):
+    """An operation that ended in FAIL, with Cloud Map's ErrorCode and ErrorMessage."""
+
+    def __init__(self, operation_type: str, code: str, message: str) -> None:
+        super().__init__(operation_type, targets={})
+        self.status, self.error_code, self.error_message = "FAIL", code, message
+
+    def to_json(self, short: bool = False) -> dict[str, Any]:
+        answer = super().to_json(short)
+        if not short:
+            answer.update(ErrorCode=self.error_code, ErrorMessage=self.error_message)
+        return answer
+
+
+def check_private_namespace_vpc(backend: Any, response: Any) -> str | None:
+    """A VPC that does not exist: Cloud Map accepts the request (it is asynchronous), and
+    the operation ends in FAIL because Route 53 cannot associate its hosted zone with the
+    VPC; no namespace is created. moto created one."""
+    vpc = _params(response).get("Vpc") or ""
+    ec2 = get_backend("ec2")[response.current_account][response.region]
+    if vpc in ec2.vpcs:
+        return None
+    operation = FailedOperation(
+        "CREATE_NAMESPACE",
+        "CANNOT_CREATE_HOSTED_ZONE",
+        # Route 53's answer, as Cloud Map reports it (quoted in aws/aws-app-mesh-examples#432).
+        f"The VPC: {vpc} in region {response.region} that you provided is not authorized to "
+        "make the association. (Service: AmazonRoute53; Status Code: 400; Error Code: "
+        "InvalidVPCId)",
+    )
+    backend.operations[operation.id] = operation
+    return json.dumps({"OperationId": operation.id})
+
+
+#: Checks run before moto's ServiceDiscoveryResponse.<action> (see validation/__init__);
+#: a check that returns a body answers the request in moto's place.
+CLOUD_MAP_CHECKS = {
+    "create_private_dns_namespace": check_private_namespace_vpc,
+    "create_service": check_create_service,
+    "delete_service": check_delete_service,
+    "delete_namespace": check_delete_namespace,
+    "get_operation": check_get_operation,
+}

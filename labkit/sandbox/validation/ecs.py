@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from moto.ecs.exceptions import EcsClientException, InvalidParameterException
+from moto.ecs.exceptions import EcsClientException, ECSException, InvalidParameterException
 
 #: What ECS answers to ``role`` where the service needs its service-linked role.
 SLR_REQUIRED = "You cannot specify an IAM role for services that require a service linked role."
@@ -32,6 +32,10 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
+#: Family and container names: up to 255 letters, numbers, hyphens and underscores.
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+#: What ECS answers for a task definition revision that was deregistered.
+TASK_DEFINITION_INACTIVE = "TaskDefinition is inactive"
 _ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/")
 _VCPU = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*vcpu\s*$", re.IGNORECASE)
 _GB = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*gb\s*$", re.IGNORECASE)
@@ -54,6 +58,16 @@ def check_create_service(
     registries = params.get("serviceRegistries") or []
     mode = getattr(task_definition, "network_mode", None)
     launch_type = params.get("launchType")
+    name = params.get("serviceName")
+    if name and not _NAME.match(name):
+        # The API reference's constraint; ECS's own wording is not documented.
+        raise InvalidParameterException(
+            f"Invalid service name '{name}': up to 255 letters (uppercase and lowercase), "
+            "numbers, underscores, and hyphens are allowed."
+        )
+    check_desired_count(params.get("desiredCount"))
+    if task_definition is not None and task_definition.status == "INACTIVE":
+        raise EcsClientException(TASK_DEFINITION_INACTIVE)
     if task_definition is not None and launch_type:
         if launch_type not in (task_definition.compatibilities or ["EC2"]):
             raise InvalidParameterException(
@@ -82,6 +96,30 @@ def check_create_service(
                 )
             _check_container_port(task_definition, registry["containerName"], registry)
             _check_srv_records(registry.get("registryArn") or "", mode, discovery)
+
+
+def check_desired_count(count: Any) -> None:
+    """ECS refuses a negative desiredCount (its wording is not documented: ours)."""
+    if count is not None and int(count) < 0:
+        raise InvalidParameterException(
+            f"desiredCount must be 0 or more (it was {count}): it is how many tasks "
+            "the service keeps running."
+        )
+
+
+def check_update_service(service: Any | None, params: dict[str, Any], task_definition: Any) -> None:
+    """Raise ECS's error for an UpdateService that ECS refuses (a missing service, cluster
+    or task definition is moto's to refuse). ``service`` is the moto service, if any."""
+    if service is not None and service.status != "ACTIVE":
+        # ECS's code; its wording is not documented (see docs/parity.md).
+        raise ECSException(
+            "ServiceNotActiveException",
+            f"Service {service.name} was not ACTIVE (it is {service.status}): a deleted service "
+            "cannot be updated. Create it again with create_service.",
+        )
+    check_desired_count(params.get("desiredCount"))
+    if task_definition is not None and task_definition.status == "INACTIVE":
+        raise EcsClientException(TASK_DEFINITION_INACTIVE)
 
 
 def _check_container_port(task_definition: Any, name: str | None, target: dict[str, Any]) -> None:
@@ -133,7 +171,9 @@ def _check_srv_records(registry_arn: str, mode: str, discovery: Any | None) -> N
 
 
 def check_register_task_definition(params: dict[str, Any]) -> None:
-    """Raise ECS's ClientException for a task definition Fargate cannot run."""
+    """Raise ECS's ClientException for a task definition ECS refuses (any launch type:
+    names, memory, port protocols), or Fargate cannot run."""
+    _check_names_and_memory(params)
     if "FARGATE" not in (params.get("requiresCompatibilities") or []):
         return
     if (params.get("networkMode") or "bridge") != "awsvpc":
@@ -178,3 +218,41 @@ def _memory_mib(value: Any) -> int | None:
         return int(float(match.group(1)) * 1024)
     text = text.lower().removesuffix("mib").removesuffix("mb").strip()
     return int(text) if text.isdigit() else None
+
+
+def _check_names_and_memory(params: dict[str, Any]) -> None:
+    family = params.get("family")
+    if family and not _NAME.match(family):
+        raise EcsClientException("Family contains invalid characters.")
+    containers = params.get("containerDefinitions") or []
+    names: set[str] = set()
+    reserved = 0
+    for container in containers:
+        name = container.get("name")
+        if name and not _NAME.match(name):
+            raise EcsClientException("Container.name contains invalid characters.")
+        if name in names:
+            raise EcsClientException("Container names must be unique within a Task Definition.")
+        names.add(name)
+        memory, reservation = container.get("memory"), container.get("memoryReservation")
+        if memory is not None and reservation is not None and int(reservation) > int(memory):
+            # ECS's rule (the ContainerDefinition reference); the wording is ours.
+            raise EcsClientException(
+                f"Invalid setting for container '{name}'. 'memoryReservation' ({reservation} "
+                f"MiB) must be less than or equal to 'memory' ({memory} MiB), its hard limit."
+            )
+        reserved += int(reservation if reservation is not None else memory or 0)
+        for mapping in container.get("portMappings") or []:
+            protocol = mapping.get("protocol")
+            if protocol is not None and protocol not in ("tcp", "udp"):
+                # The API's enum is tcp | udp; the wording is ours (see docs/parity.md).
+                raise EcsClientException(
+                    f"Invalid protocol '{protocol}' in a portMapping of container '{name}': "
+                    "use 'tcp' or 'udp' (HTTP is a protocol of the load balancer's listener)."
+                )
+    task_memory = _memory_mib(params["memory"]) if params.get("memory") else None
+    if task_memory is not None and reserved > task_memory:
+        raise EcsClientException(
+            "The sum of all container 'memoryReservation' values cannot be greater than "
+            "the value of the task 'memory'."
+        )
