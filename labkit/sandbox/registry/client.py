@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from labkit.sandbox.registry.tokens import BearerSigner
+from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -20,6 +22,11 @@ MANIFEST_TYPES = (
 #: urllib without any proxy: the registry is on loopback, and its tokens stay there.
 _LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+#: Seconds the sandbox reuses its token for a repository (an RS256 signature costs over
+#: a millisecond, and DescribeImages, DeleteRepository... each ask the registry); well
+#: inside the token's lifetime, so a reused token never expires on the way.
+TOKEN_REUSE_SECONDS = BEARER_TTL_SECONDS / 5
+
 
 @dataclass
 class RegistryClient:
@@ -27,6 +34,29 @@ class RegistryClient:
 
     base_url: str
     signer: BearerSigner
+    #: Repository -> (token, monotonic time it was signed).
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
+    _tokens_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _token(self, repo: str) -> str:
+        with self._tokens_lock:  # API requests come from many threads
+            return self._token_locked(repo)
+
+    def _token_locked(self, repo: str) -> str:
+        token, signed_at = self._tokens.get(repo, ("", 0.0))
+        now = time.monotonic()
+        if not token or now - signed_at > TOKEN_REUSE_SECONDS:
+            token = self.signer.sign(
+                "labkit-sandbox", [{"type": "repository", "name": repo, "actions": ["*"]}]
+            )
+            # Forget the stale ones, so deleted repositories do not pile up here.
+            self._tokens = {
+                name: kept
+                for name, kept in self._tokens.items()
+                if now - kept[1] <= TOKEN_REUSE_SECONDS
+            }
+            self._tokens[repo] = (token, now)
+        return token
 
     def _request(
         self,
@@ -36,9 +66,7 @@ class RegistryClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        token = self.signer.sign(
-            "labkit-sandbox", [{"type": "repository", "name": repo, "actions": ["*"]}]
-        )
+        token = self._token(repo)
         request = urllib.request.Request(
             f"{self.base_url}/v2/{repo}/{path}",
             data=body,

@@ -35,7 +35,8 @@ class RepositoryStore:
 
     def remember_digests(self, repository: str, digests: set[str]) -> None:
         state = self.load()
-        if repository in state:
+        # Every DescribeImages gets here: the file is rewritten only when the digests moved.
+        if repository in state and state[repository].get("digests") != sorted(digests):
             state[repository]["digests"] = sorted(digests)
             self._write(state)
 
