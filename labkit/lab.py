@@ -11,7 +11,7 @@ from labkit.aws import AwsTarget, connect, is_loopback
 from labkit.config import Backend, LabConfig
 from labkit.errors import BackendError, CredentialsMissing, InputError, LabkitError
 from labkit.names import KIT_TAG_KEY, KIT_TAG_VALUE, LAB, NOTEBOOKS, LabNames, has_kit_tag
-from labkit.state import load_state, resolve_settings, save_state
+from labkit.state import load_state, resolve_settings, update_state
 
 _current: Lab | None = None
 
@@ -184,11 +184,8 @@ class Lab:
         return f"lab-began/{self.backend.value}/{identity['account']}/{identity['region']}"
 
     def _remember_lab_began(self, identity: dict[str, str]) -> None:
-        state = load_state()
         key = self._began_key(identity)
-        if key not in state:
-            state[key] = datetime.now(UTC).isoformat()
-            save_state(state)
+        update_state(lambda state: state.setdefault(key, datetime.now(UTC).isoformat()))
 
     @property
     def began_at(self) -> datetime | None:
@@ -201,9 +198,8 @@ class Lab:
 
     def forget_lab_began(self) -> None:
         """After a full cleanup: the next lab begins when labkit next works here."""
-        state = load_state()
-        if state.pop(self._began_key(self.identity), None) is not None:
-            save_state(state)
+        key = self._began_key(self.identity)
+        update_state(lambda state: state.pop(key, None))
 
     @property
     def account_id(self) -> str:
@@ -232,22 +228,20 @@ class Lab:
         existing = find_kit_services(self)
         if existing:
             return existing[0]["serviceName"]
-        state = load_state()
-        names = state.setdefault("service_names", {})
         key = self._service_name_key()
-        if key not in names:
-            names[key] = f"{self.names.service_prefix}{random.randint(1000, 9999)}"
-            save_state(state)
-        return names[key]
+        drawn = f"{self.names.service_prefix}{random.randint(1000, 9999)}"
+        # Under the lock: two kernels drawing at once both keep the first number saved.
+        return update_state(
+            lambda state: state.setdefault("service_names", {}).setdefault(key, drawn)
+        )
 
     def _service_name_key(self) -> str:
         return f"{self.backend.value}:{self.account_id}:{self.region}:{self.names.cluster}"
 
     def forget_service_name(self) -> None:
         """Cleanup calls this, so the next lab run draws a fresh number."""
-        state = load_state()
-        if state.get("service_names", {}).pop(self._service_name_key(), None) is not None:
-            save_state(state)
+        key = self._service_name_key()
+        update_state(lambda state: state.get("service_names", {}).pop(key, None))
 
     # -- tags: everything the kit creates carries one, so cleanup touches nothing else --
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; see _state_lock
+    fcntl = None  # type: ignore[assignment]
 
 from labkit.config import (
     BACKEND_VARIABLE,
@@ -22,6 +29,8 @@ from labkit.config import (
 )
 from labkit.errors import InputError, PrerequisiteError
 from labkit.names import NOTEBOOKS
+
+T = TypeVar("T")
 
 
 def state_path() -> Path:
@@ -39,15 +48,56 @@ def load_state() -> dict[str, Any]:
 
 
 def save_state(state: dict[str, Any]) -> None:
-    """Write the state file atomically, readable by its owner only (it names the account)."""
+    """Write the state file atomically, readable by its owner only (it names the account).
+
+    Callers that change what they read use :func:`update_state` instead, so that another
+    process (a second kernel, a ``labkit`` command) writing meanwhile loses nothing."""
     path = state_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(state, indent=2, sort_keys=True))
-    os.chmod(tmp, 0o600)  # an older tmp file may have had wider permissions
-    tmp.replace(path)
+    # A fresh name per write (mkstemp: O_EXCL, 0600, never follows a planted symlink), so
+    # two writers never share or remove each other's temporary file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(state, indent=2, sort_keys=True))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # replaces a symlink at ``path`` itself, never its target
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _state_lock() -> Iterator[None]:
+    """Hold the state file's lock (``state.lock`` beside it) between processes.
+
+    Where there is no ``fcntl`` (Windows) writes stay atomic but are not serialised."""
+    path = state_path().with_name("state.lock")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    # O_NOFOLLOW: a symlink planted in place of the lock file is refused, not opened.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_state(change: Callable[[dict[str, Any]], T]) -> T:
+    """Read the state, let ``change`` edit it in place, and write it back if it changed,
+    all under the state lock: updates from several processes at once all land. Returns
+    what ``change`` returns."""
+    with _state_lock():
+        state = load_state()
+        before = json.dumps(state, sort_keys=True)
+        result = change(state)
+        if json.dumps(state, sort_keys=True) != before:
+            save_state(state)
+        return result
 
 
 # -- the settings: where each comes from -----------------------------------------------
@@ -82,42 +132,50 @@ def run_settings() -> set[str]:
     return set(os.environ.get(RUN_SETTINGS_VARIABLE, "").split()) & set(SETTINGS)
 
 
+def _settings_in(state: dict[str, Any]) -> dict[str, Any]:
+    saved = state.get("settings")
+    return dict(saved) if isinstance(saved, dict) else {}
+
+
 def remembered_settings() -> dict[str, Any]:
-    saved = load_state().get("settings")
-    return saved if isinstance(saved, dict) else {}
+    return _settings_in(load_state())
 
 
 def save_settings(config: LabConfig, names: Iterable[str] | None = None) -> Path:
     """Remember ``config``'s settings ``names`` (all by default) for the later notebooks;
     the others stay as they were. An empty value forgets that setting. Returns the state
     file's path."""
-    state = load_state()
-    saved = dict(remembered_settings())
-    for name in SETTINGS if names is None else names:
-        value = str(getattr(config, name))
-        if is_set(name, value):
-            saved[name] = value
-        else:
-            saved.pop(name, None)
-    state["settings"] = saved
-    save_state(state)
+
+    def change(state: dict[str, Any]) -> None:
+        saved = _settings_in(state)
+        for name in SETTINGS if names is None else names:
+            value = str(getattr(config, name))
+            if is_set(name, value):
+                saved[name] = value
+            else:
+                saved.pop(name, None)
+        state["settings"] = saved
+
+    update_state(change)
     return state_path()
 
 
 def forget_settings(names: Iterable[str] | None = None) -> bool:
     """Forget the settings ``names`` (all by default) notebook 00 remembered; the rest of
     the state stays. True if there was something to forget."""
-    state = load_state()
-    saved = dict(remembered_settings())
-    chosen = set(saved if names is None else names)
-    gone = [saved.pop(name) for name in list(saved) if name in chosen]
-    if not gone:
-        return False
-    state["settings"] = saved
-    if not saved:
-        del state["settings"]
-    save_state(state)
-    return True
+
+    def change(state: dict[str, Any]) -> bool:
+        saved = _settings_in(state)
+        chosen = set(saved if names is None else names)
+        gone = [saved.pop(name) for name in list(saved) if name in chosen]
+        if not gone:
+            return False
+        state["settings"] = saved
+        if not saved:
+            del state["settings"]
+        return True
+
+    return update_state(change)
 
 
 def is_set(name: str, value: Any) -> bool:

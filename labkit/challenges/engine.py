@@ -20,7 +20,7 @@ from labkit.challenges.scenario import POINTS, Scenario
 from labkit.config import Backend
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
-from labkit.state import load_state, save_state
+from labkit.state import load_state, update_state
 
 STATE_KEY = "challenge"
 #: How long ``start`` waits for ECS to report the fault, and the others for a healthy lab.
@@ -38,12 +38,14 @@ def current() -> dict[str, Any] | None:
 
 
 def _save(record: dict[str, Any] | None) -> None:
-    state = load_state()
-    if record is None:
-        state.pop(STATE_KEY, None)
-    else:
-        state[STATE_KEY] = record
-    save_state(state)
+
+    def change(state: dict[str, Any]) -> None:
+        if record is None:
+            state.pop(STATE_KEY, None)
+        else:
+            state[STATE_KEY] = record
+
+    update_state(change)
 
 
 def score(record: dict[str, Any]) -> int:

@@ -154,13 +154,11 @@ def use_repository(lab: Lab, uri: Any) -> str:
     setup cell sets it again. Returns the address Docker pushes to."""
     import os
 
-    from labkit.state import load_state, save_state
+    from labkit.state import update_state
 
     address = push_address(lab, ecr.check_repository_uri(lab, uri))
     os.environ[REPOSITORY_VARIABLE] = address
-    state = load_state()
-    state[_STATE_KEY] = address
-    save_state(state)
+    update_state(lambda state: state.update({_STATE_KEY: address}))
     print(f"{REPOSITORY_VARIABLE}={address}")
     return address
 

@@ -11,6 +11,7 @@ of a failure half-way through it.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from labkit.backends.endpoint import provisioning
 from labkit.backends.endpoint.probes import (
@@ -26,7 +27,7 @@ from labkit.config import Backend
 from labkit.errors import PrerequisiteError
 from labkit.lab import Lab
 from labkit.names import NOTEBOOKS
-from labkit.state import load_state, save_state
+from labkit.state import load_state, update_state
 
 #: The state-file key under which probed capabilities are kept across kernels.
 STATE_KEY = "endpoint_capabilities"
@@ -38,13 +39,15 @@ def _state_key(lab: Lab) -> str:
 
 def _remember(lab: Lab, found: EndpointCapabilities | None) -> None:
     """Keep what was probed at this endpoint and region in the state file (None: forget it)."""
-    state = load_state()
-    kept = state.setdefault(STATE_KEY, {})
-    if found is None:
-        kept.pop(_state_key(lab), None)
-    else:
-        kept[_state_key(lab)] = asdict(found)
-    save_state(state)
+
+    def change(state: dict[str, Any]) -> None:
+        kept = state.setdefault(STATE_KEY, {})
+        if found is None:
+            kept.pop(_state_key(lab), None)
+        else:
+            kept[_state_key(lab)] = asdict(found)
+
+    update_state(change)
 
 
 def ensure_environment(lab: Lab) -> EndpointEnvironment:
