@@ -219,6 +219,40 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
     )
 
 
+def test_image_pushed_at_survives_down_and_up(
+    tmp_path: Path, sample_image: str, docker_client: Any
+) -> None:
+    """On AWS an image's imagePushedAt changes only when it is pushed: a sandbox restarted
+    (say, the next day) lists the same image with the same digest and the same time."""
+    require_data_plane()
+    import base64
+
+    settings = Settings.on_free_ports(tmp_path / "home")
+    lifecycle.up(settings)
+    try:
+        ecr = client_factory(settings)("ecr")
+        uri = ecr.create_repository(repositoryName="pushed-once")["repository"]["repositoryUri"]
+        token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        user, password = base64.b64decode(token).decode().split(":", 1)
+        docker_client.images.get(sample_image).tag(uri, "v1")
+        docker_client.images.push(
+            uri, tag="v1", auth_config={"username": user, "password": password}
+        )
+        before = ecr.describe_images(repositoryName="pushed-once")["imageDetails"]
+        assert len(before) == 1
+        lifecycle.down(settings)
+        time.sleep(1.5)  # imagePushedAt has whole seconds: a new stamp would differ
+        lifecycle.up(settings)
+        ecr = client_factory(settings)("ecr")
+        after = ecr.describe_images(repositoryName="pushed-once")["imageDetails"]
+        assert [(d["imageDigest"], d["imagePushedAt"]) for d in after] == [
+            (before[0]["imageDigest"], before[0]["imagePushedAt"])
+        ]
+        docker_client.images.remove(f"{uri}:v1")
+    finally:
+        lifecycle.down(settings)
+
+
 def test_down_when_not_running_says_so(tmp_path: Path) -> None:
     settings = Settings.on_free_ports(tmp_path / "never-started")
     assert "not running" in lifecycle.down(settings)

@@ -87,7 +87,9 @@ class EcrHooks:
             found = self.client.manifest(repository, digest)
             if found:
                 manifests[digest] = (found[1], found[2])
-        previous = {image.get_image_digest(): image for image in repo.images}
+        previous = {image.get_image_digest(): image.image_pushed_at for image in repo.images}
+        # After a restart moto has no images yet: their push times come from ecr.json.
+        saved_pushed_at = self.store.pushed_at(repository)
         images = []
         for digest, (media_type, raw) in manifests.items():
             image_tags = sorted(by_digest.get(digest, []))
@@ -101,11 +103,15 @@ class EcrHooks:
             )
             image.image_tags = image_tags
             if digest in previous:
-                image.image_pushed_at = previous[digest].image_pushed_at
+                image.image_pushed_at = previous[digest]
+            elif digest in saved_pushed_at:
+                image.image_pushed_at = saved_pushed_at[digest]
             image.get_image_size_in_bytes = functools.partial(_manifest_size, raw)
             images.append(image)
         repo.images = images
-        self.store.remember_digests(repository, set(manifests))
+        self.store.remember_images(
+            repository, {image.get_image_digest(): image.image_pushed_at for image in images}
+        )
 
     def _reconcile_deletions(self, repository: str, before: dict[str, set[str]]) -> None:
         """After moto applied BatchDeleteImage, make the registry match moto."""

@@ -1,7 +1,9 @@
 """``ecr.json``: the ECR repositories a restarted sandbox lists again.
 
 Each repository's settings, policy and tags are kept, and the digests it holds (untagged
-images are only reachable by digest); the images themselves stay in the registry's storage.
+images are only reachable by digest) with when each was pushed (``imagePushedAt`` never
+changes on AWS while nothing is pushed); the images themselves stay in the registry's
+storage. Files from older kits have no ``pushed_at``: those images get a new time once.
 """
 
 from __future__ import annotations
@@ -33,11 +35,21 @@ class RepositoryStore:
     def digests(self, repository: str) -> list[str]:
         return self.load().get(repository, {}).get("digests", [])
 
-    def remember_digests(self, repository: str, digests: set[str]) -> None:
+    def pushed_at(self, repository: str) -> dict[str, Any]:
+        """When each image of ``repository`` was pushed, by digest, as last saved."""
+        saved = self.load().get(repository, {}).get("pushed_at")
+        return saved if isinstance(saved, dict) else {}
+
+    def remember_images(self, repository: str, pushed_at: dict[str, Any]) -> None:
+        """Keep the digests ``repository`` holds and when each was pushed."""
         state = self.load()
-        # Every DescribeImages gets here: the file is rewritten only when the digests moved.
-        if repository in state and state[repository].get("digests") != sorted(digests):
-            state[repository]["digests"] = sorted(digests)
+        saved = state.get(repository)
+        # Every DescribeImages gets here: the file is rewritten only when something moved.
+        if saved is None:
+            return
+        if saved.get("digests") != sorted(pushed_at) or saved.get("pushed_at") != pushed_at:
+            saved["digests"] = sorted(pushed_at)
+            saved["pushed_at"] = dict(sorted(pushed_at.items()))
             self._write(state)
 
     def save(self, ecr: Any) -> None:
@@ -53,6 +65,7 @@ class RepositoryStore:
                 # ECR's tagger keys its list "tags" (other services' say "Tags").
                 "tags": ecr.tagger.list_tags_for_resource(repo.arn).get("tags", []),
                 "digests": old.get(name, {}).get("digests", []),
+                "pushed_at": old.get(name, {}).get("pushed_at", {}),
             }
         self._write(state)
 
