@@ -24,11 +24,15 @@ import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.classroom import host
 from labkit.classroom.limits import Cell
 from labkit.classroom.state import Classroom
+
+if TYPE_CHECKING:
+    from labkit.lab import Lab
+    from labkit.tasks.exercise import Exercise
 
 #: A probe that has not answered by then is stopped (with everything it started).
 PROBE_SECONDS = 120.0
@@ -84,12 +88,7 @@ def probe() -> dict[str, Any]:
     tasks = []
     for task in all_tasks():
         result = task.evaluate(lab)
-        exercises = []
-        for exercise in task.exercises:
-            check = exercise.evaluate(lab)
-            exercises.append(
-                {"label": check.label, "passed": check.passed, "message": check.message}
-            )
+        exercises = [exercise_entry(exercise, lab) for exercise in task.exercises]
         tasks.append(
             {
                 "number": task.number,
@@ -103,6 +102,18 @@ def probe() -> dict[str, Any]:
         )
     report["tasks"] = tasks
     return report
+
+
+def exercise_entry(exercise: Exercise, lab: Lab) -> dict[str, Any]:
+    """One exercise in the probe's report: its check, and whether a passed check reads
+    what the catch-up (``q.solve()``) made rather than the learner's own cells."""
+    check = exercise.evaluate(lab)
+    return {
+        "label": check.label,
+        "passed": check.passed,
+        "message": check.message,
+        "caught_up": check.passed and exercise.caught_up(lab),
+    }
 
 
 def print_probe() -> None:
@@ -238,6 +249,9 @@ def _task(raw: Any, where: str) -> dict[str, Any]:
             {
                 "label": _text(_field(exercise.get("label"), str, f"{where}.exercises.label")),
                 "passed": _field(exercise.get("passed"), bool, f"{where}.exercises.passed"),
+                "caught_up": _field(
+                    exercise.get("caught_up"), bool, f"{where}.exercises.caught_up"
+                ),
                 "message": _text(
                     _field(exercise.get("message"), str, f"{where}.exercises.message")
                 ),
@@ -385,15 +399,45 @@ def _stuck(row: LearnerRow) -> str:
     return row.stuck or ("all done" if row.tasks else "")
 
 
+#: A passed task with an exercise the catch-up (q.solve()) did, not the learner's cells.
+CAUGHT_UP_MARK = "⏩"
+CAUGHT_UP_LEGEND = f"{CAUGHT_UP_MARK} passed by catch-up (q.solve()), not the learner's own cells"
+
+
+def caught_up_exercises(task: dict[str, Any]) -> list[str]:
+    """The labels of the task's exercises the catch-up did."""
+    return [exercise["label"] for exercise in task["exercises"] if exercise["caught_up"]]
+
+
+def task_mark(task: dict[str, Any]) -> str:
+    """✅ done, ⏩ done but (partly) by catch-up, ❌ not done."""
+    if task["passed"] is not True:
+        return "❌"
+    return CAUGHT_UP_MARK if caught_up_exercises(task) else "✅"
+
+
+def _task_title(task: dict[str, Any]) -> str:
+    caught_up = caught_up_exercises(task)
+    if task["passed"] is True and caught_up:
+        return f"{task['message']} (by catch-up: {', '.join(caught_up)})"
+    return str(task["message"])
+
+
+def _any_caught_up(rows: list[LearnerRow]) -> bool:
+    return any(task_mark(task) == CAUGHT_UP_MARK for row in rows for task in row.tasks)
+
+
 def as_text(rows: list[LearnerRow]) -> str:
     numbers = sorted({task["number"] for row in rows for task in row.tasks}) or [1, 2, 3, 4]
     header = f"{'learner':<16} " + " ".join(f"T{n}" for n in numbers) + "  sandbox    stuck at"
     lines = [header, "-" * len(header)]
     for row in rows:
-        marks = {task["number"]: "✅" if task["passed"] else "❌" for task in row.tasks}
+        marks = {task["number"]: task_mark(task) for task in row.tasks}
         cells = " ".join(f"{marks.get(n, '··')}" for n in numbers)
         stuck = _stuck(row) + challenge_text(row)
         lines.append(f"{row.name:<16} {cells}  {row.sandbox:<10} {stuck}")
+    if _any_caught_up(rows):
+        lines.append(CAUGHT_UP_LEGEND)
     return "\n".join(lines)
 
 
@@ -406,9 +450,7 @@ def as_html(rows: list[LearnerRow], refresh_seconds: int = 30) -> str:
     for row in rows:
         marks = {task["number"]: task for task in row.tasks}
         cells = "".join(
-            f"<td title='{html.escape(str(marks[n]['message']))}'>"
-            + ("✅" if marks[n]["passed"] is True else "❌")
-            + "</td>"
+            f"<td title='{html.escape(_task_title(marks[n]))}'>" + task_mark(marks[n]) + "</td>"
             if n in marks
             else "<td>·</td>"
             for n in numbers
@@ -426,6 +468,7 @@ def as_html(rows: list[LearnerRow], refresh_seconds: int = 30) -> str:
         f"<table><tr><th>learner</th>{head}<th>sandbox</th><th>stuck at</th></tr>"
         + "".join(body)
         + "</table>"
+        + (f"<p>{html.escape(CAUGHT_UP_LEGEND)}</p>" if _any_caught_up(rows) else "")
     )
 
 

@@ -8,6 +8,7 @@ home full of planted code, after proving each plant does take over an ordinary r
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import pwd
@@ -37,7 +38,9 @@ def perfect_report(marker: str = "") -> dict:
             "passed": True,
             "message": f"all good {marker}",
             "hint": "",
-            "exercises": [{"label": f"Exercise {n}.1", "passed": True, "message": "ok"}],
+            "exercises": [
+                {"label": f"Exercise {n}.1", "passed": True, "message": "ok", "caught_up": False}
+            ],
         }
         for n in (1, 2, 3, 4)
     ]
@@ -137,6 +140,34 @@ def test_a_valid_report_is_read() -> None:
     assert row.done == 3 and row.stuck == "Exercise 2.1: no image"
 
 
+def test_a_task_the_catch_up_did_shows_as_caught_up_not_done() -> None:
+    report = perfect_report()
+    report["tasks"][1]["exercises"][0]["caught_up"] = True
+    report["tasks"][2]["exercises"].append(
+        {"label": "Exercise 3.2", "passed": True, "message": "ok", "caught_up": True}
+    )
+    row = board.row_from_report("cat", json.dumps(report))
+    assert row.done == 4 and row.stuck == ""  # the lab's state is right: Task 2 counts
+    text = board.as_text([row])
+    assert "✅ ⏩ ⏩ ✅" in text and board.CAUGHT_UP_LEGEND in text
+    page = board.as_html([row])
+    assert page.count("<td title='all good  (by catch-up: Exercise 2.1)'>⏩</td>") == 1
+    assert "(by catch-up: Exercise 3.2)'>⏩</td>" in page
+    assert page.count("✅") == 2 and html.escape(board.CAUGHT_UP_LEGEND) in page
+    # Nobody caught up: no legend.
+    plain = board.row_from_report("ann", json.dumps(perfect_report()))
+    assert board.CAUGHT_UP_LEGEND not in board.as_text([plain])
+    assert "⏩" not in board.as_html([plain])
+
+
+def test_a_failed_task_shows_failed_whatever_its_caught_up_exercises() -> None:
+    report = perfect_report()
+    report["tasks"][0]["passed"] = False
+    report["tasks"][0]["exercises"][0]["caught_up"] = True
+    row = board.row_from_report("cat", json.dumps(report))
+    assert "❌ ✅ ✅ ✅" in board.as_text([row])
+
+
 def _with(change) -> str:
     report = perfect_report()
     change(report)
@@ -166,6 +197,14 @@ def _with(change) -> str:
         (
             _with(lambda r: r["tasks"][3]["exercises"][0].update(passed="true")),
             "exercises.passed is str",
+        ),
+        (
+            _with(lambda r: r["tasks"][3]["exercises"][0].pop("caught_up")),
+            "exercises.caught_up is NoneType, not bool",
+        ),
+        (
+            _with(lambda r: r["tasks"][3]["exercises"][0].update(caught_up="no")),
+            "exercises.caught_up is str, not bool",
         ),
         (
             _with(lambda r: r["sandbox"].update(running=False, problem="down")),
@@ -323,3 +362,18 @@ def test_a_challenge_in_the_report_is_checked_and_escaped() -> None:
         "eve", json.dumps({"sandbox": sandbox, "tasks": [], "challenge": bad})
     )
     assert row.sandbox == "probe failed: challenge.score is str, not int"
+
+
+def test_the_probe_reports_an_exercise_the_catch_up_did(lab, catch_up) -> None:
+    """The probe's entry for each exercise, from the kit's real checks on moto."""
+    from labkit.tasks import task1
+
+    assert board.exercise_entry(task1.q1, lab)["passed"] is False  # nothing done yet
+    catch_up(lab, task1.TASK)
+    for exercise in (task1.q1, task1.q2):
+        entry = board.exercise_entry(exercise, lab)
+        assert (entry["passed"], entry["caught_up"]) == (True, True)
+    # What the board makes of it: Task 1 done, by catch-up.
+    report = perfect_report()
+    report["tasks"][0]["exercises"] = [board.exercise_entry(e, lab) for e in task1.TASK.exercises]
+    assert "⏩ ✅ ✅ ✅" in board.as_text([board.row_from_report("cat", json.dumps(report))])
