@@ -5,7 +5,7 @@ plants a ``labkit/classroom/board.py`` in her home and a usercustomize, sitecust
 ``.pth`` file in her user site folder, each printing a perfect report. The planted package
 does take over an ordinary run of the probe from her home (checked first); the board
 still shows none of her tasks passed. Task 1 done for real (with her sandbox keys) shows;
-a container name with a script in it shows escaped on the live board page; and the board's
+an image named with a script shows escaped on the live board page; and the board's
 reset of her lab runs the kit's reset, not her planted one.
 """
 
@@ -151,11 +151,12 @@ def test_what_she_really_does_shows(eve: LearnerSession) -> None:
 
 
 def test_what_she_typed_shows_escaped_on_the_live_page(eve: LearnerSession) -> None:
-    """A task definition whose container is named with a script: Task 3's check quotes the
-    name, and the board page shows it as text, under a policy that runs no script."""
+    """A task definition whose image is a script (ECS refuses one in a container's name,
+    not in its image): Task 3's check quotes the image, and the board page shows it as
+    text, under a policy that runs no script."""
     eve.client("ecs", eve).register_task_definition(
         family=LAB.task_family,
-        containerDefinitions=[{"name": SCRIPT_NAME, "image": "busybox", "memory": 64}],
+        containerDefinitions=[{"name": LAB.container_name, "image": SCRIPT_NAME, "memory": 64}],
     )
     room = eve.room
     deadline, page, headers = time.monotonic() + 240, "", None
