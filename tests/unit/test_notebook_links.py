@@ -6,12 +6,17 @@ file inside that folder."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from labkit.classroom import host
 from labkit.kit_files import CLONE_NOTEBOOKS
 from labkit.taskdef import MY_TASK_DEFINITION
 
@@ -86,3 +91,26 @@ def test_the_readmes_relative_links_open_files_of_the_repository():
     assert "notebooks/docs/aws-account.md" in targets
     missing = [target for target in targets if not (REPO / target).exists()]
     assert missing == []
+
+
+def test_a_classroom_learners_copy_of_the_notebooks_carries_their_docs():
+    """The classroom packs the notebooks folder as root and the learner (here: nobody)
+    unpacks it in their home: the docs arrive with the notebooks, the learner's own."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the copy is unpacked as another user)")
+    nobody = pwd.getpwnam("nobody")
+    # Not under pytest's tmp_path: its parents are root's only (0700), closed to nobody.
+    base = Path(tempfile.mkdtemp(prefix="labkit-docs-"))
+    try:
+        base.chmod(0o755)
+        home = base / "home"
+        home.mkdir()
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        entry = pwd.struct_passwd((*nobody[:5], str(home), nobody.pw_shell))
+        copy = host.install_notebooks(entry, CLONE_NOTEBOOKS)
+        for linked in sorted(linked_files() - {MY_TASK_DEFINITION}):
+            assert (copy / linked).read_bytes() == (CLONE_NOTEBOOKS / linked).read_bytes()
+            assert (copy / linked).stat().st_uid == nobody.pw_uid
+        assert (copy / "docs" / "parity.md").is_file()
+    finally:
+        shutil.rmtree(base)
