@@ -5,6 +5,8 @@ with its token on no command line.
 
     pytest -m notebooks tests/notebooks/test_installed_kit.py -v -s
 
+(``-k wheel_carries`` checks the wheel's content alone: the build only, about 10 s.)
+
 It costs the wheel (a few seconds), the install of labkit's dependencies from pip's
 index and cache into the new environment, then ``labkit run --until 04`` and a JupyterLab
 start. Measured on the 2-core host shared with seven other test runs (load average
@@ -30,6 +32,7 @@ import pytest
 
 from labkit.kit_files import CLONE_NOTEBOOKS
 from labkit.names import LAB, NOTEBOOKS
+from labkit.taskdef import MY_TASK_DEFINITION
 from tests.conftest import (
     command_lines_showing,
     free_port,
@@ -37,6 +40,7 @@ from tests.conftest import (
     require_data_plane,
     running_sandbox_clients,
 )
+from tests.unit.test_notebook_links import linked_files
 
 pytestmark = pytest.mark.notebooks
 
@@ -54,14 +58,22 @@ def _timed(what: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout (alone: a few seconds)."""
+    dist = tmp_path_factory.mktemp("dist")
+    _timed("wheel", [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-w", str(dist)])
+    [built] = dist.glob("ecs_labkit-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(
+    wheel: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Path | str]]:
     """The wheel in a fresh virtual environment, a private sandbox, an empty folder and
     a home of its own; yields the paths and the environment to run ``labkit`` with."""
     require_data_plane()
     base = tmp_path_factory.mktemp("installed-kit")
-    dist = base / "dist"
-    _timed("wheel", [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-w", str(dist)])
-    [wheel] = dist.glob("ecs_labkit-*.whl")
     venv = base / "venv"
     _timed("fresh venv", [sys.executable, "-m", "venv", str(venv)])
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile"]
@@ -85,8 +97,8 @@ def _site_packages(venv: Path) -> Path:
     return site
 
 
-def test_the_wheel_carries_the_notebooks_and_nothing_a_run_left(installed) -> None:
-    names = zipfile.ZipFile(installed["wheel"]).namelist()
+def test_the_wheel_carries_the_notebooks_their_docs_and_nothing_a_run_left(wheel) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
     shipped = {name[len(PACKAGED) :] for name in names if name.startswith(PACKAGED)}
     in_git = subprocess.run(
         ["git", "-C", str(REPO), "ls-files", "notebooks"], capture_output=True, text=True
@@ -96,8 +108,12 @@ def test_the_wheel_carries_the_notebooks_and_nothing_a_run_left(installed) -> No
         assert shipped == expected
     assert {"task-definition.json", "sample-app/index.html", NOTEBOOKS[3]} <= shipped
     assert any(name.startswith("solutions/") for name in shipped)
+    # What the notebooks and their docs link to (notebooks/docs/) opens in the installed kit.
+    linked = linked_files() - {MY_TASK_DEFINITION}
+    assert {"docs/sandbox.md", "docs/parity.md"} <= linked <= shipped
 
-    # The installed kit, from an empty folder: every exercise shows its solution.
+
+def test_every_exercise_shows_its_solution_from_the_installed_kit(installed) -> None:
     show_all = (
         "import labkit; print(labkit.__file__)\n"
         "from labkit.tasks import exercise, task1, task2, task3, task4, task5\n"

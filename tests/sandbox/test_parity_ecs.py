@@ -1,4 +1,5 @@
-"""ECS, Cloud Map and ELB calls answered as AWS answers them (docs/parity.md, one test a row).
+"""ECS, Cloud Map and ELB calls answered as AWS answers them (notebooks/docs/parity.md, a test
+a row).
 
 Plain boto3 against the session's sandbox process: each refused call gets ECS's error code
 and (where AWS words it) ECS's message, and creates nothing; each call AWS allows succeeds.

@@ -1,4 +1,5 @@
-"""Failures in ECS's words (docs/parity.md): what a learner will search for on a real account.
+"""Failures in ECS's words (notebooks/docs/parity.md): what a learner will search for on a real
+account.
 
 Real pulls from the sandbox registry by the agent, real placement over the lab's two
 container instances; each stopped task's ``stoppedReason`` and container ``reason``, and

@@ -1,4 +1,5 @@
-"""More learner mistakes, answered as ECR, ECS, ELB and Cloud Map answer them (docs/parity.md).
+"""More learner mistakes, answered as ECR, ECS, ELB and Cloud Map answer them
+(notebooks/docs/parity.md).
 
 Plain boto3 against the session's sandbox process: each refused call gets AWS's error code
 and (where AWS words it) AWS's message, and creates or changes nothing.

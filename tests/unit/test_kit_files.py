@@ -77,6 +77,7 @@ def test_labkit_lab_opens_a_copy_of_the_installed_kit_in_the_home_folder(
         opened = launch.plan(launch.default_notebooks()).notebooks
     assert opened == tmp_path / "home" / launch.WORKSPACE_NAME
     assert (opened / NOTEBOOKS[3]).is_file() and (opened / "sample-app").is_dir()
+    assert (opened / "docs" / "sandbox.md").is_file()  # what the notebooks link to
     assert "installed kit's notebooks stay as shipped" in printed.getvalue()
 
 

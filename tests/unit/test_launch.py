@@ -144,6 +144,7 @@ def test_a_read_only_install_opens_a_writable_copy_in_the_home_folder(monkeypatc
         (opened / "my-task-definition.json").write_text("{}")  # what notebook 03 does
         (opened / NOTEBOOKS[0]).write_text("the learner's edits")
         (opened / NOTEBOOKS[6]).unlink()
+        shutil.rmtree(opened / "docs")  # as a copy made by a kit without notebooks/docs/
         return [str(opened), printed.getvalue()]
 
     def second_run():
@@ -158,6 +159,10 @@ def test_a_read_only_install_opens_a_writable_copy_in_the_home_folder(monkeypatc
     assert edited == "the learner's edits"  # never overwritten
     assert restored == (kit / NOTEBOOKS[6]).read_text()  # what is missing is added
     assert (workspace / "solutions").is_dir() and (workspace / "sample-app").is_dir()
+    # The docs the notebooks link to arrive in a copy made before they shipped.
+    for doc in (kit / "docs").glob("*.md"):
+        assert (workspace / "docs" / doc.name).read_text() == doc.read_text()
+    assert (workspace / "docs" / "parity.md").is_file()
     assert not (kit / "my-task-definition.json").exists()
 
 

@@ -1,5 +1,5 @@
 """Issue 20's prose budget: notebooks 00–06 keep to what teaches, about 2,500 words of
-markdown in all; how the sandbox works lives in docs/."""
+markdown in all; how the sandbox works lives in notebooks/docs/."""
 
 from __future__ import annotations
 

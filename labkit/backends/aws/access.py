@@ -21,7 +21,7 @@ from labkit.errors import BackendError, CredentialsMissing
 
 #: Paths inside the repository / package, shown to learners in error messages.
 POLICY_PATH = "labkit/resources/iam/learner-policy.json"
-POLICY_DOC = "docs/aws-account.md"
+POLICY_DOC = "docs/aws-account.md beside the notebooks"
 
 # A plain path, not importlib.resources: it reads the same under an editable install.
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"

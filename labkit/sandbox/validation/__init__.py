@@ -14,7 +14,7 @@
 - :mod:`~labkit.sandbox.validation.elb`: a target group named where its ARN belongs.
 
 Only API requests are checked (the response layer): the sandbox's own restore of saved
-state goes straight to moto's backends. docs/parity.md lists every rule and its test.
+state goes straight to moto's backends. notebooks/docs/parity.md lists every rule and its test.
 """
 
 from __future__ import annotations

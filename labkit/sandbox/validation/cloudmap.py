@@ -29,7 +29,7 @@ from labkit.sandbox.context import SandboxContext
 
 
 def _already_exists(namespace: Any, vpc: str) -> JsonRESTError:
-    # Cloud Map's documented meaning; this wording is the sandbox's (see docs/parity.md).
+    # Cloud Map's documented meaning; this wording is the sandbox's (see notebooks/docs/parity.md).
     error = JsonRESTError(
         "NamespaceAlreadyExists",
         f"The namespace {namespace.name} already exists in VPC {vpc}: use it "

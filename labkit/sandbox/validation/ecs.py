@@ -1,7 +1,7 @@
 """What ECS checks before it creates a service or registers a task definition.
 
 moto accepts these calls as long as they parse; ECS refuses the ones below, with these
-codes and (where ECS's wording is known) these messages. docs/parity.md lists each rule,
+codes and (where ECS's wording is known) these messages. notebooks/docs/parity.md lists each rule,
 where its message comes from, and the test that shows it. The checks read moto's objects
 only: they raise before anything is created.
 """
@@ -111,7 +111,7 @@ def check_update_service(service: Any | None, params: dict[str, Any], task_defin
     """Raise ECS's error for an UpdateService that ECS refuses (a missing service, cluster
     or task definition is moto's to refuse). ``service`` is the moto service, if any."""
     if service is not None and service.status != "ACTIVE":
-        # ECS's code; its wording is not documented (see docs/parity.md).
+        # ECS's code; its wording is not documented (see notebooks/docs/parity.md).
         raise ECSException(
             "ServiceNotActiveException",
             f"Service {service.name} was not ACTIVE (it is {service.status}): a deleted service "
@@ -144,7 +144,8 @@ def _check_container_port(task_definition: Any, name: str | None, target: dict[s
 def _check_target_group(arn: str, elbv2: Any) -> None:
     group = elbv2.target_groups.get(arn)
     if group is None:
-        # ECS's wording for an unknown target group is not documented (see docs/parity.md).
+        # ECS's wording for an unknown target group is not documented
+        # (see notebooks/docs/parity.md).
         raise InvalidParameterException(
             f"The target group with targetGroupArn {arn} does not exist."
         )
@@ -162,7 +163,7 @@ def _check_srv_records(registry_arn: str, mode: str, discovery: Any | None) -> N
         return  # ECS's wording for an unknown registry is not known; moto decides
     records = [r.get("Type") for r in (service.dns_config or {}).get("DnsRecords") or []]
     if records and "SRV" not in records:
-        # ECS's own wording is not documented (see docs/parity.md): this names the fix.
+        # ECS's own wording is not documented (see notebooks/docs/parity.md): this names the fix.
         raise InvalidParameterException(
             f"The service registry {registry_arn} has {'/'.join(records)} records only; a task "
             f"definition with networkMode '{mode}' needs a Cloud Map service with SRV records "
@@ -245,7 +246,7 @@ def _check_names_and_memory(params: dict[str, Any]) -> None:
         for mapping in container.get("portMappings") or []:
             protocol = mapping.get("protocol")
             if protocol is not None and protocol not in ("tcp", "udp"):
-                # The API's enum is tcp | udp; the wording is ours (see docs/parity.md).
+                # The API's enum is tcp | udp; the wording is ours (see notebooks/docs/parity.md).
                 raise EcsClientException(
                     f"Invalid protocol '{protocol}' in a portMapping of container '{name}': "
                     "use 'tcp' or 'udp' (HTTP is a protocol of the load balancer's listener)."
