@@ -201,9 +201,9 @@ def push_with_lab_lines(lab: Lab, repository: str) -> None:
         sh("docker push $REPOSITORY", env={**env, "DOCKER_CONFIG": config}, check=True)
     _remember_push(address)
     print(
-        "(The catch-up logged in with a Docker config of its own, now deleted"
-        + (", and removes the tag it made" if tagged_before is False else "")
-        + ": your tag and login lines are still yours to type.)"
+        "(This login went to a Docker config of its own, now deleted"
+        + (", and the tag it made goes again" if tagged_before is False else "")
+        + ": your Docker config and images are as they were.)"
     )
     if tagged_before is False:
         sh("docker image rm $REPOSITORY", env=env)  # untags: the sample keeps its own name
