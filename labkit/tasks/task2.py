@@ -203,7 +203,7 @@ def push_with_lab_lines(lab: Lab, repository: str) -> None:
     print(
         "(This login went to a Docker config of its own, now deleted"
         + (", and the tag it made goes again" if tagged_before is False else "")
-        + ": your Docker config and images are as they were.)"
+        + ": your own Docker config holds no login from it.)"
     )
     if tagged_before is False:
         sh("docker image rm $REPOSITORY", env=env)  # untags: the sample keeps its own name
