@@ -70,13 +70,15 @@ def mask(text: str, secrets: list[str]) -> str:
     return text
 
 
-def docker_login(lab: Lab, registry: str) -> ExitCode:
+def docker_login(lab: Lab, registry: str, docker_config: str | None = None) -> ExitCode:
     """Step 23: ``aws ecr get-login-password | docker login …``, or its boto3 twin.
 
     With the ``aws`` CLI installed this runs the lab's exact line. Without it, boto3's
     GetAuthorizationToken supplies the same password on ``docker login``'s stdin. The
-    password is never printed.
+    password is never printed. ``docker_config``: a Docker config folder of the caller's
+    (``DOCKER_CONFIG``) to keep the credential in, instead of the user's.
     """
+    config_env = {"DOCKER_CONFIG": docker_config} if docker_config else {}
     from labkit.images import docker_client
 
     docker_client()  # without Docker, DockerUnavailable says why `docker login` cannot run
@@ -85,7 +87,7 @@ def docker_login(lab: Lab, registry: str) -> ExitCode:
         f"docker login --username AWS --password-stdin {shlex.quote(registry)}"
     )
     if shutil.which("aws"):
-        code = sh(lab_line, env=lab.aws_environment())
+        code = sh(lab_line, env={**lab.aws_environment(), **config_env})
         if code == 0:
             return code
         print("The aws CLI did not work here; using boto3's GetAuthorizationToken instead.")
@@ -97,6 +99,7 @@ def docker_login(lab: Lab, registry: str) -> ExitCode:
     login = ecr.registry_login(lab)
     return sh(
         f"docker login --username {login.username} --password-stdin {shlex.quote(registry)}",
+        env=config_env,
         stdin=login.password,
         check=True,
     )

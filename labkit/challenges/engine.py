@@ -109,7 +109,7 @@ def catch_up(lab: Lab) -> None:
     lab.export_environment()  # the solutions use plain boto3 clients, as notebook cells do
     for task in all_tasks():
         if not task.evaluate(lab).passed:
-            task.solve(lab)
+            task.restore(lab)
     problems = wait_healthy(lab)
     if problems:
         raise PrerequisiteError(

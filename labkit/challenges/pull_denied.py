@@ -28,7 +28,7 @@ def extra_check(lab: Lab) -> list[str]:
 
 
 def solve(lab: Lab) -> None:
-    task1.TASK.solve(lab)
+    task1.TASK.restore(lab)
 
 
 SCENARIO = Scenario(

@@ -6,10 +6,10 @@ end. An :class:`Exercise` only looks at what really happened: ``q1.check()`` rea
 real state (API, registry, HTTP), never the notebook's variables. The reference solution
 ``notebooks/solutions/<id>.py`` is what ``%load``, ``q1.solve()`` and headless runs use.
 
-A catch-up (``q1.solve()``) lets the learner move on: the task counts as done. But the
-learner's own ``q1.check()`` stays ❌ on a state the catch-up made (the state file keeps
-a mark, see :data:`CATCH_UP_KEY`) until their cell runs without a blank, or that state
-changes (they redid the step elsewhere).
+A catch-up (``q1.solve()``) lets the learner move on: the exercise counts toward its
+task. But the learner's own ``q1.check()`` stays ❌ on a state the catch-up made (the
+state file keeps a mark, see :data:`CATCH_UP_KEY`) until their cell changes that state
+(or meets AlreadyExists), or the state changes elsewhere (a terminal, an editor).
 
 Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
 :class:`~labkit.errors.CheckFailed` so papermill fails the run.
@@ -18,12 +18,13 @@ Under CI (``LABKIT_STRICT=1`` or ``CI=true``) a failed check raises
 from __future__ import annotations
 
 import html
+import inspect
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from labkit.config import strict_checks
 from labkit.display import note, show
@@ -59,6 +60,33 @@ def _lab_key(lab: Lab) -> str:
 def _catch_up_marks(state: dict[str, Any]) -> dict[str, Any]:
     marks = state.get(CATCH_UP_KEY)
     return marks if isinstance(marks, dict) else {}
+
+
+_T = TypeVar("_T")
+
+
+def _update_state(change: Callable[[dict[str, Any]], _T]) -> _T:
+    """Read the state, let ``change`` edit it, write it back if it changed (the shape of
+    labkit.state's locked read-modify-write, which this can become)."""
+    state = load_state()
+    before = repr(state)
+    result = change(state)
+    if repr(state) != before:
+        save_state(state)
+    return result
+
+
+def _cell_namespace() -> dict[str, Any]:
+    """The names of the cell inside ``with q.attempt():`` (its frame's locals: for a
+    notebook cell, the kernel's namespace), read when the cell ends."""
+    here = inspect.currentframe()
+    frame = here.f_back if here else None
+    while frame is not None and frame.f_code.co_filename in (__file__, _CONTEXTLIB):
+        frame = frame.f_back
+    return dict(frame.f_locals) if frame is not None else {}
+
+
+_CONTEXTLIB = inspect.getsourcefile(contextmanager) or ""
 
 
 class Blank:
@@ -210,8 +238,11 @@ class Exercise:
     #: None: when it differs from the one ``solve()`` left, the learner has redone the step.
     fingerprint_fn: Callable[[Lab], str | None] | None = None
     #: What makes a caught-up state the learner's own, when it is more than running the
-    #: exercise cell with its blanks filled in (Task 2: the URI cell, then the lines).
+    #: exercise cell with its blanks filled in (Task 2: the lines, in cells or a terminal).
     own_work: str = ""
+    #: ``own_cell_fn(lab, names)``: does the learner's cell (its ``names``) show it made
+    #: the step when the fingerprint cannot change (1.2: the identical policy again)?
+    own_cell_fn: Callable[[Lab, dict[str, Any]], bool] | None = None
 
     @property
     def label(self) -> str:
@@ -224,9 +255,12 @@ class Exercise:
         """Wrap the learner's cell: blanks and AWS's refusals become a short note.
 
         Errors of the learner's own Python (a typo, a NameError) still show in full. A
-        cell that ends without a blank (or meets an AlreadyExists refusal) is the
-        learner's own work: a catch-up mark on this exercise goes.
+        cell that changes the state a catch-up made (its fingerprint), or meets an
+        AlreadyExists refusal, is the learner's own work: the catch-up mark goes. A cell
+        that runs but changes nothing (a wrong call, the URI cell of 2.1) leaves it.
         """
+        marked = self._marked_lab()
+        before = self._fingerprint(marked) if marked is not None else None
         try:
             yield
         except Exception as exc:
@@ -248,8 +282,8 @@ class Exercise:
                     code, "Read AWS's message: it names the parameter or resource at fault."
                 )
                 note(f"AWS refused {operation}: {code}: {message}\n   {meaning}", "⚠️")
-                if _ALREADY_DONE in code:
-                    self._forget_catch_up()
+                if _ALREADY_DONE in code and marked is not None:
+                    self._forget_catch_up(marked)
                 return
             if type(exc).__name__ == "ParamValidationError":
                 note(
@@ -260,7 +294,8 @@ class Exercise:
                 return
             raise
         else:
-            self._forget_catch_up()
+            if marked is not None and self._redone_in_cell(marked, before):
+                self._forget_catch_up(marked)
 
     @property
     def _var(self) -> str:
@@ -287,30 +322,62 @@ class Exercise:
         caught-up state gives no result to pass."""
         if self.answer_fn is not None or not self.evaluate(lab).passed:
             return
-        state = load_state()
-        marks = _catch_up_marks(state)
-        lab_marks = marks.setdefault(_lab_key(lab), {})
-        lab_marks[self._mark] = {"fingerprint": self._fingerprint(lab)}
-        state[CATCH_UP_KEY] = marks
-        save_state(state)
+        record = {"fingerprint": self._fingerprint(lab)}
+
+        def mark(state: dict[str, Any]) -> None:
+            marks = _catch_up_marks(state)
+            marks.setdefault(_lab_key(lab), {})[self._mark] = record
+            state[CATCH_UP_KEY] = marks
+
+        try:
+            _update_state(mark)
+        except OSError as exc:  # an unwritable state file: the catch-up still did its work
+            print(f"   (could not keep the catch-up's mark in the state file: {exc})")
+            return
         print(
-            f"   Task {self.task} counts as done; {self._var}.check() stays ❌ until your own "
-            "work replaces the catch-up's (the check says how)."
+            f"   This counts toward Task {self.task}; {self._var}.check() stays ❌ until "
+            "your own work replaces the catch-up's (the check says how)."
         )
 
-    def _forget_catch_up(self, lab: Lab | None = None) -> None:
-        """The learner's own work (or a change to the state): the mark, if any, goes."""
-        state = load_state()
-        marks = _catch_up_marks(state)
-        if not any(isinstance(m, dict) and self._mark in m for m in marks.values()):
-            return  # nothing caught up: no need to ask which lab this is
+    def _marked_lab(self) -> Lab | None:
+        """The current lab if this exercise has a catch-up mark in it, else None; never
+        raises (bookkeeping never breaks the learner's cell)."""
         try:
-            key = _lab_key(lab or current_lab())
-        except (LabkitError, OSError):  # bookkeeping never breaks the learner's cell
-            return
-        lab_marks = marks.get(key)
-        if isinstance(lab_marks, dict) and lab_marks.pop(self._mark, None) is not None:
-            save_state(state)
+            marks = _catch_up_marks(load_state())
+            if not any(isinstance(m, dict) and self._mark in m for m in marks.values()):
+                return None  # nothing caught up: no need to ask which lab this is
+            lab = current_lab()
+            lab_marks = marks.get(_lab_key(lab))
+            return lab if isinstance(lab_marks, dict) and self._mark in lab_marks else None
+        except (LabkitError, OSError):
+            return None
+
+    def _redone_in_cell(self, lab: Lab, before: str | None) -> bool:
+        """Did the learner's cell (which ran to its end) make the step itself?"""
+        if self.fingerprint_fn is None:
+            return True  # nothing to compare: a cell without a blank is the learner's
+        after = self._fingerprint(lab)
+        if before is not None and after is not None and after != before:
+            return True
+        if self.own_cell_fn is None:
+            return False
+        try:
+            return self.own_cell_fn(lab, _cell_namespace())
+        except Exception:  # noqa: BLE001 — unknown is not the learner's work
+            return False
+
+    def _forget_catch_up(self, lab: Lab) -> None:
+        """The learner's own work (or a change to the state): the mark, if any, goes."""
+
+        def forget(state: dict[str, Any]) -> None:
+            lab_marks = _catch_up_marks(state).get(_lab_key(lab))
+            if isinstance(lab_marks, dict):
+                lab_marks.pop(self._mark, None)
+
+        try:
+            _update_state(forget)
+        except OSError:  # bookkeeping never breaks the learner's cell
+            pass
 
     def caught_up(self, lab: Lab) -> bool:
         """Is the state this exercise's check reads the catch-up's? True from ``solve()``
@@ -320,7 +387,9 @@ class Exercise:
         if not isinstance(record, dict):
             return False
         made = record.get("fingerprint")
-        if made is not None and self._fingerprint(lab) != made:
+        now = self._fingerprint(lab) if made is not None else None
+        # None: the state could not be read (a transient error): unknown is not changed.
+        if made is not None and now is not None and now != made:
             self._forget_catch_up(lab)  # redone since (a terminal, an edited file)
             return False
         return True
@@ -334,8 +403,8 @@ class Exercise:
         return Verdict.wrong(
             f"the state is right ({verdict.message}), but the catch-up made it "
             f"({self._var}.solve()), not your cell",
-            f"{do}: then this check reads your work. Task {self.task} counts as done "
-            "either way, so you can move on.",
+            f"{do}: then this check reads your work. The catch-up counts toward Task "
+            f"{self.task} either way, so you can move on.",
         )
 
     # -- learntools' three -------------------------------------------------------------
@@ -347,7 +416,7 @@ class Exercise:
         ``answers``); never raises (an error becomes a ❌ result).
 
         ``learner``: judge the learner's own work, as ``check()`` does: a state the
-        catch-up made is ❌ (for the task, :meth:`Task.evaluate`, it counts as done)."""
+        catch-up made is ❌ (for the task, :meth:`Task.evaluate`, it counts)."""
         lab = lab or current_lab()
         verdict = _run_guarded(self.evaluate_fn, lab)
         if verdict.passed and learner:
@@ -412,8 +481,8 @@ class Exercise:
 
     def solve(self, lab: Lab | None = None) -> dict[str, Any]:
         """Catch-up: run the reference solution, for a learner who wants to move on;
-        returns the names it set. The task counts as done; this exercise's own check
-        waits for the learner's cell (see :meth:`caught_up`)."""
+        returns the names it set. It counts toward the task; this exercise's own check
+        waits for the learner's work (see :meth:`caught_up`)."""
         lab = lab or current_lab()
         print(f"⏩ Catch-up: running the reference solution of {self.label} ({self.title}).")
         namespace = self.catch_up(lab)
@@ -475,8 +544,20 @@ class Task:
         _show_result(self.evaluate(lab))
 
     def solve(self, lab: Lab | None = None) -> None:
-        """Catch-up for the whole task: each exercise not done yet runs its solution."""
-        lab = lab or current_lab()
+        """Catch-up for the whole task: each exercise not done yet runs its solution (and
+        is marked as the catch-up's, see :meth:`Exercise.solve`)."""
+        self.run_solutions(lab or current_lab(), mark=True)
+
+    def restore(self, lab: Lab) -> None:
+        """The task's state put right by its solutions, marking nothing (a challenge's
+        setup or fix): the learner's own work stays theirs."""
+        self.run_solutions(lab, mark=False)
+
+    def run_solutions(self, lab: Lab, *, mark: bool) -> None:
+        """Each exercise not done yet runs its solution; ``mark``: as ``q.solve()`` does."""
         for exercise in self.exercises:
             if not exercise.evaluate(lab).passed:
-                exercise.solve(lab)
+                if mark:
+                    exercise.solve(lab)
+                else:
+                    exercise.catch_up(lab)

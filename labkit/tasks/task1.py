@@ -117,6 +117,16 @@ def _learner_policies(exc: BaseException) -> list[dict[str, Any]]:
     return found
 
 
+def _cell_holds_live_policy(lab: Lab, names: dict[str, Any]) -> bool:
+    """Does the learner's cell hold, as a dict, the very policy the repository has? Setting
+    the identical policy again leaves its text (the fingerprint) unchanged."""
+    live = ecr.repository_policy(lab)
+    return live is not None and any(
+        isinstance(value, dict) and "Statement" in value and value == live
+        for value in names.values()
+    )
+
+
 def _explain_policy_refusal(exc: BaseException) -> str | None:
     """A role's name where the Principal needs its ARN, said as such."""
     role = LAB.instance_role
@@ -198,6 +208,10 @@ q2 = Exercise(
         "statement with a Resource.",
     },
     fingerprint_fn=_policy_text,
+    own_cell_fn=_cell_holds_live_policy,
+    own_work="Fill in each ____ of the exercise cell and run it: setting the same policy "
+    "again counts, as your cell's policy dict shows it (`aws ecr set-repository-policy` in "
+    "a terminal with the same policy changes nothing this check can see, so run the cell)",
 )
 
 TASK = Task(number=1, title="repository and permission statement", exercises=(q1, q2))

@@ -180,15 +180,93 @@ def on_open(lab: Lab) -> None:
 
 
 def push_with_lab_lines(lab: Lab, repository: str) -> None:
-    """Steps 18–25 as the notebook's cells run them: the sample image, tag, login, push."""
+    """Steps 18–25 as the notebook's cells run them: the sample image, tag, login, push,
+    leaving the learner's own lines to do: the login goes to a Docker config of its own
+    (deleted after the push), and the ``$REPOSITORY`` tag goes again if this made it.
+    Exercise 2.1's catch-up mark reads both (see :func:`_learners_lines`)."""
+    import tempfile
+
     from labkit.images import ensure_sample_image
     from labkit.shell import docker_login, sh
 
     print(ensure_sample_image())
-    env = {"REPOSITORY": push_address(lab, repository)}
+    address = push_address(lab, repository)
+    env = {"REPOSITORY": address}
+    tagged_before = _tagged_locally(address)
     sh(f"docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY", env=env, check=True)
-    docker_login(lab, registry=ecr.registry_host(env["REPOSITORY"]))
-    sh("docker push $REPOSITORY", env=env, check=True)
+    with tempfile.TemporaryDirectory(prefix="labkit-docker-config-") as config:
+        docker_login(lab, registry=ecr.registry_host(address), docker_config=config)
+        sh("docker push $REPOSITORY", env={**env, "DOCKER_CONFIG": config}, check=True)
+    _remember_push(address)
+    print(
+        "(This login went to a Docker config of its own, now deleted"
+        + (", and the tag it made goes again" if tagged_before is False else "")
+        + ": your own Docker config holds no login from it.)"
+    )
+    if tagged_before is False:
+        sh("docker image rm $REPOSITORY", env=env)  # untags: the sample keeps its own name
+
+
+#: The state file's record of the catch-up's push: Docker forgets its digest with the tag.
+_PUSH_KEY = "task2_catch_up_push"
+
+
+def _remember_push(address: str) -> None:
+    from labkit.state import load_state, save_state
+
+    sample = local_sample()
+    digests = [d for d in (sample.repo_digests if sample else ()) if d.startswith(f"{address}@")]
+    if not digests:
+        return
+    try:
+        state = load_state()
+        state[_PUSH_KEY] = digests[0]
+        save_state(state)
+    except OSError:  # compare_digests then says it was not pushed from here
+        pass
+
+
+def _tagged_locally(address: str) -> bool | None:
+    """Is ``address:latest`` a local image (the learner's step 22)? None: Docker is not
+    reachable."""
+    import docker.errors
+
+    from labkit.errors import DockerUnavailable
+
+    try:
+        docker_client().images.get(f"{address}:{LAB_TAG}")
+    except docker.errors.ImageNotFound:
+        return False
+    except (DockerUnavailable, docker.errors.DockerException):
+        return None
+    return True
+
+
+def _docker_login_entry(host: str) -> str | None:
+    """The user's login for ``host`` as ``docker login`` writes it in their Docker config
+    (``$DOCKER_CONFIG`` or ``~/.docker``): "none", or a short hash of its ``auths`` entry
+    (each login brings a new token, so a new hash), or its ``credHelpers`` entry. The
+    secret itself is never kept. None: the config cannot be read."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except FileNotFoundError:
+        return "none"
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    auths, helpers = config.get("auths"), config.get("credHelpers")
+    if isinstance(auths, dict) and host in auths:
+        entry = json.dumps(auths[host], sort_keys=True).encode()
+        return f"auth:{hashlib.sha256(entry).hexdigest()[:16]}"
+    if isinstance(helpers, dict) and host in helpers:
+        return f"helper:{helpers[host]}"
+    return "none"
 
 
 def compare_digests(lab: Lab | None = None) -> bool:
@@ -199,13 +277,19 @@ def compare_digests(lab: Lab | None = None) -> bool:
     if image is None:
         print(f"No image tagged {LAB_TAG} in {lab.repository_name} yet: nothing to compare.")
         return False
+    from labkit.state import load_state
+
     uri = endpoint.push_address(lab, ecr.repository_uri(lab))  # where Docker pushed it
     sample = local_sample()
     recorded = [d for d in (sample.repo_digests if sample else ()) if d.startswith(f"{uri}@")]
+    by = "at push        "
+    caught_up = load_state().get(_PUSH_KEY)
+    if not recorded and isinstance(caught_up, str) and caught_up.startswith(f"{uri}@"):
+        recorded, by = [caught_up], "at the catch-up's push"  # it removed its tag since
     pushed = recorded[0].split("@", 1)[1] if recorded else "(none: not pushed from here)"
     same = image["imageDigest"] == pushed
     print(f"digest from ECR (DescribeImages)      : {image['imageDigest']}")
-    print(f"digest Docker recorded at push        : {pushed}")
+    print(f"digest Docker recorded {by}: {pushed}")
     print(f"same image: {'yes' if same else 'no'}")
     return same
 
@@ -218,10 +302,20 @@ class _PushExercise(Exercise):
         return namespace
 
 
-def _pushed_image(lab: Lab) -> str | None:
-    """Which push the registry holds as ``latest``: its digest and when it came."""
+def _learners_lines(lab: Lab) -> str | None:
+    """What the learner's three lines leave, wherever they ran (cells, a terminal): the
+    push the registry holds as ``latest``, the local ``$REPOSITORY`` tag, and a login in
+    their Docker config. A second push of the same image may leave the registry as it
+    was; the tag and the login, which the catch-up leaves to the learner, change.
+    None: Docker or the config cannot be read (the mark stays)."""
     image = ecr.find_image(lab, LAB_TAG)
-    return f"{image['imageDigest']} {image.get('imagePushedAt')}" if image else None
+    pushed = f"{image['imageDigest']} {image.get('imagePushedAt')}" if image else None
+    address = endpoint.push_address(lab, ecr.repository_uri(lab))
+    tagged = _tagged_locally(address)
+    login = _docker_login_entry(ecr.registry_host(address))
+    if tagged is None or login is None:
+        return None
+    return f"{pushed} tagged={tagged} login={login}"
 
 
 q1 = _PushExercise(
@@ -232,7 +326,8 @@ q1 = _PushExercise(
     hints=(
         "Paste the repository URI from Task 1 (step 8) between quotes in REPOSITORY. Then "
         "the guide's three lines, each in its %%bash cell: docker tag, the aws ecr "
-        "get-login-password | docker login pipe, docker push.",
+        "get-login-password | docker login pipe, docker push (or the same lines in a "
+        "JupyterLab terminal: the check reads Docker and the registry, not the cells).",
         "docker tag amazon/amazon-ecs-sample:latest $REPOSITORY. The login's last word is "
         "your registry: $REPOSITORY up to the first / (bash: ${REPOSITORY%%/*}), where the "
         "guide has ACCOUNTID.dkr.ecr.us-west-2.amazonaws.com; --region $AWS_REGION.",
@@ -251,11 +346,11 @@ q1 = _PushExercise(
         "instance (Session Manager). The console's Amazon ECR → myrepo → View push "
         "commands lists the same login, tag and push lines.",
     ),
-    fingerprint_fn=_pushed_image,
-    # A second push of the same image may leave the registry as it was: the URI cell,
-    # run with the learner's own URI, is what says the lines are theirs.
-    own_work="Run 2.1's REPOSITORY cell with your URI (no ____ left), then your docker "
-    "tag, login and push lines",
+    fingerprint_fn=_learners_lines,
+    own_work="Type your own lines, in 2.1's %%bash cells or a terminal: docker tag, the "
+    "aws ecr get-login-password | docker login pipe, docker push (the catch-up kept its "
+    "login apart and removed its tag, so yours are what this check sees; the REPOSITORY "
+    "cell alone does not count)",
 )
 
 TASK = Task(number=2, title="image pushed", exercises=(q1,))

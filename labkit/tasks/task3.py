@@ -20,7 +20,7 @@ from typing import Any
 
 from labkit import ecr, taskdef
 from labkit.errors import PrerequisiteError
-from labkit.lab import Lab, current_lab
+from labkit.lab import Lab
 from labkit.tasks.exercise import Exercise, Solution, Task, Verdict, ____
 from labkit.tasks.understanding import Question, Quiz
 
@@ -159,6 +159,8 @@ q1 = Exercise(
         "repository URI (steps 27–32).",
     ),
     fingerprint_fn=_file_version,
+    own_work="Fill in the exercise cell and run it, or open my-task-definition.json in the "
+    "editor and save it (Ctrl+S): a save counts",
 )
 
 
@@ -245,14 +247,17 @@ q2 = Exercise(
 class _Task3(Task):
     """Done when q2 passes; the catch-up also writes the file q2's solution registers."""
 
-    def solve(self, lab: Lab | None = None) -> None:
-        lab = lab or current_lab()
-        if not self.evaluate(lab).passed:
-            if not my_file().exists():
-                taskdef.copy_lab_json(my_file())
-            if not q1.evaluate(lab).passed:
-                q1.solve(lab)
-            q2.solve(lab)
+    def run_solutions(self, lab: Lab, *, mark: bool) -> None:
+        if self.evaluate(lab).passed:
+            return
+        if not my_file().exists():
+            taskdef.copy_lab_json(my_file())
+        steps = ([q1] if not q1.evaluate(lab).passed else []) + [q2]
+        for exercise in steps:
+            if mark:
+                exercise.solve(lab)
+            else:
+                exercise.catch_up(lab)
 
 
 TASK = _Task3(number=3, title="task definition registered", exercises=(q2,))

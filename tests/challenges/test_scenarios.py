@@ -192,6 +192,12 @@ def test_start_fix_with_cli_solve_and_stop(lab: Any, name: str, tmp_path: Path) 
     timings["start+solve"] = time.monotonic() - t
     assert solved.passed, solved
     assert engine.board_summary() == {"name": name, "score": 0, "fixed": True}
+    # The lab's catch-up and the solution restore state without marking the learner's
+    # exercises as the catch-up's (issue 20): their own checks stay theirs.
+    from labkit.state import load_state
+    from labkit.tasks.exercise import CATCH_UP_KEY
+
+    assert not any(load_state().get(CATCH_UP_KEY, {}).values()), load_state()[CATCH_UP_KEY]
 
     # 4. stop: the working lab is back and nothing else changed.
     t = time.monotonic()

@@ -95,6 +95,57 @@ def test_task2_typed_in_a_terminal_passes_its_check(
     assert result.passed and "is the sample image you tagged" in result.message, result
 
 
+def _lab_lines(lab: Lab, uri: str) -> str:
+    """The guide's lines (steps 21-25), ACCOUNTID swapped for the registry host (step 24)."""
+    return (
+        f"REPOSITORY={uri}\n"
+        f"docker tag {LAB_SAMPLE_IMAGE} $REPOSITORY\n"
+        f"aws ecr get-login-password --region {lab.region} | docker login --username AWS "
+        f"--password-stdin {uri.split('/', 1)[0]}\n"
+        "docker push $REPOSITORY\n"
+    )
+
+
+def test_task2_after_a_catch_up_only_the_learners_lines_count(
+    learner_env: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2.1 caught up: the learner's Docker config gets no login from it and its tag goes,
+    so the REPOSITORY cell alone stays ❌; the tag, login and push lines (here in bash, as
+    a terminal or a %%bash cell runs them) make it theirs."""
+    lab = learner_env
+    docker_config = tmp_path / "docker"  # the learner's own Docker config, no login yet
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    uri = task2.ecr.repository_uri(lab)
+    _untag(uri)
+    task2.q1.solve(lab)
+    assert task2.q1.evaluate(lab).passed  # the catch-up counts toward Task 2
+    assert task2.q1.caught_up(lab)
+    assert not (docker_config / "config.json").exists()  # its login was kept apart
+    assert _local_tags_for(uri) == []  # and its tag removed: it made it
+    assert task2.compare_digests(lab) is True  # the digest it recorded at its push
+
+    with task2.q1.attempt():  # exercise 2.1's REPOSITORY cell, filled in
+        REPOSITORY = task2.use_repository(lab, uri)  # noqa: N806 — the notebook's name
+    assert REPOSITORY
+    result = task2.q1.evaluate(lab, learner=True)
+    assert not result.passed and "the catch-up made it" in result.message, result
+    assert "a terminal" in result.hint and "REPOSITORY cell alone" in result.hint
+
+    env = {**os.environ, **lab.aws_environment()}
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail"],
+        input=_lab_lines(lab, uri),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (docker_config / "config.json").exists()  # the learner's own login
+    result = task2.q1.evaluate(lab, learner=True)
+    assert result.passed and "is the sample image you tagged" in result.message, result
+    assert not task2.q1.caught_up(lab)
+
+
 def _solution_notebook(source: Path, index: int, folder: Path) -> Path:
     """Parameters, setup, exercise cell ``index`` (filled with its solution headless) and
     the check right after it, if any: what a learner runs after a kernel restart."""

@@ -1,6 +1,7 @@
 """No free pass after a catch-up (issue 20), on moto: ``q.solve()`` makes the state right
-and the task counts as done, but the learner's own ``q.check()`` stays ❌ until their cell
-runs without a blank (or meets AlreadyExists), or the state changes since the catch-up.
+and counts toward the task, but the learner's own ``q.check()`` stays ❌ until their cell
+changes that state (or meets AlreadyExists, or holds 1.2's policy), or the state changes
+since the catch-up.
 
 The cells below are the notebooks' exercise cells: as shipped (a blank) and filled in.
 """
@@ -46,7 +47,7 @@ def test_catch_up_counts_for_the_task_not_for_the_learners_check(
         assert exercise.evaluate(lab).passed
         passed, message, hint = _mine(exercise, lab)
         assert not passed and "the catch-up made it" in message and "not your cell" in message
-        assert f"q{exercise.number}.solve()" in message and "counts as done" in hint
+        assert f"q{exercise.number}.solve()" in message and "counts toward Task 1" in hint
     # The marks are in the state file: a kernel restart keeps them.
     marks = load_state()[CATCH_UP_KEY]
     assert set(next(iter(marks.values()))) == {"1.1", "1.2"}
@@ -85,7 +86,9 @@ def test_other_refusals_and_the_learners_bugs_leave_the_mark(lab, catch_up):
     assert not _mine(task1.q2, lab)[0]
 
 
-def test_the_learners_cell_ending_without_a_blank_clears_the_mark(lab, catch_up):
+def test_the_learners_cell_setting_the_same_policy_clears_the_mark(lab, catch_up):
+    """Setting the identical policy leaves its text as it was: the cell's policy dict,
+    equal to the live one, is what says the learner wrote it."""
     catch_up(lab, task1.TASK)
     iam = boto3.client("iam", region_name=REGION)
     ecr = boto3.client("ecr", region_name=REGION)
@@ -162,3 +165,101 @@ def test_an_exercise_that_takes_the_learners_result_is_not_marked(lab, tmp_path)
     assert not exercise.evaluate(lab, (____,), learner=True).passed  # the blank
     assert exercise.evaluate(lab, ("x",), learner=True).passed
     assert Task(9, "t", (exercise,)).evaluate(lab).passed
+
+
+def test_a_cell_that_runs_but_makes_the_wrong_call_keeps_the_mark(lab, catch_up):
+    catch_up(lab, task1.TASK)
+    ecr = boto3.client("ecr", region_name=REGION)
+    with task1.q1.attempt():
+        ecr.create_repository(repositoryName="my-repo")  # not the lab's name
+    assert not _mine(task1.q1, lab)[0]
+    with task1.q2.attempt():
+        reply = ecr.get_repository_policy(repositoryName="myrepo")  # get, not set
+    assert reply["policyText"] and not _mine(task1.q2, lab)[0]
+    wrong = {"Version": "2012-10-17", "Statement": []}  # a policy dict, not the live one
+    with task1.q2.attempt():
+        assert wrong
+    assert not _mine(task1.q2, lab)[0]
+
+
+def _counted(tmp_path, fingerprint_now: list[str | None]) -> Exercise:
+    """An exercise whose state is always right and whose fingerprint reads
+    ``fingerprint_now[0]`` (a test changes it to change the state)."""
+    solution = tmp_path / "solution.py"
+    solution.write_text("with q1.attempt():\n    done = True\n")
+
+    def fingerprint(lab_) -> str | None:
+        return fingerprint_now[0]
+
+    return Exercise(
+        task=9,
+        number=1,
+        title="a step",
+        evaluate_fn=lambda lab_: Verdict.ok("the state is right"),
+        hints=("do it",),
+        solution_=Solution(file=str(solution), cli="", console=""),
+        fingerprint_fn=fingerprint,
+    )
+
+
+def test_a_fingerprint_that_cannot_be_read_keeps_the_mark(lab, tmp_path):
+    lab.export_environment()
+    fingerprint_now: list[str | None] = ["made"]
+    exercise = _counted(tmp_path, fingerprint_now)
+    exercise.solve(lab)
+    assert exercise.caught_up(lab) and not _mine(exercise, lab)[0]
+    fingerprint_now[0] = None  # a transient error: the state cannot be read
+    assert exercise.caught_up(lab) and not _mine(exercise, lab)[0]
+    with exercise.attempt():  # the cell runs; the state's fingerprint cannot be read
+        pass
+    assert exercise.caught_up(lab)
+    fingerprint_now[0] = "redone"
+    assert not exercise.caught_up(lab)
+
+
+def test_state_file_errors_never_break_the_learners_cell(lab, tmp_path, monkeypatch, capsys):
+    from labkit.tasks import exercise as exercise_module
+
+    lab.export_environment()
+    fingerprint_now: list[str | None] = ["made"]
+    exercise = _counted(tmp_path, fingerprint_now)
+
+    def unwritable(state) -> None:
+        raise PermissionError(13, "Permission denied", "state.json")
+
+    monkeypatch.setattr(exercise_module, "save_state", unwritable)
+    exercise.solve(lab)  # the catch-up's work is done; its mark could not be kept
+    assert "could not keep the catch-up's mark" in capsys.readouterr().out
+    monkeypatch.undo()
+    exercise.solve(lab)
+    assert exercise.caught_up(lab)
+    monkeypatch.setattr(exercise_module, "save_state", unwritable)
+    with exercise.attempt():  # changes the state: the mark would go, the save fails
+        fingerprint_now[0] = "redone"
+    monkeypatch.undo()
+    assert _mine(exercise, lab)[0]  # the check sees the change itself
+
+
+def test_a_challenge_restores_without_marking(lab, catch_up):
+    """``labkit challenge`` puts Task 1 back with its solutions: the learner's own Task 1
+    stays theirs (pull-denied removes the statement, its fix sets it again)."""
+    from labkit.challenges import pull_denied
+
+    lab.export_environment()
+    lab.ecr.create_repository(repositoryName="myrepo")  # the learner's own Task 1
+    statement = {
+        "Sid": "my_repository_statement",
+        "Effect": "Allow",
+        "Principal": {"AWS": lab.instance_role_arn},
+        "Action": list(lab_ecr.REPOSITORY_ACTIONS),
+    }
+    lab.ecr.set_repository_policy(
+        repositoryName="myrepo",
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    assert _mine(task1.q2, lab)[0]
+    lab.ecr.delete_repository_policy(repositoryName="myrepo")  # the challenge's fault
+    pull_denied.solve(lab)
+    assert task1.TASK.evaluate(lab).passed
+    assert _mine(task1.q1, lab)[0] and _mine(task1.q2, lab)[0]
+    assert CATCH_UP_KEY not in load_state()
