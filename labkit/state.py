@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,17 +88,33 @@ def _state_lock() -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+#: Whether this thread is inside update_state's change (see there).
+_updating = threading.local()
+
+
 def update_state(change: Callable[[dict[str, Any]], T]) -> T:
     """Read the state, let ``change`` edit it in place, and write it back if it changed,
     all under the state lock: updates from several processes at once all land. Returns
     what ``change`` returns."""
-    with _state_lock():
-        state = load_state()
-        before = json.dumps(state, sort_keys=True)
-        result = change(state)
-        if json.dumps(state, sort_keys=True) != before:
-            save_state(state)
-        return result
+    if getattr(_updating, "active", False):
+        # The inner update would be lost when the outer one writes its older copy (and the
+        # lock is not re-entrant): work out what the change needs before calling this.
+        raise RuntimeError("update_state() called inside another update_state() change")
+    _updating.active = True
+    try:
+        with _state_lock():
+            return _apply(change)
+    finally:
+        _updating.active = False
+
+
+def _apply(change: Callable[[dict[str, Any]], T]) -> T:
+    state = load_state()
+    before = json.dumps(state, sort_keys=True)
+    result = change(state)
+    if json.dumps(state, sort_keys=True) != before:
+        save_state(state)
+    return result
 
 
 # -- the settings: where each comes from -----------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from labkit.config import strict_checks
 from labkit.display import note, show
@@ -32,7 +32,7 @@ from labkit.errors import CheckFailed, LabkitError
 from labkit.kit_files import kit_notebooks
 from labkit.lab import Lab, current_lab
 from labkit.names import NOTEBOOKS
-from labkit.state import load_state, save_state
+from labkit.state import load_state, update_state
 
 #: Where the reference solutions live: one file per exercise, a complete cell each.
 SOLUTIONS_DIR = kit_notebooks() / "solutions"
@@ -60,20 +60,6 @@ def _lab_key(lab: Lab) -> str:
 def _catch_up_marks(state: dict[str, Any]) -> dict[str, Any]:
     marks = state.get(CATCH_UP_KEY)
     return marks if isinstance(marks, dict) else {}
-
-
-_T = TypeVar("_T")
-
-
-def _update_state(change: Callable[[dict[str, Any]], _T]) -> _T:
-    """Read the state, let ``change`` edit it, write it back if it changed (the shape of
-    labkit.state's locked read-modify-write, which this can become)."""
-    state = load_state()
-    before = repr(state)
-    result = change(state)
-    if repr(state) != before:
-        save_state(state)
-    return result
 
 
 def _cell_namespace() -> dict[str, Any]:
@@ -326,11 +312,12 @@ class Exercise:
 
         def mark(state: dict[str, Any]) -> None:
             marks = _catch_up_marks(state)
-            marks.setdefault(_lab_key(lab), {})[self._mark] = record
+            marks.setdefault(key, {})[self._mark] = record
             state[CATCH_UP_KEY] = marks
 
         try:
-            _update_state(mark)
+            key = _lab_key(lab)  # may ask AWS and write the state: never inside the update
+            update_state(mark)
         except OSError as exc:  # an unwritable state file: the catch-up still did its work
             print(f"   (could not keep the catch-up's mark in the state file: {exc})")
             return
@@ -369,13 +356,18 @@ class Exercise:
     def _forget_catch_up(self, lab: Lab) -> None:
         """The learner's own work (or a change to the state): the mark, if any, goes."""
 
+        try:
+            key = _lab_key(lab)  # may ask AWS and write the state: never inside the update
+        except (LabkitError, OSError):  # bookkeeping never breaks the learner's cell
+            return
+
         def forget(state: dict[str, Any]) -> None:
-            lab_marks = _catch_up_marks(state).get(_lab_key(lab))
+            lab_marks = _catch_up_marks(state).get(key)
             if isinstance(lab_marks, dict):
                 lab_marks.pop(self._mark, None)
 
         try:
-            _update_state(forget)
+            update_state(forget)
         except OSError:  # bookkeeping never breaks the learner's cell
             pass
 

@@ -218,7 +218,7 @@ def test_a_fingerprint_that_cannot_be_read_keeps_the_mark(lab, tmp_path):
 
 
 def test_state_file_errors_never_break_the_learners_cell(lab, tmp_path, monkeypatch, capsys):
-    from labkit.tasks import exercise as exercise_module
+    from labkit import state as state_module
 
     lab.export_environment()
     fingerprint_now: list[str | None] = ["made"]
@@ -227,13 +227,13 @@ def test_state_file_errors_never_break_the_learners_cell(lab, tmp_path, monkeypa
     def unwritable(state) -> None:
         raise PermissionError(13, "Permission denied", "state.json")
 
-    monkeypatch.setattr(exercise_module, "save_state", unwritable)
+    monkeypatch.setattr(state_module, "save_state", unwritable)
     exercise.solve(lab)  # the catch-up's work is done; its mark could not be kept
     assert "could not keep the catch-up's mark" in capsys.readouterr().out
     monkeypatch.undo()
     exercise.solve(lab)
     assert exercise.caught_up(lab)
-    monkeypatch.setattr(exercise_module, "save_state", unwritable)
+    monkeypatch.setattr(state_module, "save_state", unwritable)
     with exercise.attempt():  # changes the state: the mark would go, the save fails
         fingerprint_now[0] = "redone"
     monkeypatch.undo()

@@ -100,3 +100,16 @@ def test_a_symlink_in_place_of_the_state_file_is_replaced_not_written_through(
     assert target.read_text() == "{}"
     assert not state_path().is_symlink()
     assert load_state() == {"a": 1}
+
+
+def test_an_update_inside_another_update_is_refused_not_deadlocked_or_lost() -> None:
+    """The lock is not re-entrant, and the outer update would write over the inner one:
+    a nested call says so at once (it deadlocked before callers were fixed)."""
+
+    def outer(state: dict) -> None:
+        update_state(lambda inner: inner.update(inner_key=1))
+
+    with pytest.raises(RuntimeError, match="inside another update_state"):
+        update_state(outer)
+    update_state(lambda state: state.update(after=1))  # the lock and the flag were released
+    assert load_state().get("after") == 1

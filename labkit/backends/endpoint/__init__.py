@@ -40,12 +40,14 @@ def _state_key(lab: Lab) -> str:
 def _remember(lab: Lab, found: EndpointCapabilities | None) -> None:
     """Keep what was probed at this endpoint and region in the state file (None: forget it)."""
 
+    key = _state_key(lab)  # worked out before the update (it may read the state)
+
     def change(state: dict[str, Any]) -> None:
         kept = state.setdefault(STATE_KEY, {})
         if found is None:
-            kept.pop(_state_key(lab), None)
+            kept.pop(key, None)
         else:
-            kept[_state_key(lab)] = asdict(found)
+            kept[key] = asdict(found)
 
     update_state(change)
 
