@@ -212,16 +212,14 @@ _PUSH_KEY = "task2_catch_up_push"
 
 
 def _remember_push(address: str) -> None:
-    from labkit.state import load_state, save_state
+    from labkit.state import update_state
 
     sample = local_sample()
     digests = [d for d in (sample.repo_digests if sample else ()) if d.startswith(f"{address}@")]
     if not digests:
         return
     try:
-        state = load_state()
-        state[_PUSH_KEY] = digests[0]
-        save_state(state)
+        update_state(lambda state: state.update({_PUSH_KEY: digests[0]}))
     except OSError:  # compare_digests then says it was not pushed from here
         pass
 
