@@ -123,15 +123,13 @@ def _task_definition_or_none(ecs: Any, name: str | None) -> Any | None:
 
 
 def _patch_ecs_responses() -> None:
-    """Check CreateService and RegisterTaskDefinition first (class-level, once per process;
-    only requests to the active sandbox's backend are checked)."""
+    """Check CreateService, RegisterTaskDefinition and UpdateService first, and add
+    DescribeTasks' MISSING failures (class-level, once per process; only requests to the
+    active sandbox's backend are checked)."""
     if _ACTIVE.get("patched"):
         return
     _ACTIVE["patched"] = True
     responses = EC2ContainerServiceResponse
-    original_create = responses.create_service
-    original_register = responses.register_task_definition
-    original_update = responses.update_service
     original_describe_tasks = responses.describe_tasks
 
     def ours(response: Any) -> AwsChecks | None:
@@ -139,23 +137,14 @@ def _patch_ecs_responses() -> None:
         mine = checks is not None and response.ecs_backend is checks.ctx.backend("ecs")
         return checks if mine else None
 
-    def create_service(response: Any) -> Any:
-        checks = ours(response)
-        if checks is not None:
-            checks.create_service(response)
-        return original_create(response)
+    def checked_first(action: str, original: Any) -> Any:
+        def checked(response: Any) -> Any:
+            checks = ours(response)
+            if checks is not None:
+                getattr(checks, action)(response)  # raises ECS's error, or lets it through
+            return original(response)
 
-    def register_task_definition(response: Any) -> Any:
-        checks = ours(response)
-        if checks is not None:
-            checks.register_task_definition(response)
-        return original_register(response)
-
-    def update_service(response: Any) -> Any:
-        checks = ours(response)
-        if checks is not None:
-            checks.update_service(response)
-        return original_update(response)
+        return checked
 
     def describe_tasks(response: Any) -> Any:
         result = original_describe_tasks(response)
@@ -165,10 +154,9 @@ def _patch_ecs_responses() -> None:
             )
         return result
 
-    responses.create_service = create_service
+    for action in ("create_service", "register_task_definition", "update_service"):
+        setattr(responses, action, checked_first(action, getattr(responses, action)))
     _patch_family_lookup()
-    responses.register_task_definition = register_task_definition
-    responses.update_service = update_service
     responses.describe_tasks = describe_tasks
 
 
