@@ -121,6 +121,25 @@ def _task1(session: LearnerSession) -> float:
     return float(output.split("SECONDS", 1)[1].split()[0])
 
 
+def _cpu_times() -> tuple[float, float]:
+    """All CPUs' time so far and the part the hypervisor gave to other machines (steal),
+    in seconds, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    steal = fields[7] if len(fields) > 7 else 0
+    return sum(fields[:8]) / ticks, steal / ticks
+
+
+def _task1_beside_the_load(session: LearnerSession) -> tuple[float, float]:
+    """Task 1's wall time, and the share of the CPUs' time stolen by the hypervisor
+    meanwhile: on a shared VM host a machine burning both CPUs gets throttled, and that
+    slows every learner alike, whatever the cgroups do."""
+    total_before, steal_before = _cpu_times()
+    seconds = _task1(session)
+    total_after, steal_after = _cpu_times()
+    return seconds, (steal_after - steal_before) / max(1e-9, total_after - total_before)
+
+
 def test_up_names_the_limits(room: Any) -> None:
     _, said, _ = room
     line = next(text for text in said if text.startswith("Per-learner limits:"))
@@ -149,8 +168,9 @@ def test_a_fork_bomb_and_a_memory_hog_do_not_stop_another_learner(room: Any) -> 
     unloaded = _task1(calm)
     print(f"\nTask 1 alone: {unloaded:.1f} s")
     lab_use = calm_cell.usage()
-    # The load lasts well past the loaded run, and ends by itself.
-    seconds = 3 * unloaded + 120
+    # The load lasts past two loaded tries of Task 1 (see below), and ends by itself.
+    bound = 3 * unloaded + 30
+    seconds = 2 * bound + 60
     started = hog.execute(
         "import subprocess, sys\n"
         f"subprocess.Popen([sys.executable, '-c', {LOAD!r}, '{seconds}'],"
@@ -170,20 +190,27 @@ def test_a_fork_bomb_and_a_memory_hog_do_not_stop_another_learner(room: Any) -> 
     hub.api(classroom, "GET", "/hub/api/")
     hub_answer = time.monotonic() - hub_before
 
-    loaded = _task1(calm)
+    # Equal CPU weights give the calm learner at least half of the learners' CPU while
+    # the hog spins ~1000 processes: about twice as long, plus the host's own noise, on the
+    # CPU time the hypervisor left this machine. Unlimited, the bomb's 2048 spinning
+    # processes would leave it ~1/2000 of the CPU. A second try under the same load rules
+    # out one unlucky window (CI once saw 73 s where 10 - 23 s is usual here).
+    tries = []
+    for _ in range(2):
+        loaded, stolen = _task1_beside_the_load(calm)
+        tries.append((loaded, round(stolen, 3)))
+        if loaded * (1 - stolen) < bound:
+            break
     during = hog_cell.usage()
-    assert time.monotonic() < load_ends, "the load ended before the loaded run did"
+    assert time.monotonic() < load_ends, "the load ended before the loaded runs did"
     assert during["pids"] >= settings.pids_max * 0.9, during  # still bombing meanwhile
 
     print(
-        f"\nTask 1: {unloaded:.1f} s alone, {loaded:.1f} s beside the fork bomb and memory "
-        f"hog; hub answered in {hub_answer:.2f} s under load; hog: {during}; "
-        f"calm learner after Task 1: {lab_use}"
+        f"\nTask 1: {unloaded:.1f} s alone; beside the fork bomb and memory hog (seconds, "
+        f"share of CPU time stolen by the hypervisor): {tries}; hub answered in "
+        f"{hub_answer:.2f} s under load; hog: {during}; calm learner after Task 1: {lab_use}"
     )
-    # Equal CPU weights give the calm learner at least half of the learners' CPU while
-    # the hog spins ~1000 processes: about twice as long, plus the host's own noise.
-    # Unlimited, the bomb's 2048 spinning processes would leave it ~1/2000 of the CPU.
-    assert loaded < 3 * unloaded + 30, (unloaded, loaded)
+    assert loaded * (1 - stolen) < bound, (unloaded, tries)
     assert hub_answer < 10
     assert during["memory_peak"] <= settings.memory_max
     assert lab_use["memory_peak"] < settings.memory_max / 2  # the lab itself fits well
