@@ -6,9 +6,10 @@ import hashlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import urllib3
 
 from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner
 
@@ -19,9 +20,8 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
 )
 
-#: urllib without any proxy: the registry is on loopback, and its tokens stay there.
-_LOOPBACK_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
+#: Seconds before a registry request is given up (it answers on loopback in milliseconds).
+REQUEST_TIMEOUT_SECONDS = 10
 #: Seconds the sandbox reuses its token for a repository (an RS256 signature costs over
 #: a millisecond, and DescribeImages, DeleteRepository... each ask the registry); well
 #: inside the token's lifetime, so a reused token never expires on the way.
@@ -37,6 +37,20 @@ class RegistryClient:
     #: Repository -> (token, monotonic time it was signed).
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _pool: urllib3.HTTPConnectionPool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Kept-alive connections straight to the registry: no proxy (it is on loopback,
+        # and its tokens stay there), and no TCP connection set up per DescribeImages.
+        # A pooled connection the registry closed meanwhile is retried on a new one.
+        address = urlsplit(self.base_url)
+        self._pool = urllib3.HTTPConnectionPool(
+            address.hostname or "127.0.0.1",
+            address.port,
+            maxsize=4,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+            retries=urllib3.Retry(total=2, redirect=False, raise_on_status=False),
+        )
 
     def _token(self, repo: str) -> str:
         with self._tokens_lock:  # API requests come from many threads
@@ -67,17 +81,13 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         token = self._token(repo)
-        request = urllib.request.Request(
-            f"{self.base_url}/v2/{repo}/{path}",
-            data=body,
-            method=method,
+        response = self._pool.request(
+            method,
+            f"/v2/{repo}/{path}",
+            body=body,
             headers={"Authorization": f"Bearer {token}", **(headers or {})},
         )
-        try:
-            with _LOOPBACK_OPENER.open(request, timeout=10) as response:
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
+        return response.status, dict(response.headers), response.data
 
     def tags(self, repo: str) -> list[str]:
         status, _, body = self._request("GET", repo, "tags/list")

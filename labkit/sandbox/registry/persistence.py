@@ -23,10 +23,20 @@ class RepositoryStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        #: The file's text as last read, and the (inode, size, mtime) it was read at:
+        #: every DescribeImages loads it, and a stat is cheaper than a read.
+        self._read: tuple[tuple[int, int, int], str] | None = None
 
     def load(self) -> dict[str, Any]:
         with self._lock:
-            return json.loads(self.path.read_text()) if self.path.exists() else {}
+            try:
+                stat = self.path.stat()
+            except FileNotFoundError:
+                return {}
+            version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if self._read is None or self._read[0] != version:
+                self._read = (version, self.path.read_text())
+            return json.loads(self._read[1])
 
     def _write(self, state: dict[str, Any]) -> None:
         with self._lock:
