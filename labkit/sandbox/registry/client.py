@@ -47,7 +47,7 @@ class RegistryClient:
         self._pool = urllib3.HTTPConnectionPool(
             address.hostname or "127.0.0.1",
             address.port,
-            maxsize=4,
+            maxsize=8,  # the API serves requests from several threads
             timeout=REQUEST_TIMEOUT_SECONDS,
             retries=urllib3.Retry(total=2, redirect=False, raise_on_status=False),
         )
