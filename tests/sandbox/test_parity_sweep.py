@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ParamValidationError
 
 from labkit.names import LAB
 
@@ -360,6 +361,21 @@ def test_register_targets_refuses_a_port_out_of_range_and_unknown_instances(
         "Instance ID '10.0.0.7' is not valid",
     )
     assert registered(elbv2, target_group) == []  # the valid target in each call was not kept
+
+    # Below the minimum, botocore refuses before sending (as for a learner on AWS); sent
+    # anyway, the sandbox answers as ELB does.
+    with pytest.raises(ParamValidationError):
+        elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": 0}])
+    unchecked = aws("elbv2", config=Config(parameter_validation=False))
+    error = refused(
+        unchecked.register_targets, TargetGroupArn=target_group,
+        Targets=[{"Id": instance, "Port": 0}],
+    )  # fmt: skip
+    assert error["Message"] == (
+        "1 validation error detected: Value '0' at 'targets.1.member.port' failed to satisfy "
+        "constraint: Member must have value greater than or equal to 1"
+    )
+    assert registered(elbv2, target_group) == []
 
     elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": 65535}])
     assert [t["Target"] for t in registered(elbv2, target_group)] == [
