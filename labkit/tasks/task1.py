@@ -204,8 +204,9 @@ q2 = Exercise(
         "InvalidParameterException": "ECR refused the policy. 'Principal not found': no role "
         "or user has that ARN (take Ec2instanceRole's from iam.get_role). 'Invalid repository "
         "policy provided': a Principal naming a role by name instead of its ARN, policyText "
-        "that is not JSON text (json.dumps), a document without Version and Statement, or a "
-        "statement with a Resource.",
+        "that is not JSON text (json.dumps), a document without Version and Statement, a "
+        "statement with a Resource, or an Action ECR does not have (a typo: "
+        "labkit.ecr.REPOSITORY_ACTIONS lists the repository's).",
     },
     fingerprint_fn=_policy_text,
     own_cell_fn=_cell_holds_live_policy,

@@ -72,17 +72,22 @@ def test_target_health_is_checked_for_real(lab: Lab) -> None:
         seen = {health(lab)[instance]["State"]}
         wait_for(lambda: seen.add(health(lab)[instance]["State"]) or "healthy" in seen, 20, 0.05)
         assert "initial" in seen or "healthy" in seen
-        # A target no task answers for: it fails its checks, never healthy.
-        elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": "i-0123456789abcdef0"}])
+        # A target no task answers for (another instance, a port nothing listens on): it
+        # fails its checks, never healthy. (An instance that does not exist is refused.)
+        reservations = lab.client("ec2").describe_instances()["Reservations"]
+        idle = next(
+            i["InstanceId"]
+            for r in reservations
+            for i in r["Instances"]
+            if i["InstanceId"] != instance
+        )
+        elbv2.register_targets(TargetGroupArn=tg, Targets=[{"Id": idle, "Port": 1}])
         bogus = wait_for(
-            lambda: (
-                health(lab).get("i-0123456789abcdef0", {}).get("State") == "unhealthy"
-                and health(lab)["i-0123456789abcdef0"]
-            ),
+            lambda: health(lab).get(idle, {}).get("State") == "unhealthy" and health(lab)[idle],
             10,
         )
         assert bogus["Reason"] == "Target.FailedHealthChecks"
-        elbv2.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": "i-0123456789abcdef0"}])
+        elbv2.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": idle, "Port": 1}])
         # Traffic still flows to the healthy task.
         assert serves_page(lab.lb_url)
         # Scaling to zero drains the task's target before its container stops.

@@ -7,12 +7,14 @@ and (where AWS words it) AWS's message, and creates or changes nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, ParamValidationError
 
 from labkit.names import LAB
 
@@ -72,6 +74,46 @@ def test_ecr_names_duplicates_and_missing_things(aws: Callable[[str], Any]) -> N
         assert reply["failures"][0]["failureReason"] == "Requested image not found"
     finally:
         ecr.delete_repository(repositoryName=name)
+
+
+def repository_policy(action: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*", "Action": action}],
+        }
+    )
+
+
+def test_a_policy_naming_an_action_ecr_does_not_have_is_refused(
+    aws: Callable[[str], Any],
+) -> None:
+    ecr = aws("ecr")
+    name = unique("sweep")
+    ecr.create_repository(repositoryName=name)
+    try:
+        for action in ("ecr:Pull", "ecr:Fetch*"):
+            error = refused(
+                ecr.set_repository_policy, repositoryName=name, policyText=repository_policy(action)
+            )
+            assert (error["Code"], error["Message"]) == (
+                "InvalidParameterException",
+                "Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+                "'Invalid repository policy provided'",
+            )
+        error = refused(ecr.get_repository_policy, repositoryName=name)
+        assert error["Code"] == "RepositoryPolicyNotFoundException"  # nothing stored
+
+        # A wildcard that matches ECR actions is stored, and a refusal leaves it as it was.
+        kept = repository_policy("ecr:BatchGet*")
+        ecr.set_repository_policy(repositoryName=name, policyText=kept)
+        refused(
+            ecr.set_repository_policy, repositoryName=name, policyText=repository_policy("ecr:Pull")
+        )
+        stored = ecr.get_repository_policy(repositoryName=name)["policyText"]
+        assert json.loads(stored) == json.loads(kept)
+    finally:
+        ecr.delete_repository(repositoryName=name, force=True)
 
 
 # -- ECS: RegisterTaskDefinition ---------------------------------------------------------
@@ -270,6 +312,77 @@ def test_a_target_group_name_where_its_arn_belongs(aws: Callable[[str], Any]) ->
     assert error["Code"] == "TargetGroupNotFound"
 
 
+@pytest.fixture()
+def target_group(aws: Callable[[str], Any]) -> Iterator[str]:
+    """An instance target group of the learner's own, in the default VPC."""
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
+    arn = elbv2.create_target_group(
+        Name=unique("sweep"), Protocol="HTTP", Port=80, VpcId=vpc["VpcId"]
+    )["TargetGroups"][0]["TargetGroupArn"]
+    yield arn
+    elbv2.delete_target_group(TargetGroupArn=arn)
+
+
+def registered(elbv2: Any, arn: str) -> list[Any]:
+    return elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+
+
+def test_register_targets_refuses_a_port_out_of_range_and_unknown_instances(
+    aws: Callable[[str], Any], target_group: str
+) -> None:
+    elbv2, ec2 = aws("elbv2"), aws("ec2")
+    reservations = ec2.describe_instances()["Reservations"]
+    instance = reservations[0]["Instances"][0]["InstanceId"]  # a container instance of the lab
+
+    error = refused(
+        elbv2.register_targets, TargetGroupArn=target_group,
+        Targets=[{"Id": instance, "Port": 80}, {"Id": instance, "Port": 70000}],
+    )  # fmt: skip
+    assert (error["Code"], error["Message"]) == (
+        "ValidationError",
+        "1 validation error detected: Value '70000' at 'targets.2.member.port' failed to "
+        "satisfy constraint: Member must have value less than or equal to 65535",
+    )
+    missing = "i-0123456789abcdef0"
+    error = refused(
+        elbv2.register_targets, TargetGroupArn=target_group,
+        Targets=[{"Id": instance, "Port": 80}, {"Id": missing, "Port": 80}],
+    )  # fmt: skip
+    assert (error["Code"], error["Message"]) == (
+        "InvalidTarget",
+        f"The following instances do not exist: '{missing}'",
+    )
+    error = refused(
+        elbv2.register_targets, TargetGroupArn=target_group, Targets=[{"Id": "10.0.0.7"}]
+    )
+    assert (error["Code"], error["Message"]) == (
+        "ValidationError",
+        "Instance ID '10.0.0.7' is not valid",
+    )
+    assert registered(elbv2, target_group) == []  # the valid target in each call was not kept
+
+    # Below the minimum, botocore refuses before sending (as for a learner on AWS); sent
+    # anyway, the sandbox answers as ELB does.
+    with pytest.raises(ParamValidationError):
+        elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": 0}])
+    unchecked = aws("elbv2", config=Config(parameter_validation=False))
+    error = refused(
+        unchecked.register_targets, TargetGroupArn=target_group,
+        Targets=[{"Id": instance, "Port": 0}],
+    )  # fmt: skip
+    assert error["Message"] == (
+        "1 validation error detected: Value '0' at 'targets.1.member.port' failed to satisfy "
+        "constraint: Member must have value greater than or equal to 1"
+    )
+    assert registered(elbv2, target_group) == []
+
+    elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": instance, "Port": 65535}])
+    assert [t["Target"] for t in registered(elbv2, target_group)] == [
+        {"Id": instance, "Port": 65535}
+    ]
+
+
 # -- Cloud Map ---------------------------------------------------------------------------
 
 
@@ -309,6 +422,39 @@ def test_cloud_map_service_in_a_missing_namespace_or_with_route53_health_checks(
     )  # fmt: skip
     assert error["Code"] == "InvalidInput"
     assert name not in discovery_names(sd)
+
+
+def test_cloud_map_dns_records_outside_the_api_are_refused(
+    aws: Callable[[str], Any], namespace: dict[str, str]
+) -> None:
+    sd = aws("servicediscovery")
+    name = unique("sweep")
+    mx = {"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "MX", "TTL": 10}]}
+    error = refused(sd.create_service, Name=name, NamespaceId=namespace["id"], DnsConfig=mx)
+    assert (error["Code"], error["Message"]) == (
+        "InvalidInput",
+        "1 validation error detected: Value 'MX' at 'dnsConfig.dnsRecords.1.member.type' "
+        "failed to satisfy constraint: Member must satisfy enum value set: [SRV, A, AAAA, CNAME]",
+    )
+    long_ttl = {"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "SRV", "TTL": 2**31}]}
+    error = refused(sd.create_service, Name=name, NamespaceId=namespace["id"], DnsConfig=long_ttl)
+    assert (error["Code"], error["Message"]) == (
+        "InvalidInput",
+        "1 validation error detected: Value '2147483648' at 'dnsConfig.dnsRecords.1.member.tTL' "
+        "failed to satisfy constraint: Member must have value less than or equal to 2147483647",
+    )
+    assert name not in discovery_names(sd)
+
+    service = sd.create_service(Name=name, NamespaceId=namespace["id"], DnsConfig=SRV)["Service"]
+    try:
+        change = {"DnsConfig": {"DnsRecords": [{"Type": "SRV", "TTL": 2**31}]}}
+        error = refused(sd.update_service, Id=service["Id"], Service=change)
+        assert error["Code"] == "InvalidInput"
+        assert "'service.dnsConfig.dnsRecords.1.member.tTL'" in error["Message"]
+        records = sd.get_service(Id=service["Id"])["Service"]["DnsConfig"]["DnsRecords"]
+        assert records == SRV["DnsRecords"]
+    finally:
+        sd.delete_service(Id=service["Id"])
 
 
 def test_a_namespace_with_services_is_not_deleted(

@@ -15,6 +15,7 @@ from labkit.sandbox.registry.policy import (
     PolicyRefused,
     check_repository_policy,
     decide,
+    ecr_actions,
 )
 
 ACCOUNT = "123456789012"
@@ -242,6 +243,43 @@ def refusal(text: str, existing: tuple[str, ...] = (ROLE,)) -> str:
 )
 def test_what_ecr_refuses_as_an_invalid_policy(text: str) -> None:
     assert refusal(text) == INVALID_POLICY
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        allow(action="ecr:Pull"),  # no such ECR action
+        allow(action=[PULL, "ecr:pull"]),
+        allow(action="ecr:Fetch*"),  # a wildcard that matches no ECR action
+        deny(action="ecr:Push"),
+        {"Effect": "Deny", "Principal": "*", "NotAction": "ecr:Pull"},
+    ],
+)
+def test_an_action_ecr_does_not_have_is_refused(statement: dict[str, Any]) -> None:
+    assert refusal(policy(statement)) == INVALID_POLICY
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ecr:*",
+        "*",
+        "ecr:Batch*",  # matches BatchGetImage and others
+        "ecr:BatchGet?mage",
+        "ECR:batchgetimage",  # IAM's action names are case-insensitive
+        "ecr:ReplicateImage",  # permission-only: no API operation of that name
+        "ecr:BatchImportUpstreamImage",
+        "s3:GetObject",  # other services' actions are not looked up
+    ],
+)
+def test_ecr_actions_and_wildcards_that_match_one_are_accepted(action: str) -> None:
+    check_repository_policy(policy(allow(action=action)), ACCOUNT, lambda arn: arn == ROLE)
+
+
+def test_every_api_operation_is_an_ecr_action() -> None:
+    for operation in ("SetRepositoryPolicy", "GetAuthorizationToken", "PutImage", "ListImages"):
+        assert f"ecr:{operation}" in ecr_actions()
+    assert "ecr:Pull" not in ecr_actions()
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,11 @@
 
 ``check_repository_policy`` refuses at ``SetRepositoryPolicy`` what ECR refuses (with
 ECR's constraint text) and what this sandbox cannot evaluate (saying so): a policy the
-sandbox stores is one it evaluates exactly, never one it would quietly allow.
+sandbox stores is one it evaluates exactly, never one it would quietly allow. ECR also
+checks the ``ecr:`` actions a policy names: one that names no ECR action (``ecr:Pull``),
+or a wildcard that matches none, makes it an invalid policy (ECR refused
+``ecr:GetAuthorizationToken``, an action of the registry, in repository policies:
+cloudposse/terraform-aws-ecr#67).
 
 ``decide`` evaluates a stored policy for one principal and one action, as IAM does for
 a resource-based policy in the repository's own account:
@@ -28,6 +32,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import botocore.loaders
 
 #: ECR's constraint texts (SetRepositoryPolicy's InvalidParameterException).
 INVALID_POLICY = (
@@ -76,6 +82,9 @@ _IAM_ENTITY = re.compile(r"^arn:aws:iam::(\d{12}):(role|user)(/.*)?/([\w+=,.@-]+
 _SESSION = re.compile(r"^arn:aws:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/([\w+=,.@-]+)$")
 _SERVICE = re.compile(r"^[a-z0-9.-]+\.amazonaws\.com(\.cn)?$")
 _VERSIONS = ("2012-10-17", "2008-10-17")
+#: ECR's IAM actions that are no API operation (the Service Authorization Reference's
+#: permission-only actions: pull through cache and replication).
+_PERMISSION_ONLY_ACTIONS = ("BatchImportUpstreamImage", "GetImageCopyStatus", "ReplicateImage")
 
 
 class PolicyRefused(ValueError):
@@ -166,9 +175,37 @@ def _check_statement(
     for pattern in _as_list(statement.get("Action", statement.get("NotAction"))):
         if not isinstance(pattern, str) or (pattern != "*" and ":" not in pattern):
             raise PolicyRefused(INVALID_POLICY)
+        if not _names_an_ecr_action(pattern):
+            raise PolicyRefused(INVALID_POLICY)
     principal = statement.get("Principal", statement.get("NotPrincipal"))
     _check_principal(principal, account, principal_exists)
     _check_condition(statement.get("Condition", {}))
+
+
+def _names_an_ecr_action(pattern: str) -> bool:
+    """False for an ``ecr:`` action (or wildcard) that names no ECR action; other
+    services' actions are not looked up."""
+    service = pattern.split(":", 1)[0]
+    if pattern == "*" or service.lower() != "ecr":
+        return True
+    if "*" not in pattern and "?" not in pattern:
+        return pattern.lower() in _ecr_actions_lower()
+    matcher = _wildcard(pattern, True)
+    return any(matcher.match(action) for action in ecr_actions())
+
+
+@functools.cache
+def ecr_actions() -> tuple[str, ...]:
+    """ECR's IAM actions: ``ecr:`` and each operation of its API (botocore's model of it),
+    and the permission-only actions. Read once (about 20 ms)."""
+    model = botocore.loaders.create_loader().load_service_model("ecr", "service-2")
+    names = sorted({*model["operations"], *_PERMISSION_ONLY_ACTIONS})
+    return tuple(f"ecr:{name}" for name in names)
+
+
+@functools.cache
+def _ecr_actions_lower() -> frozenset[str]:
+    return frozenset(action.lower() for action in ecr_actions())
 
 
 def _check_principal(principal: Any, account: str, principal_exists: Callable[[str], bool]) -> None:

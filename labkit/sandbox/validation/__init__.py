@@ -8,10 +8,13 @@
   (moto takes the highest revision, even a deregistered one);
 - :mod:`~labkit.sandbox.validation.cloudmap`: CreatePrivateDnsNamespace refuses only a
   second namespace of the same name in a VPC, as Cloud Map does (moto refuses any second);
-  CreateService, DeleteService, DeleteNamespace and GetOperation refuse what Cloud Map
-  refuses (moto creates a service in a namespace that does not exist, deletes a namespace
-  that still has services);
-- :mod:`~labkit.sandbox.validation.elb`: a target group named where its ARN belongs.
+  CreateService, UpdateService, DeleteService, DeleteNamespace and GetOperation refuse
+  what Cloud Map refuses (moto creates a service in a namespace that does not exist, with
+  DNS records outside the API, deletes a namespace that still has services);
+- :mod:`~labkit.sandbox.validation.elb`: a target group named where its ARN belongs, a
+  target port outside 1..65535, an instance that does not exist;
+- :mod:`~labkit.sandbox.validation.constraints`: the form of AWS's answer to a request
+  member outside the API's enums and ranges.
 
 Only API requests are checked (the response layer): the sandbox's own restore of saved
 state goes straight to moto's backends. notebooks/docs/parity.md lists every rule and its test.

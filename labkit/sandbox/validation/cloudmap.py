@@ -7,6 +7,10 @@ of Route 53's, not Cloud Map's). Cloud Map creates a Route 53 private hosted zon
 namespace, and a VPC may have many zones, only not two of one name; so the sandbox refuses
 only a second namespace of the same name in the VPC, with Cloud Map's
 ``NamespaceAlreadyExists`` (which carries the existing namespace's id).
+
+CreateService and UpdateService: a DNS record's ``Type`` must be one of the API's
+(``MX`` is not) and its ``TTL`` within 0..2147483647, or Cloud Map answers ``InvalidInput``
+in the form of :mod:`~labkit.sandbox.validation.constraints` (moto stored any).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from moto.servicediscovery.exceptions import (
 from moto.servicediscovery.models import Operation
 
 from labkit.sandbox.context import SandboxContext
+from labkit.sandbox.validation.constraints import detected, enum_violation, range_violation
+
+#: DnsRecord's Type and TTL, as the Cloud Map API reference (and botocore's model) has them.
+RECORD_TYPES = ("SRV", "A", "AAAA", "CNAME")
+TTL_RANGE = (0, 2147483647)
 
 
 def _already_exists(namespace: Any, vpc: str) -> JsonRESTError:
@@ -81,10 +90,28 @@ def _params(response: Any) -> dict[str, Any]:
     return json.loads(response.body or "{}")
 
 
+def check_dns_records(dns_config: Any, path: str) -> None:
+    """Raise Cloud Map's ``InvalidInput`` for DNS records outside the API's enum or range.
+    ``path`` is the request's path to ``DnsConfig`` as Cloud Map words it."""
+    records = dns_config.get("DnsRecords") if isinstance(dns_config, dict) else None
+    violations: list[str | None] = []
+    for index, record in enumerate(records if isinstance(records, list) else [], start=1):
+        if not isinstance(record, dict):
+            continue
+        member = f"{path}.dnsRecords.{index}.member"
+        violations.append(enum_violation(record.get("Type"), f"{member}.type", RECORD_TYPES))
+        violations.append(range_violation(record.get("TTL"), f"{member}.tTL", *TTL_RANGE))
+    message = detected(violations)
+    if message is not None:
+        raise InvalidInput(message)
+
+
 def check_create_service(backend: Any, response: Any) -> None:
-    """Cloud Map creates a service only in a namespace that exists, and takes Route 53
-    health checks (HealthCheckConfig) only in public DNS and HTTP namespaces."""
+    """Cloud Map checks the request against its API first; then it creates a service only
+    in a namespace that exists, and takes Route 53 health checks (HealthCheckConfig) only
+    in public DNS and HTTP namespaces."""
     params = _params(response)
+    check_dns_records(params.get("DnsConfig"), "dnsConfig")
     namespace = backend.namespaces.get(params.get("NamespaceId") or "")
     if namespace is None:
         raise NamespaceNotFound(params.get("NamespaceId") or "")
@@ -100,6 +127,14 @@ def check_create_service(backend: Any, response: Any) -> None:
                 f"namespaces only; {namespace.name} is a private DNS namespace. For ECS "
                 "tasks, use HealthCheckCustomConfig: ECS reports their health."
             )
+
+
+def check_update_service(backend: Any, response: Any) -> None:
+    """UpdateService's records are checked as CreateService's (before the service is
+    looked up, as Cloud Map checks the request first)."""
+    change = _params(response).get("Service")
+    if isinstance(change, dict):
+        check_dns_records(change.get("DnsConfig"), "service.dnsConfig")
 
 
 def check_delete_service(backend: Any, response: Any) -> None:
@@ -167,6 +202,7 @@ def check_private_namespace_vpc(backend: Any, response: Any) -> str | None:
 CLOUD_MAP_CHECKS = {
     "create_private_dns_namespace": check_private_namespace_vpc,
     "create_service": check_create_service,
+    "update_service": check_update_service,
     "delete_service": check_delete_service,
     "delete_namespace": check_delete_namespace,
     "get_operation": check_get_operation,
