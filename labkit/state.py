@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from labkit.config import (
     refuse_unknown_settings,
 )
 from labkit.errors import InputError, PrerequisiteError
+from labkit.files import write_private
 from labkit.names import NOTEBOOKS
 
 T = TypeVar("T")
@@ -55,18 +55,7 @@ def save_state(state: dict[str, Any]) -> None:
     process (a second kernel, a ``labkit`` command) writing meanwhile loses nothing."""
     path = state_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # A fresh name per write (mkstemp: O_EXCL, 0600, never follows a planted symlink), so
-    # two writers never share or remove each other's temporary file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(state, indent=2, sort_keys=True))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # replaces a symlink at ``path`` itself, never its target
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(state, indent=2, sort_keys=True).encode(), durable=True)
 
 
 @contextmanager

@@ -23,8 +23,9 @@ import psutil
 from labkit.classroom import host, limits
 from labkit.classroom.state import Classroom, hash_password
 from labkit.errors import BackendError, InputError
+from labkit.files import write_private
 from labkit.kit_files import kit_notebooks
-from labkit.sandbox.context import free_port_block, open_private_log, write_private
+from labkit.sandbox.context import free_port_block, open_private_log
 from labkit.sandbox.processes import ProcessRecord, find_own
 
 HUB_RECORD = "hub.pid"

@@ -15,7 +15,7 @@ from pathlib import Path
 from labkit.classroom import limits
 from labkit.classroom.host import Learner
 from labkit.errors import InputError
-from labkit.sandbox.context import write_private
+from labkit.files import write_private
 
 DEFAULT_STATE_DIR = Path("/var/lib/labkit-classroom")
 STATE_FILE = "classroom.json"

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.sandbox.context import write_private
+from labkit.files import write_private
 
 CREDENTIALS_FILE = "credentials.json"
 

@@ -22,7 +22,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from labkit.sandbox.context import SandboxContext, Ticker, write_private
+from labkit.files import write_private
+from labkit.sandbox.context import SandboxContext, Ticker
 
 log = logging.getLogger(__name__)
 

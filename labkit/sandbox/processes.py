@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from labkit.sandbox.context import write_private
+from labkit.files import write_private
 
 #: How long a record waits for a just-started child to exec its command line.
 EXEC_WAIT_SECONDS = 5.0

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import BackendError
+from labkit.files import write_private
 from labkit.sandbox.context import (
     CONTAINER_LABEL,
     LOOPBACK,
@@ -40,7 +41,6 @@ from labkit.sandbox.context import (
     no_proxy_value,
     open_private_log,
     private_dir,
-    write_private,
 )
 from labkit.sandbox.processes import ProcessRecord
 

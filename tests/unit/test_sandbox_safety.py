@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from labkit.files import write_private
 from labkit.sandbox import processes
-from labkit.sandbox.context import no_proxy_value, private_dir, write_private
+from labkit.sandbox.context import no_proxy_value, private_dir
 from labkit.sandbox.processes import ProcessRecord
 from labkit.sandbox.registry.tokens import BearerSigner, EcrTokens
 
@@ -62,6 +64,34 @@ def test_write_private_replaces_a_file_whole_and_owner_only(
     write_private(target, b"new")
     assert target.read_bytes() == b"new"
     assert mode(target) == 0o600
+
+
+def test_write_private_writers_never_share_a_temporary_file(tmp_path: Path) -> None:
+    """Threads of one process writing one file, and a temporary file a killed writer left
+    under the old pid-based name: every write lands whole, nothing is left behind."""
+    target = tmp_path / "services.json"
+    (tmp_path / f".services.json.{os.getpid()}.tmp").write_text("left by a killed sandbox")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                write_private(target, f"{n}-{i}".encode() * 1000)
+        except BaseException as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    text = target.read_text()
+    assert text == text[: len(text) // 1000] * 1000  # one writer's whole data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".services.json.{os.getpid()}.tmp",
+        "services.json",
+    ]
 
 
 def test_private_dir_tightens_an_existing_home(tmp_path: Path) -> None:

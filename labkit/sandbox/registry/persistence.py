@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from labkit.sandbox.context import write_private
+from labkit.files import write_private
 
 
 class RepositoryStore:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from labkit.sandbox.context import write_private
+from labkit.files import write_private
 from labkit.sandbox.registry_runner import REGISTRY_SERVICE, TOKEN_ISSUER
 
 #: Lifetime of the short bearer tokens the registry checks (Docker asks again as needed).
