@@ -175,6 +175,7 @@ def _run_all(
     output_dir = Path(output_dir or default_output_dir())
     output_dir.mkdir(parents=True, exist_ok=True)
     notebook_dir = working_folder(Path(notebook_dir), output_dir)
+    docs_beside_outputs(notebook_dir, output_dir)
     runs: list[NotebookRun] = []
     with tempfile.TemporaryDirectory(prefix="labkit-kernels-") as kernels:
         for number, notebook in enumerate(select(lab_notebooks(notebook_dir), start, until)):
@@ -223,6 +224,14 @@ def working_folder(notebook_dir: Path, output_dir: Path) -> Path:
     work = copy_notebooks(notebook_dir, output_dir / "notebooks")
     print(f"Running a copy of {notebook_dir} in {work} (the original stays as it is).")
     return work
+
+
+def docs_beside_outputs(notebook_dir: Path, output_dir: Path) -> None:
+    """The docs the notebooks link to (``docs/sandbox.md``…), beside the executed copies
+    too, so those links open from the run's folder (only missing files are added)."""
+    docs = notebook_dir / "docs"
+    if docs.is_dir() and (output_dir / "docs").resolve() != docs.resolve():
+        copy_notebooks(docs, output_dir / "docs")
 
 
 def private_kernel(connection_file: Path) -> Any:

@@ -157,6 +157,8 @@ def test_labkit_run_from_an_empty_folder(installed) -> None:
     ]
     # Notebook 03 worked in the run's copy; the installed package stays as shipped.
     assert (run_dir / "notebooks" / "my-task-definition.json").is_file()
+    # The executed notebooks' links to the docs open from the run's folder too.
+    assert (run_dir / "docs" / "sandbox.md").is_file()
     packaged = _site_packages(venv) / PACKAGED
     assert not list(packaged.glob("my-task-definition*"))
 

@@ -18,6 +18,7 @@ import pytest
 
 from labkit.classroom import host
 from labkit.kit_files import CLONE_NOTEBOOKS
+from labkit.runner import docs_beside_outputs
 from labkit.taskdef import MY_TASK_DEFINITION
 
 REPO = CLONE_NOTEBOOKS.parent
@@ -114,3 +115,19 @@ def test_a_classroom_learners_copy_of_the_notebooks_carries_their_docs():
         assert (copy / "docs" / "parity.md").is_file()
     finally:
         shutil.rmtree(base)
+
+
+def test_a_runs_executed_notebooks_find_their_docs_beside_them(tmp_path: Path):
+    """`labkit run -o FOLDER` writes the executed notebooks to FOLDER: the docs they link
+    to are put beside them; a doc already there (edited) is left as it is."""
+    output = tmp_path / "runs"
+    (output / "docs").mkdir(parents=True)
+    (output / "docs" / "parity.md").write_text("my notes")
+    docs_beside_outputs(CLONE_NOTEBOOKS, output)
+    docs = sorted(linked for linked in linked_files() if linked.startswith("docs/"))
+    assert "docs/sandbox.md" in docs
+    for linked in docs:  # (the notebooks the docs link back to are the run's own outputs)
+        if linked != "docs/parity.md":
+            assert (output / linked).read_bytes() == (CLONE_NOTEBOOKS / linked).read_bytes()
+    assert (output / "docs" / "parity.md").read_text() == "my notes"
+    docs_beside_outputs(CLONE_NOTEBOOKS, CLONE_NOTEBOOKS)  # run in place: nothing to copy
