@@ -39,8 +39,13 @@ class RepositoryStore:
             return json.loads(self._read[1])
 
     def _write(self, state: dict[str, Any]) -> None:
+        text = json.dumps(state, indent=1, default=str)
         with self._lock:
-            write_private(self.path, json.dumps(state, indent=1, default=str).encode())
+            write_private(self.path, text.encode())
+            # Remembered with the new file's own stat: a rename may hand back an inode of
+            # the same size within one mtime tick, and that must not look unchanged.
+            stat = self.path.stat()
+            self._read = ((stat.st_ino, stat.st_size, stat.st_mtime_ns), text)
 
     def digests(self, repository: str) -> list[str]:
         return self.load().get(repository, {}).get("digests", [])
