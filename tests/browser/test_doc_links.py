@@ -43,26 +43,49 @@ def test_a_click_on_a_notebooks_doc_link_opens_the_doc(
     # docs/sandbox.md last: its own link is clicked next.
     for index, text, target in sorted(links, key=lambda link: link[2] == "docs/sandbox.md"):
         _open_notebook(page, jupyterlab, NOTEBOOK)
+        # The reload restores the doc opened before, maybe after the click below: wait for
+        # the restore, then close it, so the doc that opens is this click's.
+        page.evaluate(
+            """async () => {
+                const app = window.jupyterapp;
+                await app.restored;
+                await app.commands.execute('application:close-other-tabs');
+            }"""
+        )
         cell = _cell(page, index)
         cell.scroll_into_view_if_needed()
         # The link text as rendered (markdown's `code` loses its backticks).
         cell.locator(".jp-RenderedMarkdown a", has_text=re.sub(r"[`*]", "", text)).click()
         _wait_until_open(page, jupyterlab.root, target)
         _shot(page, artifacts, f"doc-link-{Path(target).stem}.png")
-    # The docs link to each other: from the rendered docs/sandbox.md to docs/aws-account.md.
+    # The docs link to each other: from the rendered docs/sandbox.md to docs/aws-account.md
+    # (in front first: JupyterLab may hand focus back to the notebook whose link was clicked).
+    page.evaluate(
+        """(path) => {
+            const app = window.jupyterapp;
+            for (const widget of app.shell.widgets('main')) {
+                const context = widget.context;
+                if (context && context.path === path) app.shell.activateById(widget.id);
+            }
+        }""",
+        "docs/sandbox.md",
+    )
     page.locator(".jp-MarkdownViewer a:visible", has_text="aws-account.md").click()
     _wait_until_open(page, jupyterlab.root, "docs/aws-account.md")
 
 
 def _wait_until_open(page: Any, root: Path, target: str) -> None:
-    """The current tab is ``target``, with the file's own first line (its heading)."""
+    """A tab holds ``target``, with the file's own first line (its heading). Any tab, not
+    only the one in front (see above); only the notebook was open before the click."""
     heading = (root / target).read_text(encoding="utf-8").splitlines()[0]
     page.wait_for_function(
         """([path, heading]) => {
-            const widget = window.jupyterapp.shell.currentWidget;
-            const context = widget && widget.context;
-            return context && context.path === path && context.isReady
-                && context.model.toString().startsWith(heading);
+            for (const widget of window.jupyterapp.shell.widgets('main')) {
+                const context = widget.context;
+                if (context && context.path === path && context.isReady
+                    && context.model.toString().startsWith(heading)) return true;
+            }
+            return false;
         }""",
         arg=[target, heading],
         timeout=60_000,
