@@ -199,6 +199,28 @@ def test_run_task_goes_pending_running_stopped(lab: Lab) -> None:
     )
     final = ecs.describe_tasks(cluster=lab.cluster, tasks=[arn])["tasks"][0]
     assert (final["stoppedReason"], final["stopCode"]) == ("done", "UserInitiated")
+    # busybox httpd runs as PID 1 without a SIGTERM handler, so SIGTERM does nothing: the
+    # agent sends SIGKILL once the grace period is over, and ECS reports 128 + 9.
+    assert final["containers"][0]["exitCode"] == 137
+    assert not lab.containers(**{"com.amazonaws.ecs.task-arn": arn})
+
+
+def test_stop_task_sends_sigterm_first_and_reports_the_exit_code(lab: Lab) -> None:
+    ecs = lab.client("ecs")
+    # A shell that exits with 3 on SIGTERM: the code shows the signal arrived, and in time.
+    script = "trap 'exit 3' TERM; while true; do /bin/busybox sleep 0.05; done"
+    td = register(lab, host_port=0, entryPoint=["/bin/busybox", "sh", "-c", script])
+    arn = ecs.run_task(cluster=lab.cluster, taskDefinition=td, launchType="EC2")["tasks"][0][
+        "taskArn"
+    ]
+
+    def status() -> dict:
+        return ecs.describe_tasks(cluster=lab.cluster, tasks=[arn])["tasks"][0]
+
+    wait_for(lambda: status()["lastStatus"] == "RUNNING", 30)
+    ecs.stop_task(cluster=lab.cluster, task=arn, reason="done")
+    final = wait_for(lambda: status() if status()["lastStatus"] == "STOPPED" else None, 30)
+    assert final["containers"][0]["exitCode"] == 3
     assert not lab.containers(**{"com.amazonaws.ecs.task-arn": arn})
 
 

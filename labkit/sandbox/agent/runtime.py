@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: Seconds a stopping container gets between SIGTERM and SIGKILL (ECS: 30; sandbox speed).
 #: Sub-second, so not ``docker stop``, whose timeout counts whole seconds.
 STOP_TIMEOUT_SECONDS = 0.5
+#: Seconds Docker gets to report a container's exit after SIGKILL.
+STOP_WAIT_SECONDS = 10
 #: The role the container instances run as: their pulls are authorized as this principal.
 INSTANCE_ROLE = "Ec2instanceRole"
 #: The label ECS puts on a task's containers; the agent finds its own by it.
@@ -66,19 +68,20 @@ class DockerRuntime:
                 for c in rec.task_def.container_definitions
             }
             rec.task.pull_stopped_at = utcnow()
+            # docker-py's low-level calls: one request each (its container objects inspect
+            # after every step), so a launch costs Docker Engine four calls per container.
+            api = client.api
             for cdef in rec.task_def.container_definitions:
-                container = client.containers.create(
-                    **self._container_args(rec, cdef, images[cdef["name"]])
-                )
-                created[cdef["name"]] = container.id
+                args = self._container_args(api, rec, cdef, images[cdef["name"]])
+                created[cdef["name"]] = api.create_container(**args)["Id"]
             for name, cid in created.items():
-                container = client.containers.get(cid)
                 try:
-                    container.start()
+                    api.start(cid)
                 except Exception as exc:
                     raise LaunchError(f"CannotStartContainerError: {_docker_message(exc)}") from exc
-                container.reload()
-                self._collect_ports(rec, name, container.attrs)
+                attrs = api.inspect_container(cid)
+                rec.stop_signals[cid] = (attrs.get("Config") or {}).get("StopSignal") or "SIGTERM"
+                self._collect_ports(rec, name, attrs)
         except LaunchError as exc:
             rec.launch_error = exc
         except Exception as exc:
@@ -88,17 +91,13 @@ class DockerRuntime:
 
     def stop(self, rec: TaskRecord) -> None:
         """Stop and remove the task's containers, keeping their exit codes."""
-        client = self.ctx.docker
-        for cid in rec.containers.values():
+        api = self.ctx.docker.api
+        for name, cid in rec.containers.items():
             try:
-                container = client.containers.get(cid)
-                if container.status == "running":
-                    _stop_container(container)
-                container.reload()
-                for c in rec.task.containers:
-                    if rec.containers.get(c.name) == cid and c.name not in rec.exit_codes:
-                        rec.exit_codes[c.name] = container.attrs["State"].get("ExitCode")
-                container.remove(force=True)
+                exit_code = _stop_container(api, cid, rec.stop_signals.get(cid, "SIGTERM"))
+                if name not in rec.exit_codes and exit_code is not None:
+                    rec.exit_codes[name] = exit_code
+                api.remove_container(cid, force=True)
             except Exception as exc:
                 if "No such container" not in str(exc) and "404" not in str(exc):
                     log.warning("stopping container %s: %s", cid, exc)
@@ -173,7 +172,10 @@ class DockerRuntime:
         _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
         return reference
 
-    def _container_args(self, rec: TaskRecord, cdef: dict[str, Any], image: str) -> dict[str, Any]:
+    def _container_args(
+        self, api: Any, rec: TaskRecord, cdef: dict[str, Any], image: str
+    ) -> dict[str, Any]:
+        """docker-py's ``APIClient.create_container`` arguments for one container definition."""
         td, task = rec.task_def, rec.task
         overrides = {
             o.get("name"): o for o in (task.overrides or {}).get("containerOverrides", []) or []
@@ -198,19 +200,25 @@ class DockerRuntime:
             if pm.get("containerPort")
         }
         name = _NAME_UNSAFE.sub("-", f"ecs-{td.family}-{td.revision}-{cdef['name']}-{task.id}")
-        args: dict[str, Any] = {
-            "image": image,
-            "name": name,
-            "detach": True,
-            "labels": labels,
-            "ports": ports,
-            "environment": env,
+        host: dict[str, Any] = {
+            "port_bindings": ports,
             # ECS gives a container with cpu 0 the minimum of 2 shares, as Docker requires.
             "cpu_shares": max(int(cdef.get("cpu") or 0), 2),
         }
         for key, arg in (("memory", "mem_limit"), ("memoryReservation", "mem_reservation")):
             if cdef.get(key):
-                args[arg] = f"{int(cdef[key])}m"
+                host[arg] = f"{int(cdef[key])}m"
+        if cdef.get("readonlyRootFilesystem"):
+            host["read_only"] = True
+        args: dict[str, Any] = {
+            "image": image,
+            "name": name,
+            "detach": True,
+            "labels": labels,
+            "ports": [tuple(port.split("/", 1)) for port in ports],
+            "environment": env,
+            "host_config": api.create_host_config(**host),
+        }
         command = overrides.get("command") or cdef.get("command")
         if command:
             args["command"] = command
@@ -222,8 +230,6 @@ class DockerRuntime:
         ):
             if cdef.get(key):
                 args[arg] = cdef[key]
-        if cdef.get("readonlyRootFilesystem"):
-            args["read_only"] = True
         return args
 
     @staticmethod
@@ -243,15 +249,22 @@ class DockerRuntime:
             rec.ports[(name, cport)] = (virtual, real)
 
 
-def _stop_container(container: Any) -> None:
-    """What ``docker stop`` does: the image's stop signal (SIGTERM), then SIGKILL after the
-    grace period."""
-    container.kill(signal=container.attrs["Config"].get("StopSignal") or "SIGTERM")
+def _stop_container(api: Any, cid: str, stop_signal: str) -> int | None:
+    """What ``docker stop`` does: the image's stop signal, then SIGKILL after the grace
+    period; the container's exit code (None when Docker does not say)."""
     try:
-        container.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except Exception:  # still running when its grace is over (a timeout of docker-py's HTTP)
-        with contextlib.suppress(docker.errors.APIError):  # it exited meanwhile
-            container.kill()
+        api.kill(cid, signal=stop_signal)
+    except docker.errors.NotFound:
+        raise
+    except docker.errors.APIError:
+        pass  # 409: it is not running (it exited on its own); its exit code is kept
+    try:
+        return api.wait(cid, timeout=STOP_TIMEOUT_SECONDS).get("StatusCode")
+    except Exception:  # still running when its grace is over (docker-py's HTTP timed out)
+        pass
+    with contextlib.suppress(docker.errors.APIError):  # it exited meanwhile
+        api.kill(cid)
+    return api.wait(cid, timeout=STOP_WAIT_SECONDS).get("StatusCode")
 
 
 def _pull_or_fail(client: Any, repository: str, tag: str, auth: dict[str, str] | None) -> None:

@@ -67,6 +67,8 @@ class TaskRecord:
     #: running long enough (or healthy) to count as a successful start (tasks.STAYED_UP_SECONDS)
     stayed_up: bool = False
     exit_codes: dict[str, int] = field(default_factory=dict)
+    #: docker container id -> the signal that stops it (its image's StopSignal, or SIGTERM)
+    stop_signals: dict[str, str] = field(default_factory=dict)
 
     @property
     def arn(self) -> str:
