@@ -8,6 +8,7 @@ lists the images really pushed.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -26,6 +27,16 @@ LOOPBACK = "127.0.0.1"
 
 #: Host names that mean this machine; no HTTP proxy may stand between the kit and them.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback_ip(value: str) -> bool:
+    """Is ``value`` a loopback IP address (127.0.0.0/8, ::1)? False for anything else,
+    an instance id or a host name included."""
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
 
 #: Docker label on every container the sandbox starts; its value is the sandbox home,
 #: so two sandboxes (say, the learner's and a test's) never touch each other's containers.

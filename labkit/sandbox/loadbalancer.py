@@ -19,7 +19,6 @@ alone reports every target healthy). A deregistered target is ``draining`` for
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import itertools
 import logging
 import select
@@ -32,7 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.sandbox.context import LOOPBACK, SandboxContext, Ticker, shadow, unshadow
+from labkit.sandbox.context import (
+    LOOPBACK,
+    SandboxContext,
+    Ticker,
+    is_loopback_ip,
+    shadow,
+    unshadow,
+)
 from labkit.sandbox.health_probe import HealthCheck, failed_probe, probe_target
 from labkit.sandbox.target_registrations import TargetRegistrations, target_port
 
@@ -97,13 +103,6 @@ def _forward_target_groups(listener: Any) -> list[str]:
         for tg in (data.get("ForwardConfig") or {}).get("TargetGroups", []):
             arns.append(tg["TargetGroupArn"])
     return arns
-
-
-def _is_loopback_ip(value: str) -> bool:
-    try:
-        return ipaddress.ip_address(value).is_loopback
-    except ValueError:
-        return False
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
@@ -237,7 +236,7 @@ class LoadBalancers(TargetRegistrations):
     def resolve(self, target_id: str, port: int) -> tuple[str, int] | None:
         with self._state_lock:
             address = self._endpoints.get((target_id, int(port)))
-        if address is None and _is_loopback_ip(target_id):
+        if address is None and is_loopback_ip(target_id):
             address = (target_id, int(port))
         return address
 

@@ -11,6 +11,7 @@ step 22, whether the lines ran in the notebook or in a terminal.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,11 +241,22 @@ def _tagged_locally(address: str) -> bool | None:
     return True
 
 
+#: How long a Docker credential helper may take to answer ``get`` (Docker Desktop's asks
+#: the running app; a helper that hangs must not hang the learner's check).
+CREDENTIAL_HELPER_TIMEOUT_S = 5.0
+
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _docker_login_entry(host: str) -> str | None:
-    """The user's login for ``host`` as ``docker login`` writes it in their Docker config
-    (``$DOCKER_CONFIG`` or ``~/.docker``): "none", or a short hash of its ``auths`` entry
-    (each login brings a new token, so a new hash), or its ``credHelpers`` entry. The
-    secret itself is never kept. None: the config cannot be read."""
+    """The user's login for ``host`` as ``docker login`` left it (``$DOCKER_CONFIG`` or
+    ``~/.docker``): "none", or a short hash of the credential, which each login's new
+    token changes. The secret itself is never kept or shown. None: it cannot be read.
+
+    Docker keeps it in one of three places, and so this looks where Docker would: the
+    host's ``credHelpers`` entry, else the global ``credsStore`` (Docker Desktop's
+    ``desktop``, ``osxkeychain``, ``wincred``, ``pass``…), both asked through the helper
+    program; without either, inline in ``auths`` (a helper leaves only ``{}`` there)."""
     import hashlib
     import os
     from pathlib import Path
@@ -258,12 +270,67 @@ def _docker_login_entry(host: str) -> str | None:
         return None
     if not isinstance(config, dict):
         return None
-    auths, helpers = config.get("auths"), config.get("credHelpers")
-    if isinstance(auths, dict) and host in auths:
-        entry = json.dumps(auths[host], sort_keys=True).encode()
-        return f"auth:{hashlib.sha256(entry).hexdigest()[:16]}"
-    if isinstance(helpers, dict) and host in helpers:
-        return f"helper:{helpers[host]}"
+    helpers, store = config.get("credHelpers"), config.get("credsStore")
+    helper = helpers.get(host) if isinstance(helpers, dict) else None
+    helper = helper or (store if isinstance(store, str) else None)
+    if helper:
+        return _credential_helper_entry(helper, host)
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        return "none"
+    # Docker's own lookup: the host itself, else a key naming it with a scheme or a path.
+    key = host if host in auths else next((k for k in auths if _hostname(k) == host), None)
+    if key is None:
+        return "none"
+    entry = json.dumps(auths[key], sort_keys=True).encode()
+    return f"auth:{hashlib.sha256(entry).hexdigest()[:16]}"
+
+
+def _hostname(address: str) -> str:
+    """A registry address as Docker names its host: no scheme, no path."""
+    for scheme in ("https://", "http://"):
+        address = address.removeprefix(scheme)
+    return address.split("/", 1)[0]
+
+
+def _credential_helper_entry(helper: str, host: str) -> str | None:
+    """Ask ``docker-credential-<helper>`` for ``host`` as Docker does (``get``, the server
+    address on stdin, JSON with ServerURL, Username, Secret on stdout): a short hash of
+    its answer, "none" when it has no login for the host (it exits non-zero) or is not
+    installed, None when it cannot answer (a bad name, no JSON, too slow)."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    if not _HELPER_NAME.fullmatch(helper):
+        return None
+    program = shutil.which(f"docker-credential-{helper}")
+    if program is None:
+        return "none"  # Docker could not have stored a login through it either
+    # Today's docker CLI names the host alone; older ones kept what was typed (https://…).
+    for server in (host, f"https://{host}"):
+        try:
+            answer = subprocess.run(
+                [program, "get"],
+                input=server,
+                capture_output=True,
+                text=True,
+                timeout=CREDENTIAL_HELPER_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        except OSError:
+            return "none"
+        if answer.returncode != 0:  # "credentials not found in native keychain"
+            continue
+        try:
+            credential = json.loads(answer.stdout)
+        except ValueError:
+            return None
+        if not isinstance(credential, dict):
+            return None
+        digest = hashlib.sha256(json.dumps(credential, sort_keys=True).encode()).hexdigest()
+        return f"helper:{helper}:{digest[:16]}"
     return "none"
 
 
@@ -303,9 +370,10 @@ class _PushExercise(Exercise):
 def _learners_lines(lab: Lab) -> str | None:
     """What the learner's three lines leave, wherever they ran (cells, a terminal): the
     push the registry holds as ``latest``, the local ``$REPOSITORY`` tag, and a login in
-    their Docker config. A second push of the same image may leave the registry as it
-    was; the tag and the login, which the catch-up leaves to the learner, change.
-    None: Docker or the config cannot be read (the mark stays)."""
+    their Docker config or the credential store it names. A second push of the same
+    image may leave the registry as it was; the tag and the login, which the catch-up
+    leaves to the learner, change. None: Docker or the login cannot be read (the mark
+    stays)."""
     image = ecr.find_image(lab, LAB_TAG)
     pushed = f"{image['imageDigest']} {image.get('imagePushedAt')}" if image else None
     address = endpoint.push_address(lab, ecr.repository_uri(lab))

@@ -232,3 +232,44 @@ def test_a_taken_sandbox_port_is_a_clear_error_and_starts_nothing(tmp_path: Path
     assert "LABKIT_SANDBOX_REGISTRY_PORT" in message
     assert not lifecycle.status(settings).running
     assert not (settings.home / "sandbox.pid").exists()
+
+
+def test_a_registry_that_never_answers_is_ecrs_server_error_after_one_timeout(
+    lab: Lab,
+) -> None:
+    """A stuck registry process: DescribeImages fails in about one timeout (not one per
+    retry) with ECR's ServerException saying what happened and what to do."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from labkit.sandbox.registry.client import RegistryClient
+    from tests.conftest import silent_server
+
+    sandbox = lab.sandbox
+    ecr = boto3.client(  # as Sandbox.client, but one attempt: botocore retries a 500
+        "ecr",
+        endpoint_url=sandbox.settings.api_url,
+        region_name=sandbox.settings.region,
+        aws_access_key_id=sandbox.credentials.access_key_id,
+        aws_secret_access_key=sandbox.credentials.secret_access_key,
+        config=Config(retries={"max_attempts": 1}, proxies={}),
+    )
+    hooks = sandbox.registry.ecr_hooks
+    kept = hooks.client
+    with silent_server() as (port, accepted):
+        hooks.client = RegistryClient(f"http://127.0.0.1:{port}", kept.signer, timeout_seconds=1)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ClientError) as failed:
+                ecr.describe_images(repositoryName="sample")
+            took = time.monotonic() - started
+        finally:
+            hooks.client = kept
+    error = failed.value.response["Error"]
+    print(f"DescribeImages failed after {took:.2f} s: {error}")
+    assert error["Code"] == "ServerException"
+    assert "did not answer within 1 s" in error["Message"]
+    assert "labkit sandbox down" in error["Message"]
+    assert took < 2.5 and len(accepted) == 1
+    assert ecr.describe_images(repositoryName="sample")["imageDetails"] is not None  # back

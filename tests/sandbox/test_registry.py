@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
 import urllib.error
@@ -354,3 +355,42 @@ def test_bearer_tokens_carry_the_signing_certificate_not_a_libtrust_key_id(
         issuer=config["auth"]["token"]["issuer"],
     )
     assert claims["access"] == [{"type": "repository", "name": name, "actions": ["pull"]}]
+
+
+def test_task2_sees_each_docker_login_kept_by_a_credential_store(
+    aws: Any, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker Desktop's config (``credsStore``): the real docker CLI hands the login to
+    the helper, leaving ``{}`` in config.json; Task 2's check still sees each new login."""
+    from labkit.tasks import task2
+    from tests.credential_helper import install_credential_helper
+
+    helpers, config = tmp_path / "bin", tmp_path / "docker-config"
+    store = install_credential_helper(helpers, "labkittest")
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"credsStore": "labkittest"}))
+    monkeypatch.setenv("PATH", f"{helpers}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    assert task2._docker_login_entry(sandbox.registry) == "none"
+
+    entries, passwords = [], []
+    for _ in range(2):
+        user, password = login_password(aws)
+        while password in passwords:  # a token is new each second
+            time.sleep(0.2)
+            user, password = login_password(aws)
+        passwords.append(password)
+        login = docker_cli(
+            config, "login", "-u", user, "--password-stdin", sandbox.registry, stdin=password
+        )
+        assert login.returncode == 0, login.stderr
+        entries.append(task2._docker_login_entry(sandbox.registry))
+
+    # The CLI stored it through the helper, under the bare host, and kept no secret inline.
+    kept = json.loads(store.read_text())
+    assert list(kept) == [sandbox.registry]
+    assert kept[sandbox.registry]["Secret"] == passwords[1]
+    assert json.loads((config / "config.json").read_text())["auths"] == {sandbox.registry: {}}
+    assert all(e is not None and e.startswith("helper:labkittest:") for e in entries), entries
+    assert entries[0] != entries[1]
+    assert not any(p in e for p in passwords for e in entries)

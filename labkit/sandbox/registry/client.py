@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from labkit.errors import BackendError
 from labkit.sandbox.registry.tokens import BEARER_TTL_SECONDS, BearerSigner
 
 MANIFEST_TYPES = (
@@ -28,12 +29,29 @@ REQUEST_TIMEOUT_SECONDS = 10
 TOKEN_REUSE_SECONDS = BEARER_TTL_SECONDS / 5
 
 
+class RegistryUnavailable(BackendError):
+    """The sandbox's registry process could not be reached or did not answer in time."""
+
+
+class _RetryNewConnectionsOnly(urllib3.Retry):
+    """Retries a request whose connection failed (a kept-alive connection the registry
+    closed meanwhile), never one the registry took and did not answer: each retry of a
+    read timeout would cost the whole timeout again."""
+
+    def increment(self, *args: object, **kwargs: object) -> urllib3.Retry:
+        error = kwargs.get("error")
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            raise error
+        return super().increment(*args, **kwargs)  # type: ignore[arg-type]
+
+
 @dataclass
 class RegistryClient:
     """Tags and manifests of the registry's repositories (the sandbox's own access)."""
 
     base_url: str
     signer: BearerSigner
+    timeout_seconds: float = REQUEST_TIMEOUT_SECONDS
     #: Repository -> (token, monotonic time it was signed).
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict, repr=False)
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,14 +60,15 @@ class RegistryClient:
     def __post_init__(self) -> None:
         # Kept-alive connections straight to the registry: no proxy (it is on loopback,
         # and its tokens stay there), and no TCP connection set up per DescribeImages.
-        # A pooled connection the registry closed meanwhile is retried on a new one.
+        # A pooled connection the registry closed meanwhile is retried on a new one; a
+        # request it took but never answered is not (see _RetryNewConnectionsOnly).
         address = urlsplit(self.base_url)
         self._pool = urllib3.HTTPConnectionPool(
             address.hostname or "127.0.0.1",
             address.port,
             maxsize=8,  # the API serves requests from several threads
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            retries=urllib3.Retry(total=2, redirect=False, raise_on_status=False),
+            timeout=self.timeout_seconds,
+            retries=_RetryNewConnectionsOnly(total=2, redirect=False, raise_on_status=False),
         )
 
     def _token(self, repo: str) -> str:
@@ -81,12 +100,29 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         token = self._token(repo)
-        response = self._pool.request(
-            method,
-            f"/v2/{repo}/{path}",
-            body=body,
-            headers={"Authorization": f"Bearer {token}", **(headers or {})},
-        )
+        try:
+            response = self._pool.request(
+                method,
+                f"/v2/{repo}/{path}",
+                body=body,
+                headers={"Authorization": f"Bearer {token}", **(headers or {})},
+            )
+        except urllib3.exceptions.ReadTimeoutError:
+            raise RegistryUnavailable(
+                f"The sandbox's registry ({self.base_url}) took the request {method} "
+                f"/v2/{repo}/{path} but did not answer within {self.timeout_seconds:g} s.",
+                why="its process is stuck or overloaded (it answers on loopback in milliseconds)",
+                fix="retry; if it happens again, restart the sandbox "
+                "(`labkit sandbox down`, then `labkit sandbox up`).",
+            ) from None
+        except urllib3.exceptions.HTTPError as exc:  # refused, reset: after the retries
+            reason = getattr(exc, "reason", None) or exc
+            raise RegistryUnavailable(
+                f"The sandbox's registry ({self.base_url}) could not be reached for "
+                f"{method} /v2/{repo}/{path}: {reason}",
+                why="its process has stopped or is restarting",
+                fix="restart the sandbox (`labkit sandbox down`, then `labkit sandbox up`).",
+            ) from None
         return response.status, dict(response.headers), response.data
 
     def tags(self, repo: str) -> list[str]:

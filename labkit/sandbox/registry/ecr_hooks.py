@@ -15,14 +15,14 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
-from moto.ecr.exceptions import InvalidParameterException
+from moto.ecr.exceptions import InvalidParameterException, ServiceException
 from moto.ecr.models import ECRBackend, Image
 from moto.ecr.responses import ECRResponse
 from moto.utilities.utils import get_partition
 
 from labkit.sandbox.context import SandboxContext
 from labkit.sandbox.registry.access import RegistryAccess
-from labkit.sandbox.registry.client import RegistryClient
+from labkit.sandbox.registry.client import RegistryClient, RegistryUnavailable
 from labkit.sandbox.registry.persistence import RepositoryStore
 from labkit.sandbox.registry.policy import PolicyRefused, check_repository_policy
 
@@ -39,6 +39,13 @@ _HOOKED = (
     "untag_resource",
     "put_image",
 )
+
+
+class RegistryServerException(ServiceException):
+    """ECR's own error for a failure on its side: here, the registry not answering."""
+
+    code = "ServerException"
+
 
 #: The hooks moto's patched ECR defers to (one sandbox per process).
 _ACTIVE: dict[str, Any] = {}
@@ -207,7 +214,11 @@ def _hook(name: str) -> None:
         hooks: EcrHooks | None = _ACTIVE.get("hooks")
         if hooks is None or backend is not hooks.ctx.backend("ecr"):
             return original(backend, *args, **kwargs)
-        return getattr(hooks, f"_ecr_{name}")(original, backend, *args, **kwargs)
+        try:
+            return getattr(hooks, f"_ecr_{name}")(original, backend, *args, **kwargs)
+        except RegistryUnavailable as exc:  # ECR's own error for its side failing
+            message = f"{exc.what} Why: {exc.why}. What to do: {exc.fix}"
+            raise RegistryServerException(message) from exc
 
     setattr(ECRBackend, name, hooked)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from moto.elbv2.exceptions import ELBClientError, ValidationError
 
-from labkit.sandbox.loadbalancer import _is_loopback_ip
+from labkit.sandbox.context import is_loopback_ip
 from labkit.sandbox.validation.constraints import detected, range_violation
 
 _ARN_PREFIX = "arn:"
@@ -63,7 +63,7 @@ def check_instances_exist(backend: Any, response: Any) -> None:
     if group is None or getattr(group, "target_type", "instance") != "instance":
         return
     ids = [str(target.get("Id") or "") for target in _targets(response)]
-    ids = [i for i in ids if not _is_loopback_ip(i)]  # the sandbox's side servers
+    ids = [i for i in ids if not is_loopback_ip(i)]  # the sandbox's side servers
     for target_id in ids:
         if not _INSTANCE_ID.match(target_id):
             raise ValidationError(f"Instance ID '{target_id}' is not valid")
