@@ -7,6 +7,7 @@ free loopback ports and drive it only through boto3, the Docker SDK and plain HT
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 import uuid
 from typing import Any
@@ -29,6 +30,8 @@ from tests.sandbox.helpers import (
 )
 
 pytestmark = pytest.mark.sandbox
+
+TASK_ARN = "com.amazonaws.ecs.task-arn"
 
 
 def test_service_serves_the_page_through_the_load_balancer(lab: Lab) -> None:
@@ -222,6 +225,48 @@ def test_stop_task_sends_sigterm_first_and_reports_the_exit_code(lab: Lab) -> No
     final = wait_for(lambda: status() if status()["lastStatus"] == "STOPPED" else None, 30)
     assert final["containers"][0]["exitCode"] == 3
     assert not lab.containers(**{"com.amazonaws.ecs.task-arn": arn})
+
+
+def test_a_task_stopped_while_its_image_is_pulled_starts_no_container(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ecs = lab.client("ecs")
+    td = register(lab, host_port=0)
+    runtime = lab.sandbox.agent.lifecycle.runtime
+    pulled, release = threading.Event(), threading.Event()
+    real_pull = runtime._pull
+
+    def pull_then_hold(client: Any, image: str) -> str:  # the real pull, held at its end
+        reference = real_pull(client, image)
+        pulled.set()
+        release.wait(30)
+        return reference
+
+    monkeypatch.setattr(runtime, "_pull", pull_then_hold)
+    since = int(time.time()) - 1
+    arn = ecs.run_task(cluster=lab.cluster, taskDefinition=td, launchType="EC2")["tasks"][0][
+        "taskArn"
+    ]
+    try:
+        assert pulled.wait(30), "the agent never pulled the task's image"
+        ecs.stop_task(cluster=lab.cluster, task=arn, reason="stopped during the pull")
+    finally:
+        release.set()
+
+    def status() -> dict:
+        return ecs.describe_tasks(cluster=lab.cluster, tasks=[arn])["tasks"][0]
+
+    final = wait_for(lambda: status() if status()["lastStatus"] == "STOPPED" else None, 30)
+    assert final["stoppedReason"] == "stopped during the pull"
+    assert final["containers"][0]["lastStatus"] == "STOPPED"
+    assert "exitCode" not in final["containers"][0]
+    created = lab.docker.api.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "event": "create", "label": f"{TASK_ARN}={arn}"},
+        decode=True,
+    )
+    assert not list(created), "a container was created for a task already stopped"
 
 
 def test_pull_refused_without_repository_policy(lab: Lab) -> None:

@@ -68,26 +68,33 @@ class DockerRuntime:
                 for c in rec.task_def.container_definitions
             }
             rec.task.pull_stopped_at = utcnow()
-            # docker-py's low-level calls: one request each (its container objects inspect
-            # after every step), so a launch costs Docker Engine four calls per container.
-            api = client.api
-            for cdef in rec.task_def.container_definitions:
-                args = self._container_args(api, rec, cdef, images[cdef["name"]])
-                created[cdef["name"]] = api.create_container(**args)["Id"]
-            for name, cid in created.items():
-                try:
-                    api.start(cid)
-                except Exception as exc:
-                    raise LaunchError(f"CannotStartContainerError: {_docker_message(exc)}") from exc
-                attrs = api.inspect_container(cid)
-                rec.stop_signals[cid] = (attrs.get("Config") or {}).get("StopSignal") or "SIGTERM"
-                self._collect_ports(rec, name, attrs)
+            # Stopped while its images were pulled (StopTask, a scale-in): ECS's agent
+            # creates no container for a task it is to stop, and neither does this one.
+            if rec.task.desired_status != "STOPPED":
+                self._create_and_start(client.api, rec, images, created)
         except LaunchError as exc:
             rec.launch_error = exc
         except Exception as exc:
             log.exception("launching %s failed", rec.arn)
             rec.launch_error = LaunchError(f"CannotCreateContainerError: {_docker_message(exc)}")
         rec.containers = created
+
+    def _create_and_start(
+        self, api: Any, rec: TaskRecord, images: dict[str, str], created: dict[str, str]
+    ) -> None:
+        # docker-py's low-level calls: one request each (its container objects inspect
+        # after every step), so a container costs Docker Engine four calls to start.
+        for cdef in rec.task_def.container_definitions:
+            args = self._container_args(api, rec, cdef, images[cdef["name"]])
+            created[cdef["name"]] = api.create_container(**args)["Id"]
+        for name, cid in created.items():
+            try:
+                api.start(cid)
+            except Exception as exc:
+                raise LaunchError(f"CannotStartContainerError: {_docker_message(exc)}") from exc
+            attrs = api.inspect_container(cid)
+            rec.stop_signals[cid] = (attrs.get("Config") or {}).get("StopSignal") or "SIGTERM"
+            self._collect_ports(rec, name, attrs)
 
     def stop(self, rec: TaskRecord) -> None:
         """Stop and remove the task's containers, keeping their exit codes."""

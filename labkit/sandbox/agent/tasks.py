@@ -118,7 +118,8 @@ class TaskLifecycle:
         """Start the Docker work of every task that waits to launch."""
         for rec in self.table.records():
             if rec.phase == "launching" and not rec.busy and rec.launch_error is None:
-                if not rec.containers:
+                # A task to stop is not launched (again): its next advance stops it.
+                if not rec.containers and rec.task.desired_status != "STOPPED":
                     self._in_pool(self.runtime.launch, rec)
 
     def advance(self, rec: TaskRecord, docker_states: DockerStates | None, now: float) -> None:
