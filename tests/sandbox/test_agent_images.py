@@ -17,6 +17,7 @@ from typing import Any
 import docker.errors
 import pytest
 
+from tests.conftest import untag
 from tests.sandbox.helpers import Lab, start_lab, wait_for
 from tests.sandbox.test_safety import allow_instance_role_to_pull
 
@@ -29,6 +30,7 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
     lab = start_lab(tmp_path / "home")
     docker_client = lab.docker
     made_here: list[str] = []  # references this test tagged itself: removed at the end
+    repositories: list[str] = []  # its repositories: its pushes left digest references there
     stopped = False
     try:
         pulled = lab.image_uri  # start_lab untagged it after its push: only the agent makes it
@@ -36,6 +38,7 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
         learners = push_sample(lab, f"learners-{uuid.uuid4().hex[:6]}")
         made_here.append(learners)  # tagged before the agent pulls it: the learner's
         retagged = push_sample(lab, f"retagged-{uuid.uuid4().hex[:6]}")
+        repositories += [learners.rsplit(":", 1)[0], retagged.rsplit(":", 1)[0]]
         docker_client.images.remove(retagged)  # so the agent's pull creates it
         sample_id = docker_client.images.get(SAMPLE).id
 
@@ -59,11 +62,13 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
             lab.sandbox.stop()
         if image_id(docker_client, lab.image_uri) is not None:
             made_here.append(lab.image_uri)  # this test's sandbox pulled it: no leftover on failure
-        for reference in made_here:
-            try:
-                docker_client.images.remove(reference)
-            except docker.errors.ImageNotFound:
-                pass
+        # The re-pointed tag left its push's digest reference on the sample image.
+        made_here += [
+            digest
+            for digest in docker_client.images.get(SAMPLE).attrs.get("RepoDigests") or []
+            if digest.split("@", 1)[0] in repositories
+        ]
+        untag(docker_client, made_here)
 
 
 def image_id(docker_client: Any, reference: str) -> str | None:
