@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,43 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
         untag(docker_client, made_here)
 
 
+def test_an_image_a_container_still_uses_stays_and_the_log_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab = start_lab(tmp_path / "home")
+    docker_client = lab.docker
+    made_here: list[str] = []
+    users_container = None
+    stopped = False
+    try:
+        # An image known by one reference only, so untagging it would delete the image.
+        source = f"labkit-test-inuse:{uuid.uuid4().hex[:8]}"
+        made_here.append(source)
+        build_other_image(docker_client, source)
+        pulled = push_sample(lab, f"inuse-{uuid.uuid4().hex[:6]}", source=source)
+        made_here.append(pulled)
+        untag(docker_client, [source, pulled])
+        assert image_id(docker_client, pulled) is None
+
+        task_arn = run_task(lab, [pulled])
+        wait_for(lambda: last_status(lab, task_arn) == "RUNNING", 90)
+        # The learner makes a container of the agent's image (created, never started).
+        users_container = docker_client.containers.create(pulled, command=["true"])
+
+        with caplog.at_level(logging.WARNING, logger="labkit.sandbox.agent.images"):
+            lab.sandbox.stop()
+        stopped = True
+
+        assert image_id(docker_client, pulled) == users_container.image.id, "forced away"
+        assert f"leaving image {pulled}" in caplog.text
+    finally:
+        if not stopped:
+            lab.sandbox.stop()
+        if users_container is not None:
+            users_container.remove(force=True)
+        untag(docker_client, made_here)
+
+
 def image_id(docker_client: Any, reference: str) -> str | None:
     try:
         return docker_client.images.get(reference).id
@@ -78,14 +116,14 @@ def image_id(docker_client: Any, reference: str) -> str | None:
         return None
 
 
-def push_sample(lab: Lab, repository: str) -> str:
-    """A repository the instance role may pull, holding the sample image; its local tag."""
+def push_sample(lab: Lab, repository: str, source: str = SAMPLE) -> str:
+    """A repository the instance role may pull, holding ``source``; its local tag."""
     ecr = lab.client("ecr")
     uri = ecr.create_repository(repositoryName=repository)["repository"]["repositoryUri"]
     allow_instance_role_to_pull(ecr, repository)
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
-    lab.docker.images.get(SAMPLE).tag(uri, "latest")
+    lab.docker.images.get(source).tag(uri, "latest")
     lab.docker.images.push(uri, tag="latest", auth_config={"username": user, "password": password})
     return f"{uri}:latest"
 
