@@ -32,8 +32,8 @@ class PulledImages:
     def before_pull(self, client: Any, reference: str) -> None:
         """Before pulling ``reference``: the first time, note whether it already exists.
 
-        Under the lock, so two tasks pulling the same new image at once cannot see each
-        other's pull as a reference that was there before.
+        Under the lock, so tasks pulling one reference at once check it once, and that check
+        sees it as it was before any of the agent's pulls.
         """
         with self._lock:
             if reference in self._checked:
