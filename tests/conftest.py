@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +102,8 @@ def untag_at_end(docker_client: Any) -> Iterator[list[str]]:
 
 def untag(docker_client: Any, references: list[str]) -> None:
     """``docker rmi`` each reference a test made (no force; one already gone is fine)."""
+    import warnings
+
     import docker.errors
 
     for reference in references:
