@@ -116,6 +116,30 @@ def docker_client() -> Any:
     return docker.from_env(timeout=120)
 
 
+@pytest.fixture()
+def untag_at_end(docker_client: Any) -> Iterator[list[str]]:
+    """The test appends each local image reference it tags (or pulls anew); they are untagged
+    when it ends, so runs leave no ``127.0.0.1:PORT/...`` tags. Only those: nothing else."""
+    made: list[str] = []
+    yield made
+    untag(docker_client, made)
+
+
+def untag(docker_client: Any, references: list[str]) -> None:
+    """``docker rmi`` each reference a test made (no force; one already gone is fine)."""
+    import warnings
+
+    import docker.errors
+
+    for reference in references:
+        try:
+            docker_client.images.remove(reference)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:  # e.g. a container still uses it: leave it
+            warnings.warn(f"left the test's image tag {reference}: {exc}", stacklevel=1)
+
+
 @pytest.fixture(scope="session")
 def sample_image(docker_client: Any) -> str:
     """The offline sample image, built once: returns its local tag."""

@@ -9,12 +9,14 @@ import base64
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from benchmarks.polling import wait_for
 from labkit.sandbox import lifecycle
+from tests.conftest import untag
 
 pytestmark = pytest.mark.sandbox
 
@@ -52,7 +54,7 @@ def policy_for_instance_role() -> str:
 
 
 @pytest.fixture(scope="module")
-def pushed_image(aws: Any, sample_image: str, docker_client: Any) -> str:
+def pushed_image(aws: Any, sample_image: str, docker_client: Any) -> Iterator[str]:
     ecr = aws("ecr")
     uri = ecr.create_repository(repositoryName=REPO)["repository"]["repositoryUri"]
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
@@ -61,7 +63,8 @@ def pushed_image(aws: Any, sample_image: str, docker_client: Any) -> str:
     docker_client.images.push(
         uri, tag="latest", auth_config={"username": user, "password": password}
     )
-    return f"{uri}:latest"
+    yield f"{uri}:latest"
+    untag(docker_client, [f"{uri}:latest"])  # tagged here, so the agent's pulls leave it
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from labkit.sandbox import lifecycle
 from labkit.sandbox.context import Settings
 from labkit.sandbox.processes import recorded_pid
-from tests.conftest import client_factory, require_data_plane
+from tests.conftest import client_factory, require_data_plane, untag
 
 pytestmark = pytest.mark.sandbox
 
@@ -209,6 +209,7 @@ def test_killed_sandbox_recovers_images_and_leaves_no_orphans(
         assert f"{uri}@{digest}" in pulled.attrs["RepoDigests"]
     finally:
         message = lifecycle.down(settings)
+        untag(docker_client, [f"{settings.registry_host}/survivor:v1"])  # tagged, pulled here
     assert "sandbox process" in message
     assert not lifecycle.status(settings).running
     assert (
@@ -449,6 +450,8 @@ def test_service_survives_down_up_and_a_killed_sandbox(
         print(f"\nup -> page again: after down {after_down:.2f}s, after SIGKILL {after_kill:.2f}s")
     finally:
         lifecycle.down(settings)
+        # A SIGKILLed sandbox cannot untag what its agent pulled; the next one did not make it.
+        untag(docker_client, [f"{settings.registry_host}/survivor:latest"])
     assert (
         docker_client.containers.list(
             all=True, filters={"label": f"labkit.sandbox.home={settings.home}"}

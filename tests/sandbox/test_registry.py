@@ -94,9 +94,10 @@ def test_repository_uri_is_reachable_by_stock_docker(sandbox: Any, repository: d
 
 
 def test_push_without_login_is_refused(
-    repository: dict, sample_image: str, docker_config: Path
+    repository: dict, sample_image: str, docker_config: Path, untag_at_end: list[str]
 ) -> None:
     uri = repository["repositoryUri"]
+    untag_at_end.append(f"{uri}:latest")
     assert docker_cli(docker_config, "tag", sample_image, f"{uri}:latest").returncode == 0
     pushed = docker_cli(docker_config, "push", f"{uri}:latest")
     assert pushed.returncode != 0
@@ -104,9 +105,15 @@ def test_push_without_login_is_refused(
 
 
 def test_login_push_and_describe_images_show_the_true_digest(
-    aws: Any, sandbox: Any, repository: dict, sample_image: str, docker_config: Path
+    aws: Any,
+    sandbox: Any,
+    repository: dict,
+    sample_image: str,
+    docker_config: Path,
+    untag_at_end: list[str],
 ) -> None:
     uri, name = repository["repositoryUri"], repository["repositoryName"]
+    untag_at_end.append(f"{uri}:v1")
     user, password = login_password(aws)
     login = docker_cli(
         docker_config,
@@ -183,9 +190,15 @@ def test_wrong_and_expired_tokens_are_refused(aws: Any, sandbox: Any, docker_con
 
 
 def test_batch_delete_image_and_force_delete_really_delete(
-    aws: Any, sandbox: Any, repository: dict, sample_image: str, docker_config: Path
+    aws: Any,
+    sandbox: Any,
+    repository: dict,
+    sample_image: str,
+    docker_config: Path,
+    untag_at_end: list[str],
 ) -> None:
     uri, name = repository["repositoryUri"], repository["repositoryName"]
+    untag_at_end += [f"{uri}:a", f"{uri}:b"]  # the test removes them too; not if it fails
     user, password = login_password(aws)
     docker_cli(
         docker_config, "login", "-u", user, "--password-stdin", sandbox.registry, stdin=password
@@ -212,9 +225,15 @@ def test_batch_delete_image_and_force_delete_really_delete(
 
 
 def test_delete_repository_without_force_refuses_when_images_exist(
-    aws: Any, sandbox: Any, repository: dict, sample_image: str, docker_config: Path
+    aws: Any,
+    sandbox: Any,
+    repository: dict,
+    sample_image: str,
+    docker_config: Path,
+    untag_at_end: list[str],
 ) -> None:
     uri, name = repository["repositoryUri"], repository["repositoryName"]
+    untag_at_end.append(f"{uri}:latest")
     user, password = login_password(aws)
     docker_cli(
         docker_config, "login", "-u", user, "--password-stdin", sandbox.registry, stdin=password
@@ -278,9 +297,15 @@ def granted(sandbox: Any, repository: str, login: tuple[str, str]) -> list[str]:
 
 
 def test_token_scopes_follow_the_repository_policy_action_by_action(
-    aws: Any, sandbox: Any, repository: dict, sample_image: str, tmp_path: Path
+    aws: Any,
+    sandbox: Any,
+    repository: dict,
+    sample_image: str,
+    tmp_path: Path,
+    untag_at_end: list[str],
 ) -> None:
     uri, name = repository["repositoryUri"], repository["repositoryName"]
+    untag_at_end += [f"{uri}:v1", f"{uri}:by-role"]
     admin = login_password(aws)
     admin_docker, role_docker = tmp_path / "admin", tmp_path / "role"
     docker_cli(

@@ -118,10 +118,11 @@ def test_a_missing_repository_is_named_before_the_policy_is_read(aws: Any) -> No
 
 
 def test_deny_and_conditions_decide_a_real_docker_pull(
-    aws: Any, sandbox: Any, repo: str, sample_image: str, tmp_path: Path
+    aws: Any, sandbox: Any, repo: str, sample_image: str, tmp_path: Path, untag_at_end: list[str]
 ) -> None:
     ecr = aws("ecr")
     uri = ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]["repositoryUri"]
+    untag_at_end.append(f"{uri}:v1")  # tagged, then pulled again as the role
     admin = login_password(aws)
     admin_docker, role_docker = tmp_path / "admin", tmp_path / "role"
     docker_cli(

@@ -137,7 +137,7 @@ def test_sandbox_env_keeps_the_users_no_proxy_and_covers_loopback(proxied: Proxi
 
 
 def test_nothing_reaches_the_proxy_from_api_calls_login_push_and_tasks(
-    proxied: ProxiedSandbox, sample_image: str, tmp_path: Path
+    proxied: ProxiedSandbox, sample_image: str, tmp_path: Path, untag_at_end: list[str]
 ) -> None:
     env = proxied.cli_env
     assert env["HTTP_PROXY"] == proxied.proxy.url  # the learner's proxy is still set
@@ -172,6 +172,7 @@ def test_nothing_reaches_the_proxy_from_api_calls_login_push_and_tasks(
         timeout=60,
     )
     assert login.returncode == 0, login.stderr
+    untag_at_end.append(f"{uri}:v1")
     subprocess.run(["docker", "tag", sample_image, f"{uri}:v1"], check=True, env=docker_env)
     push = subprocess.run(
         ["docker", "push", f"{uri}:v1"], env=docker_env, capture_output=True, text=True, timeout=120
@@ -268,10 +269,11 @@ def _running(ecs: Any, task_arn: str) -> dict | None:
 
 
 def test_network_bindings_report_where_the_port_really_listens(
-    proxied: ProxiedSandbox, sample_image: str, docker_client: Any
+    proxied: ProxiedSandbox, sample_image: str, docker_client: Any, untag_at_end: list[str]
 ) -> None:
     ecr, ecs = _client(proxied, "ecr"), _client(proxied, "ecs")
     uri = ecr.create_repository(repositoryName="bindings")["repository"]["repositoryUri"]
+    untag_at_end.append(f"{uri}:v1")
     allow_instance_role_to_pull(ecr, "bindings")
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker.errors
 from docker.utils import parse_repository_tag
 from moto.core.utils import utcnow
 
+from labkit.sandbox.agent.images import PulledImages
 from labkit.sandbox.agent.table import LaunchError, TaskRecord
 from labkit.sandbox.context import CONTAINER_LABEL, LOOPBACK, SandboxContext
 
@@ -44,6 +45,8 @@ class DockerRuntime:
     """Creates, watches, stops and removes the containers of the agent's tasks."""
 
     ctx: SandboxContext
+    #: The image references this run's pulls created: untagged again at stop.
+    pulled: PulledImages = field(default_factory=PulledImages)
 
     @property
     def available(self) -> bool:
@@ -124,7 +127,8 @@ class DockerRuntime:
         return out
 
     def remove_all(self, known: set[str]) -> None:
-        """Remove the containers ``known`` and any task container a cut-short launch left."""
+        """Remove the containers ``known`` and any task container a cut-short launch left,
+        then the image references the agent's pulls created."""
         client = self.ctx.docker
         if client is None:
             return
@@ -137,6 +141,7 @@ class DockerRuntime:
         for cid in ids:
             with contextlib.suppress(Exception):
                 client.containers.get(cid).remove(force=True)
+        self.pulled.remove_all(client)
 
     def _pull(self, client: Any, image: str) -> str:
         """Pull ``image`` as the container instance role; return the reference to run."""
@@ -160,23 +165,29 @@ class DockerRuntime:
             if self.ctx.registry_credentials is not None:
                 username, password = self.ctx.registry_credentials(principal)
                 auth = {"username": username, "password": password}
+            reference = f"{repo}{_tag_separator(tag)}{tag}"
+            self.pulled.before_pull(client, reference)
             try:
-                _pull_or_fail(client, repo, tag, auth)
+                pulled_id = _pull_or_fail(client, repo, tag, auth)
             except LaunchError as exc:
                 missing = isinstance(exc.__cause__, docker.errors.NotFound)
                 if missing or "manifest unknown" in str(exc):
                     raise LaunchError(missing_image_reason(named, tag)) from exc
                 raise
-            return f"{repo}{_tag_separator(tag)}{tag}"
+            self.pulled.after_pull(reference, pulled_id)
+            return reference
         reference = (
             image if (":" in image.rsplit("/", 1)[-1] or "@" in image) else f"{image}:latest"
         )
         try:
             client.images.get(reference)
             return reference  # a local image (no registry host): nothing to pull
+        except docker.errors.ImageNotFound:
+            self.pulled.claim_new(reference)  # proven missing: the pull creates it
         except Exception:
             pass
-        _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
+        pulled_id = _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
+        self.pulled.after_pull(reference, pulled_id)
         return reference
 
     def _container_args(
@@ -274,11 +285,15 @@ def _stop_container(api: Any, cid: str, stop_signal: str) -> int | None:
     return api.wait(cid, timeout=STOP_WAIT_SECONDS).get("StatusCode")
 
 
-def _pull_or_fail(client: Any, repository: str, tag: str, auth: dict[str, str] | None) -> None:
+def _pull_or_fail(
+    client: Any, repository: str, tag: str, auth: dict[str, str] | None
+) -> str | None:
+    """Pull; return the id of the image the reference now names."""
     try:
-        client.images.pull(repository, tag=tag, auth_config=auth)
+        image = client.images.pull(repository, tag=tag, auth_config=auth)
     except Exception as exc:
         raise LaunchError(f"CannotPullContainerError: {_docker_message(exc)}") from exc
+    return getattr(image, "id", None)
 
 
 def missing_repository_reason(named: str, repository: str, account_id: str) -> str:
