@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -36,11 +37,16 @@ def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
             except OSError:  # closed: the test is over
                 return
 
-    threading.Thread(target=accept, daemon=True).start()
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
     try:
         yield listener.getsockname()[1], accepted
     finally:
+        # shutdown wakes the accept() that close() alone leaves blocked on Linux
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
+        acceptor.join(5)
         for connection in accepted:
             connection.close()
 

@@ -296,17 +296,21 @@ def _hostname(address: str) -> str:
 def _credential_helper_entry(helper: str, host: str) -> str | None:
     """Ask ``docker-credential-<helper>`` for ``host`` as Docker does (``get``, the server
     address on stdin, JSON with ServerURL, Username, Secret on stdout): a short hash of
-    its answer, "none" when it has no login for the host (it exits non-zero) or is not
-    installed, None when it cannot answer (a bad name, no JSON, too slow)."""
+    its answer, "none" when it has no login for the host (it exits non-zero), None when
+    it cannot answer (not found, a bad name, no JSON, too slow)."""
     import hashlib
     import shutil
     import subprocess
+    from pathlib import Path
 
     if not _HELPER_NAME.fullmatch(helper):
         return None
-    program = shutil.which(f"docker-credential-{helper}")
+    name = f"docker-credential-{helper}"
+    # Docker Desktop's per-user install keeps its helpers in ~/.docker/bin, which a
+    # JupyterLab started from the Dock may not have on its PATH.
+    program = shutil.which(name) or shutil.which(name, path=str(Path.home() / ".docker" / "bin"))
     if program is None:
-        return "none"  # Docker could not have stored a login through it either
+        return None  # not found from here: the login cannot be read (not "no login")
     # Today's docker CLI names the host alone; older ones kept what was typed (https://…).
     for server in (host, f"https://{host}"):
         try:

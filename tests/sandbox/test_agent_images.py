@@ -39,17 +39,23 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
         learners = push_sample(lab, f"learners-{uuid.uuid4().hex[:6]}")
         made_here.append(learners)  # tagged before the agent pulls it: the learner's
         retagged = push_sample(lab, f"retagged-{uuid.uuid4().hex[:6]}")
-        repositories += [learners.rsplit(":", 1)[0], retagged.rsplit(":", 1)[0]]
+        same = push_sample(lab, f"same-{uuid.uuid4().hex[:6]}")
+        repositories += [r.rsplit(":", 1)[0] for r in (learners, retagged, same)]
         docker_client.images.remove(retagged)  # so the agent's pull creates it
+        docker_client.images.remove(same)
         sample_id = docker_client.images.get(SAMPLE).id
 
-        task_arn = run_task(lab, [pulled, learners, retagged])
+        task_arn = run_task(lab, [pulled, learners, retagged, same])
         wait_for(lambda: last_status(lab, task_arn) == "RUNNING", 90)
         assert image_id(docker_client, pulled) == sample_id
         assert image_id(docker_client, retagged) == sample_id
-        # Meanwhile the learner points one of the agent's references at another image.
+        # Meanwhile the learner points one of the agent's references at another image...
         other_id = build_other_image(docker_client, retagged)
         made_here.append(retagged)
+        # ... and tags the very image the agent pulled under another (Task 2's step 22
+        # after a catch-up): the same image id, but now the learner's tag too.
+        docker_client.images.get(SAMPLE).tag(same)
+        made_here.append(same)
 
         lab.sandbox.stop()
         stopped = True
@@ -57,6 +63,7 @@ def test_stopping_untags_what_the_agent_pulled_and_nothing_else(tmp_path: Path) 
         assert image_id(docker_client, pulled) is None, "the agent's pulled tag stayed"
         assert image_id(docker_client, learners) == sample_id, "the learner's tag was removed"
         assert image_id(docker_client, retagged) == other_id, "a re-pointed tag was removed"
+        assert image_id(docker_client, same) == sample_id, "the learner's re-tag was removed"
         assert image_id(docker_client, SAMPLE) == sample_id
     finally:
         if not stopped:
@@ -101,6 +108,7 @@ def test_an_image_a_container_still_uses_stays_and_the_log_says_why(
 
         assert image_id(docker_client, pulled) == users_container.image.id, "forced away"
         assert f"leaving image {pulled}" in caplog.text
+        assert "container" in caplog.text  # Docker's 409: a container uses it
     finally:
         if not stopped:
             lab.sandbox.stop()

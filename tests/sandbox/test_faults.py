@@ -247,7 +247,7 @@ def test_a_registry_that_never_answers_is_ecrs_server_error_after_one_timeout(
     from tests.conftest import silent_server
 
     sandbox = lab.sandbox
-    ecr = boto3.client(  # as Sandbox.client, but one attempt: botocore retries a 500
+    ecr = boto3.client(  # as Sandbox.client, but one attempt: each attempt waits the timeout
         "ecr",
         endpoint_url=sandbox.settings.api_url,
         region_name=sandbox.settings.region,

@@ -75,9 +75,24 @@ def test_a_credential_stored_under_https_is_found(docker_config: Path, helper_fo
     assert task2._docker_login_entry(HOST).startswith(f"helper:{HELPER}:")
 
 
-def test_a_missing_helper_means_no_login(docker_config: Path) -> None:
+def test_a_helper_not_found_means_the_login_cannot_be_read(
+    docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "no login": a JupyterLab started from the Dock may lack the helper's folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     _write_config(docker_config, {"credsStore": "labkit-not-installed", "auths": {HOST: {}}})
-    assert task2._docker_login_entry(HOST) == "none"
+    assert task2._docker_login_entry(HOST) is None
+
+
+def test_a_helper_in_docker_desktops_user_folder_is_found(
+    docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    install_credential_helper(home / ".docker" / "bin", HELPER)
+    monkeypatch.setenv("HOME", str(home))
+    _write_config(docker_config, {"credsStore": HELPER})
+    store_credential(home / ".docker" / "bin", HELPER, HOST, "AWS", "a-token-0123456789")
+    assert task2._docker_login_entry(HOST).startswith(f"helper:{HELPER}:")
 
 
 def test_a_helper_that_never_answers_is_given_up_on(

@@ -1,6 +1,7 @@
-"""PulledImages' bookkeeping over a Docker image store held in a dict: one existence check
-per reference and run, and concurrent first pulls of one reference still count as the
-agent's. The real Docker effects are tested in tests/sandbox/test_agent_images.py."""
+"""PulledImages' bookkeeping over a Docker image store held in a dict, with its event log:
+one existence check per reference and run, concurrent first pulls of one reference still
+count as the agent's, and a reference someone else tagged or pulled since (or whose history
+is gone) stays. The real Docker effects are tested in tests/sandbox/test_agent_images.py."""
 
 from __future__ import annotations
 
@@ -21,10 +22,32 @@ class ImageStore:
     refs: dict[str, str] = field(default_factory=dict)
     lookups: int = 0
     removed: list[str] = field(default_factory=list)
+    #: Docker's image events, as ``GET /events`` returns them
+    log: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def images(self) -> ImageStore:
         return self
+
+    @property
+    def api(self) -> ImageStore:
+        return self
+
+    def events(self, **_: Any) -> list[dict[str, Any]]:
+        return list(self.log)
+
+    def info(self) -> dict[str, Any]:
+        return {"SystemTime": "2026-12-05T08:30:00.123456789Z"}
+
+    def pulled(self, reference: str, image: str) -> None:
+        self.refs[reference] = image
+        self.log.append({"Action": "pull", "Actor": {"ID": reference}})
+
+    def tag(self, reference: str, image: str) -> None:
+        self.refs[reference] = image
+        self.log.append(
+            {"Action": "tag", "Actor": {"ID": image, "Attributes": {"name": reference}}}
+        )
 
     def get(self, reference: str) -> Any:
         self.lookups += 1
@@ -40,7 +63,7 @@ class ImageStore:
 
 def pull(pulled: PulledImages, store: ImageStore, reference: str, image: str) -> None:
     pulled.before_pull(store, reference)
-    store.refs[reference] = image
+    store.pulled(reference, image)
     pulled.after_pull(reference, image)
 
 
@@ -73,7 +96,26 @@ def test_a_reference_there_before_or_repointed_since_stays() -> None:
     pulled = PulledImages()
     pull(pulled, store, "127.0.0.1:5000/mine:latest", "sha256:a")  # the learner's tag
     pull(pulled, store, "127.0.0.1:5000/web:latest", "sha256:a")
-    store.refs["127.0.0.1:5000/web:latest"] = "sha256:retagged"  # docker tag by the learner
+    store.tag("127.0.0.1:5000/web:latest", "sha256:retagged")  # docker tag by the learner
     pulled.remove_all(store)
     assert store.removed == []
     assert set(store.refs) == {"127.0.0.1:5000/mine:latest", "127.0.0.1:5000/web:latest"}
+
+
+def test_the_same_image_tagged_or_pulled_by_the_learner_after_the_agent_stays() -> None:
+    store, pulled = ImageStore(), PulledImages()
+    pull(pulled, store, "127.0.0.1:5000/tagged:latest", "sha256:a")
+    pull(pulled, store, "127.0.0.1:5000/pulled:latest", "sha256:a")
+    pull(pulled, store, "127.0.0.1:5000/agents:latest", "sha256:a")
+    store.tag("127.0.0.1:5000/tagged:latest", "sha256:a")  # step 22 after a catch-up
+    store.pulled("127.0.0.1:5000/pulled:latest", "sha256:a")  # the learner's docker pull
+    pulled.remove_all(store)
+    assert store.removed == ["127.0.0.1:5000/agents:latest"]
+
+
+def test_a_history_that_no_longer_reaches_the_agents_pull_proves_nothing() -> None:
+    store, pulled = ImageStore(), PulledImages()
+    pull(pulled, store, "127.0.0.1:5000/web:latest", "sha256:a")
+    store.log.clear()  # Docker keeps the latest few hundred events only
+    pulled.remove_all(store)
+    assert store.removed == []

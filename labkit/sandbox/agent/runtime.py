@@ -101,16 +101,22 @@ class DockerRuntime:
 
     def stop(self, rec: TaskRecord) -> None:
         """Stop and remove the task's containers, keeping their exit codes."""
+        if not rec.containers or self.ctx.docker is None:
+            return
         api = self.ctx.docker.api
         for name, cid in rec.containers.items():
             try:
                 exit_code = _stop_container(api, cid, rec.stop_signals.get(cid, "SIGTERM"))
                 if name not in rec.exit_codes and exit_code is not None:
                     rec.exit_codes[name] = exit_code
+            except Exception as exc:
+                if not _gone(exc):
+                    log.warning("stopping container %s: %s", cid, exc)
+            try:  # whatever the stop said: a STOPPED task keeps no container
                 api.remove_container(cid, force=True)
             except Exception as exc:
-                if "No such container" not in str(exc) and "404" not in str(exc):
-                    log.warning("stopping container %s: %s", cid, exc)
+                if not _gone(exc):
+                    log.warning("removing container %s: %s", cid, exc)
 
     def states(self) -> dict[str, tuple[str, int | None]] | None:
         """Container id -> (state, exit code) of the sandbox's containers; None if Docker
@@ -182,12 +188,10 @@ class DockerRuntime:
         try:
             client.images.get(reference)
             return reference  # a local image (no registry host): nothing to pull
-        except docker.errors.ImageNotFound:
-            self.pulled.claim_new(reference)  # proven missing: the pull creates it
         except Exception:
             pass
-        pulled_id = _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
-        self.pulled.after_pull(reference, pulled_id)
+        # Not untagged at stop: an image from a public registry serves the next run too.
+        _pull_or_fail(client, f"{host}/{path}" if host else path, tag, None)
         return reference
 
     def _container_args(
@@ -282,7 +286,18 @@ def _stop_container(api: Any, cid: str, stop_signal: str) -> int | None:
         pass
     with contextlib.suppress(docker.errors.APIError):  # it exited meanwhile
         api.kill(cid)
-    return api.wait(cid, timeout=STOP_WAIT_SECONDS).get("StatusCode")
+    try:
+        return api.wait(cid, timeout=STOP_WAIT_SECONDS).get("StatusCode")
+    except docker.errors.NotFound:
+        raise
+    except Exception:  # Docker is slow to say: ask for the state it has
+        state = api.inspect_container(cid).get("State") or {}
+        return None if state.get("Running") else state.get("ExitCode")
+
+
+def _gone(exc: Exception) -> bool:
+    """Docker says the container no longer exists."""
+    return isinstance(exc, docker.errors.NotFound) or "No such container" in str(exc)
 
 
 def _pull_or_fail(
