@@ -159,5 +159,8 @@ def last_status(lab: Lab, task_arn: str) -> str:
 def build_other_image(docker_client: Any, reference: str) -> str:
     """Build a different image (the sample plus a label) tagged ``reference``; its id."""
     dockerfile = f"FROM {SAMPLE}\nLABEL labkit.test=retagged-{uuid.uuid4().hex}\n"
-    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=reference)
+    # rm/forcerm: the classic builder otherwise keeps its intermediate container
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=reference, rm=True, forcerm=True
+    )
     return image.id
